@@ -1,0 +1,1 @@
+"""User-space agent programs, written only against `kernel.syscall.AgentContext`."""

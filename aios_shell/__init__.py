@@ -1,0 +1,3 @@
+"""User space front ends: the typer CLI, the prompt-toolkit shell and rich rendering."""
+
+__version__ = "0.1.0"

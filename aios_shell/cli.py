@@ -1,0 +1,116 @@
+"""`aios`: the shell (no arguments), `aios -c 'CMD; CMD'`, `aios FILE`, or one-shot `aios CMD ARGS…`.
+
+Exit codes: 0 ok, 1 failure, 2 usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from aios_shell import __version__
+from aios_shell.render import make_console
+from kernel.kernel import KernelConfig, boot
+from kernel.llm.backend import BackendError
+from kernel.llm.factory import BACKENDS
+from kernel.storage import StorageError
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"aios {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "allow_interspersed_args": False},
+    help="aios — an agent operating system. With no arguments, an interactive shell.",
+)
+def aios(
+    args: Optional[list[str]] = typer.Argument(None, help="a script FILE, or a COMMAND and its arguments"),  # noqa: UP045
+    command: Optional[str] = typer.Option(None, "-c", help="run these shell commands and exit"),  # noqa: UP045
+    backend: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--backend", "-b", help=f"model backend: {'|'.join(BACKENDS)} (env AIOS_BACKEND)"
+    ),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model name (env AIOS_MODEL)"),  # noqa: UP045
+    slots: Optional[int] = typer.Option(None, "--slots", "-P", min=1, help="model calls served at once"),  # noqa: UP045
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="act as this aios user"),  # noqa: UP045
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+) -> None:
+    if backend is not None and backend.lower() not in BACKENDS:
+        raise typer.BadParameter(f"'{backend}' is not one of {', '.join(BACKENDS)}", param_hint="--backend")
+    config = KernelConfig()
+    if backend:
+        config.backend = backend.lower()
+    if model:
+        config.model = model
+    if slots:
+        config.slots = slots
+    if user:
+        config.user = user
+    code = asyncio.run(_main(config, command, list(args or [])))
+    raise typer.Exit(code)
+
+
+async def _main(config: KernelConfig, command: str | None, args: list[str]) -> int:
+    err = make_console(stderr=True)
+    try:
+        kernel = await boot(config)
+    except (BackendError, StorageError) as exc:
+        err.print(f"aios: {exc}", markup=False, highlight=False)
+        return 1
+    from aios_shell.shell import Shell
+
+    try:
+        if command is None and not args:
+            from aios_shell.repl import Repl
+
+            return await Repl(kernel).run()
+        shell = Shell(kernel)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, shell.interrupt)
+        try:
+            if command is not None:
+                status = await shell.run_script(command)
+            elif args and _is_script(args[0]):
+                try:
+                    text = Path(args[0]).read_text()
+                except (OSError, UnicodeDecodeError) as exc:
+                    err.print(f"aios: {args[0]}: {exc}", markup=False, highlight=False)
+                    return 1
+                status = await shell.run_script(text)
+            else:
+                status = await shell.execute(args)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+        if shell.interrupted:
+            return 130
+        return status
+    finally:
+        await kernel.shutdown()
+
+
+def _is_script(arg: str) -> bool:
+    from commands.registry import lookup
+
+    return lookup(arg) is None and (os.path.sep in arg or Path(arg).is_file())
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app(prog_name="aios")
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

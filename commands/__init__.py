@@ -1,0 +1,1 @@
+"""Shell commands, one module each, declared once in `commands.registry`."""

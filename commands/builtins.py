@@ -1,0 +1,63 @@
+"""Small shell builtins: help, exit, echo, true, false, sleep."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import TYPE_CHECKING
+
+from commands.registry import ArgParser, UsageError, command, load_all, lookup
+
+if TYPE_CHECKING:
+    from aios_shell.shell import Shell
+
+
+@command("help", "list the commands, or show how to use one", usage="help [COMMAND]",
+         args=lambda p: p.add_argument("name", nargs="?", help="a command"))
+async def help_(sh: Shell, args: argparse.Namespace) -> int:
+    if args.name:
+        spec = lookup(args.name)
+        if spec is None:
+            raise UsageError(f"{args.name}: no such command")
+        sh.print(spec.help())
+        return 0
+    seen = {}
+    for name, spec in sorted(load_all().items()):
+        seen.setdefault(spec.name, spec)
+    rows = [[spec.parser.usage or spec.name, spec.summary] for spec in seen.values()]
+    sh.table(["COMMAND", "WHAT IT DOES"], rows)
+    sh.print("Agents: chat. `help COMMAND` for details; `CMD --json` prints JSON where a table is shown.")
+    return 0
+
+
+@command("exit", "leave the shell (agents still running are hung up)", usage="exit [N]",
+         args=lambda p: p.add_argument("code", nargs="?", type=int, help="exit status (default: $?)"))
+async def exit_(sh: Shell, args: argparse.Namespace) -> int:
+    code = sh.status if args.code is None else args.code & 0xFF
+    sh.exit_code = code
+    return code
+
+
+@command("echo", "print its arguments", usage="echo [ARG…]", raw_args=True)
+async def echo(sh: Shell, args: argparse.Namespace) -> int:
+    sh.print(" ".join(args.argv))
+    return 0
+
+
+@command("true", "do nothing, successfully", usage="true", raw_args=True)
+async def true(sh: Shell, args: argparse.Namespace) -> int:
+    return 0
+
+
+@command("false", "do nothing, unsuccessfully", usage="false", raw_args=True)
+async def false(sh: Shell, args: argparse.Namespace) -> int:
+    return 1
+
+
+@command("sleep", "wait a number of seconds (agents keep running)", usage="sleep SECONDS",
+         args=lambda p: p.add_argument("seconds", type=float))
+async def sleep(sh: Shell, args: argparse.Namespace) -> int:
+    if args.seconds < 0:
+        raise UsageError("seconds must not be negative")
+    await asyncio.sleep(args.seconds)
+    return 0

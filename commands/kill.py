@@ -1,0 +1,84 @@
+"""kill [-SIGNAL | -s SIGNAL | -l] PID… — send a signal to processes."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from commands.registry import ArgParser, UsageError, command
+from kernel.errors import KernelError
+from kernel.process import NoSuchSignal, Signal, parse_signal
+
+if TYPE_CHECKING:
+    from aios_shell.shell import Shell
+
+
+def _args(p: ArgParser) -> None:
+    p.add_argument("-s", metavar="SIGNAL", help="signal name or number (default TERM)")
+    p.add_argument("-l", action="store_true", help="list the signal names")
+    p.add_argument("pid", nargs="*", help="process ids, or %%N for job N")
+    p.epilog = ("signals: TERM (default: cancel, KILL after a grace period), KILL (at once), "
+                "STOP (hold its model calls), CONT (resume), HUP, INT")
+
+
+def parse_kill_args(argv: list[str]) -> tuple[Signal, list[str], bool]:
+    sig, pids, listing = Signal.TERM, [], False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            pids.extend(argv[i + 1 :])
+            break
+        if arg == "-l":
+            listing = True
+        elif arg in ("-s", "-n"):
+            if i + 1 >= len(argv):
+                raise UsageError(f"option {arg} needs a signal")
+            i += 1
+            sig = _signal(argv[i])
+        elif arg.startswith("-") and len(arg) > 1 and not pids:
+            sig = _signal(arg[1:])
+        else:
+            pids.append(arg)
+        i += 1
+    return sig, pids, listing
+
+
+def _signal(spec: str) -> Signal:
+    try:
+        return parse_signal(spec)
+    except NoSuchSignal as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parse_pid(sh: Shell, text: str) -> int:
+    """A pid, or a job spec `%N`."""
+    if text.startswith("%"):
+        job = sh.jobs.get(int(text[1:])) if text[1:].isdigit() else None
+        if job is None:
+            raise UsageError(f"{text}: no such job")
+        return job.pid
+    if not text.isdigit():
+        raise UsageError(f"{text}: arguments must be process or job IDs")
+    return int(text)
+
+
+@command("kill", "send a signal to processes (default TERM)",
+         usage="kill [-s SIGNAL | -SIGNAL] PID…  |  kill -l", args=_args, raw_args=True,
+         examples=("kill 12", "kill -9 12", "kill -STOP 12; kill -CONT 12", "kill -l"))
+async def kill(sh: Shell, args: argparse.Namespace) -> int:
+    sig, targets, listing = parse_kill_args(args.argv)
+    if listing:
+        sh.print("  ".join(f"{int(s):>2}) {s.signame}" for s in Signal))
+        return 0
+    if not targets:
+        raise UsageError("missing process id")
+    pids = [parse_pid(sh, t) for t in targets]
+    status = 0
+    for pid in pids:
+        try:
+            sh.kernel.signal(pid, sig)
+        except KernelError as exc:
+            sh.error(f"kill: {exc}")
+            status = 1
+    return status

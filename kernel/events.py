@@ -1,0 +1,210 @@
+"""Typed kernel events and the bus that carries them to storage and user space.
+
+The kernel publishes; the shell, the monitor and the storage writer subscribe.
+Nobody polls kernel internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every kernel event; `ts` is wall-clock seconds."""
+
+    ts: float = field(default_factory=time.time, kw_only=True)
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class ProcessSpawned(Event):
+    pid: int
+    ppid: int
+    user: str
+    program: str
+    argv: tuple[str, ...]
+    nice: int
+
+
+@dataclass(frozen=True)
+class ProcessStateChanged(Event):
+    pid: int
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class ProcessExited(Event):
+    pid: int
+    status: str
+    exit_code: int
+    signal: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SignalDelivered(Event):
+    pid: int
+    signal: int
+    name: str
+    sender: str
+
+
+@dataclass(frozen=True)
+class ProcessReniced(Event):
+    pid: int
+    old: int
+    new: int
+
+
+@dataclass(frozen=True)
+class ProcessOutput(Event):
+    """Text a process wrote to its standard output (agent answers, messages)."""
+
+    pid: int
+    text: str
+
+
+@dataclass(frozen=True)
+class SyscallQueued(Event):
+    pid: int
+    sid: int
+    call: str
+
+
+@dataclass(frozen=True)
+class SyscallDispatched(Event):
+    pid: int
+    sid: int
+    slot: int
+
+
+@dataclass(frozen=True)
+class SyscallPreempted(Event):
+    pid: int
+    sid: int
+    reason: str
+    partial_tokens: int
+
+
+@dataclass(frozen=True)
+class TokenGenerated(Event):
+    pid: int
+    sid: int
+    text: str
+
+
+@dataclass(frozen=True)
+class SyscallDone(Event):
+    pid: int
+    sid: int
+    call: str
+    ok: bool
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wait_s: float = 0.0
+    service_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageLogged(Event):
+    """One turn of a process's conversation with the model."""
+
+    pid: int
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class SchedulerChanged(Event):
+    policy: str
+    slots: int
+
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[Event], None]
+
+
+class Subscription:
+    """An async iterator over events, fed by the bus; bounded, drops the oldest when full."""
+
+    def __init__(self, bus: EventBus, types: tuple[type[Event], ...], maxsize: int) -> None:
+        self._bus = bus
+        self.types = types
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def _offer(self, event: Event) -> None:
+        if self.types and not isinstance(event, self.types):
+            return
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(event)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.queue.get()
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self._bus._subs.discard(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    """Synchronous publish, asynchronous or callback delivery.
+
+    `publish` never blocks and never raises because of a subscriber: a failing
+    handler is counted in `handler_errors` and the others still run.
+    """
+
+    def __init__(self) -> None:
+        self._handlers: list[tuple[tuple[type[Event], ...], Handler]] = []
+        self._subs: set[Subscription] = set()
+        self.handler_errors = 0
+        self.last_handler_error: BaseException | None = None
+
+    def on(self, handler: Handler, *types: type[Event]) -> Callable[[], None]:
+        """Call `handler(event)` synchronously for each event of `types` (all if none)."""
+        entry = (types, handler)
+        self._handlers.append(entry)
+        return lambda: self._handlers.remove(entry)
+
+    def subscribe(self, *types: type[Event], maxsize: int = 10_000) -> Subscription:
+        sub = Subscription(self, types, maxsize)
+        self._subs.add(sub)
+        return sub
+
+    def publish(self, event: Event) -> None:
+        for types, handler in list(self._handlers):
+            if types and not isinstance(event, types):
+                continue
+            try:
+                handler(event)
+            except Exception as exc:  # a subscriber must not break the kernel
+                self.handler_errors += 1
+                self.last_handler_error = exc
+        for sub in list(self._subs):
+            sub._offer(event)

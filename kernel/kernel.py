@@ -1,0 +1,381 @@
+"""The Kernel: boots the subsystems and is the only entry point user space uses.
+
+`boot()` is the one factory, used by the CLI, the shell and the tests alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from kernel.errors import InvalidArgument, NoSuchProcess, PermissionDenied
+from kernel.events import (
+    EventBus,
+    MessageLogged,
+    ProcessExited,
+    ProcessOutput,
+    ProcessReniced,
+    ProcessSpawned,
+    ProcessStateChanged,
+    SignalDelivered,
+    SyscallDone,
+)
+from kernel.llm import Backend, LLMRequest, create_backend
+from kernel.process import Process, ProcessTable, Signal, State
+from kernel.programs import Program, load
+from kernel.scheduler import Dispatcher
+from kernel.storage import Storage, default_home
+from kernel.syscall import AgentContext, LLMCall, LLMResult
+
+NICE_MIN, NICE_MAX = -20, 19
+OUTPUT_KEEP = 2000  # output pieces kept in memory per process
+
+
+def current_user() -> str:
+    try:
+        return os.environ.get("AIOS_USER") or getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "user"
+
+
+@dataclass
+class KernelConfig:
+    home: Path = field(default_factory=default_home)
+    backend: str = field(default_factory=lambda: os.environ.get("AIOS_BACKEND", "auto"))
+    model: str | None = field(default_factory=lambda: os.environ.get("AIOS_MODEL") or None)
+    slots: int | None = None
+    user: str = field(default_factory=current_user)
+    admins: frozenset[str] = frozenset({"root"})
+    seed: int = 0
+    term_grace: float = 2.0
+
+
+class Kernel:
+    def __init__(self, config: KernelConfig, backend: Backend | None = None) -> None:
+        self.config = config
+        self.bus = EventBus()
+        self.procs = ProcessTable()
+        self.storage = Storage(config.home)
+        self.bus.on(self.storage.record)
+        self.backend: Backend = backend or create_backend(
+            config.backend, config.model, config.slots, seed=config.seed
+        )
+        self.dispatcher = Dispatcher(self, self.backend)
+        self.boot_time = time.time()
+        self.lost_at_boot: list[int] = []
+        self._sids = itertools.count(1)
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> Kernel:
+        me = os.getpid()
+        self.lost_at_boot = self.storage.mark_lost(lambda pid: pid != me and psutil.pid_exists(pid))
+        await self.backend.start()
+        self._started = True
+        return self
+
+    async def shutdown(self) -> None:
+        """Hang up every live process (SIGHUP, then SIGKILL after the grace period) and close."""
+        for proc in self.procs.alive():
+            self.signal(proc.pid, Signal.HUP, sender=proc.user)
+        alive = [p.exited.wait() for p in self.procs.alive()]
+        if alive:
+            await asyncio.wait([asyncio.ensure_future(a) for a in alive], timeout=self.config.term_grace)
+        for proc in self.procs.alive():
+            self.signal(proc.pid, Signal.KILL, sender=proc.user)
+        await self.dispatcher.drain()
+        await self.backend.close()
+        self.storage.close()
+
+    async def __aenter__(self) -> Kernel:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    # -- users ----------------------------------------------------------------------------------------
+    @property
+    def user(self) -> str:
+        return self.config.user
+
+    def is_admin(self, user: str) -> bool:
+        return user in self.config.admins
+
+    def _check_owner(self, proc: Process, sender: str, what: str) -> None:
+        if sender != proc.user and not self.is_admin(sender):
+            raise PermissionDenied(f"({proc.pid}) - Operation not permitted: {sender} may not {what} {proc.user}'s process")
+
+    # -- processes ------------------------------------------------------------------------------------
+    def spawn(
+        self,
+        program: str,
+        argv: tuple[str, ...] | list[str] = (),
+        *,
+        nice: int = 0,
+        user: str | None = None,
+        ppid: int = 0,
+    ) -> Process:
+        """Start agent `program` with `argv`; returns at once with the new process."""
+        main = load(program, self.config.home)
+        user = user or self.user
+        nice = self._check_nice(nice)
+        if nice < 0 and not self.is_admin(user):
+            raise PermissionDenied(f"cannot set nice {nice}: only an admin may raise priority")
+        proc = Process(
+            pid=self.storage.allocate_pid(), ppid=ppid, user=user, program=program,
+            argv=tuple(argv), nice=nice, kernel_pid=os.getpid(),
+        )
+        self.procs.add(proc)
+        self.storage.save_process(proc)
+        self.bus.publish(ProcessSpawned(pid=proc.pid, ppid=ppid, user=user, program=program,
+                                        argv=proc.argv, nice=nice))
+        proc.task = asyncio.get_running_loop().create_task(self._run(proc, main), name=f"pid-{proc.pid}")
+        proc.task.add_done_callback(lambda _task: self._reap(proc))
+        return proc
+
+    def _reap(self, proc: Process) -> None:
+        """The task ended without the process exiting: cancelled before it ever ran."""
+        if proc.alive:
+            self._exit(proc, signal=proc.pending_signal or Signal.KILL)
+
+    def get(self, pid: int) -> Process:
+        proc = self.procs.get(pid)
+        if proc is None:
+            raise NoSuchProcess(pid)
+        return proc
+
+    def lookup(self, pid: int) -> Process:
+        """A process of this kernel or, failing that, of an earlier run (from the database)."""
+        if proc := self.procs.get(pid):
+            return proc
+        rows = self.storage.process_rows([pid])
+        if not rows:
+            raise NoSuchProcess(pid)
+        return Process.from_record(rows[0])
+
+    def ps(self, all: bool = False) -> list[Process]:
+        """Live processes of this kernel; with `all`, every process this AIOS_HOME has seen."""
+        if not all:
+            return self.procs.alive()
+        mine = {p.pid: p for p in self.procs}
+        history = [Process.from_record(r) for r in self.storage.process_rows() if r["pid"] not in mine]
+        return sorted([*history, *mine.values()], key=lambda p: p.pid)
+
+    async def wait(self, pid: int) -> Process:
+        proc = self.get(pid)
+        await proc.exited.wait()
+        return proc
+
+    async def _run(self, proc: Process, main: Program) -> None:
+        try:
+            await proc.resumed.wait()  # stopped before it started
+            proc.started_at = time.time()
+            self.set_state(proc, State.RUNNING)
+            code = await main(AgentContext(self, proc))
+            self._exit(proc, code=int(code or 0))
+        except asyncio.CancelledError:
+            self._exit(proc, signal=proc.pending_signal or Signal.KILL)
+        except Exception as exc:  # the agent failed; the kernel and the others go on
+            error = str(exc) if exc.__class__.__module__.startswith("kernel") else f"{type(exc).__name__}: {exc}"
+            self._exit(proc, code=1, error=error)
+
+    def _exit(self, proc: Process, code: int = 0, signal: Signal | None = None, error: str | None = None) -> None:
+        if not proc.alive:
+            return
+        self.dispatcher.cancel_pid(proc.pid)
+        old = proc.status
+        proc.state, proc.waiting_on = State.EXITED, None
+        proc.term_signal = int(signal) if signal is not None else None
+        proc.exit_code = 128 + int(signal) if signal is not None else code
+        proc.error = error
+        proc.ended_at = time.time()
+        proc.resumed.set()
+        self.storage.save_process(proc)
+        self.bus.publish(ProcessStateChanged(pid=proc.pid, old=old, new=proc.status))
+        self.bus.publish(ProcessExited(pid=proc.pid, status=proc.status, exit_code=proc.exit_code,
+                                       signal=proc.term_signal, error=error))
+        proc.exited.set()
+
+    def set_state(self, proc: Process, state: State, waiting_on: str | None = None) -> None:
+        """Move a process to `state`; a stopped process only remembers where to go on CONT."""
+        if not proc.alive:
+            return
+        if proc.state is State.STOPPED and state is not State.STOPPED:
+            proc.state_before_stop, proc.waiting_before_stop = state, waiting_on
+            return
+        self._transition(proc, state, waiting_on)
+
+    def _transition(self, proc: Process, state: State, waiting_on: str | None = None) -> None:
+        old = proc.status
+        proc.state, proc.waiting_on = state, waiting_on if state is State.WAITING else None
+        if proc.status != old:
+            self.storage.save_process(proc)
+            self.bus.publish(ProcessStateChanged(pid=proc.pid, old=old, new=proc.status))
+
+    # -- signals ----------------------------------------------------------------------------------
+    def signal(self, pid: int, sig: Signal, sender: str | None = None) -> Process:
+        proc = self.get(pid)
+        if not proc.alive:
+            raise NoSuchProcess(pid)
+        sender = sender or self.user
+        self._check_owner(proc, sender, "signal")
+        self.bus.publish(SignalDelivered(pid=pid, signal=int(sig), name=sig.signame, sender=sender))
+        if sig is Signal.KILL:
+            proc.pending_signal = sig
+            self._exit(proc, signal=sig)  # at once: no token of this process after this line
+            if proc.task is not None:
+                proc.task.cancel()
+        elif sig is Signal.STOP:
+            if proc.state is not State.STOPPED:
+                proc.state_before_stop, proc.waiting_before_stop = proc.state, proc.waiting_on
+                proc.resumed.clear()
+                self._transition(proc, State.STOPPED)
+                self.dispatcher.hold(pid)
+        elif sig is Signal.CONT:
+            self._continue(proc)
+        else:  # TERM, HUP, INT: cancel now, KILL after the grace period
+            proc.pending_signal = sig
+            self.dispatcher.cancel_pid(pid)
+            if proc.state is State.STOPPED:
+                self._continue(proc)
+            if proc.task is not None:
+                proc.task.cancel()
+            asyncio.get_running_loop().call_later(self.config.term_grace, self._force_kill, proc)
+        return proc
+
+    def _continue(self, proc: Process) -> None:
+        if proc.state is not State.STOPPED:
+            return
+        state = proc.state_before_stop or State.READY
+        self._transition(proc, state, proc.waiting_before_stop)
+        proc.state_before_stop = proc.waiting_before_stop = None
+        proc.resumed.set()
+        self.dispatcher.release(proc.pid)
+
+    def _force_kill(self, proc: Process) -> None:
+        if proc.alive:
+            self.signal(proc.pid, Signal.KILL, sender=proc.user)
+
+    @staticmethod
+    def _check_nice(nice: Any) -> int:
+        try:
+            value = int(nice)
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"{nice}: invalid priority (an integer from -20 to 19)") from None
+        return max(NICE_MIN, min(NICE_MAX, value))
+
+    def renice(self, pid: int, nice: int, sender: str | None = None) -> Process:
+        proc = self.get(pid)
+        if not proc.alive:
+            raise NoSuchProcess(pid)
+        sender = sender or self.user
+        self._check_owner(proc, sender, "renice")
+        new = self._check_nice(nice)
+        if new < proc.nice and not self.is_admin(sender):
+            raise PermissionDenied(f"({pid}) - Permission denied: only an admin may lower nice ({proc.nice} → {new})")
+        old, proc.nice = proc.nice, new
+        self.storage.save_process(proc)
+        self.bus.publish(ProcessReniced(pid=pid, old=old, new=new))
+        return proc
+
+    # -- syscalls -----------------------------------------------------------------------------------
+    async def _gate(self, proc: Process) -> None:
+        """Every syscall starts here: a stopped process waits, a dead one goes no further."""
+        await proc.resumed.wait()
+        if not proc.alive:
+            raise asyncio.CancelledError
+
+    async def syscall_llm(self, proc: Process, request: LLMRequest, echo: bool = False) -> LLMResult:
+        await self._gate(proc)
+        proc.syscalls += 1
+        call = LLMCall(sid=next(self._sids), proc=proc, request=request, echo=echo)
+        if request.messages and request.messages[-1].get("role") in ("user", "tool"):
+            last = request.messages[-1]
+            self.bus.publish(MessageLogged(pid=proc.pid, role=last["role"], content=str(last.get("content", ""))))
+        self.dispatcher.submit(call)
+        try:
+            return await call.future
+        except asyncio.CancelledError:
+            self.dispatcher.cancel(call)
+            raise
+        finally:
+            self.set_state(proc, State.RUNNING)
+
+    def finish_llm(self, call: LLMCall, result: LLMResult | None = None, error: BaseException | None = None) -> None:
+        """The dispatcher hands back a finished call: account for it and wake the process."""
+        proc = call.proc
+        call.done_at = time.time()
+        proc.llm_time += call.service_s
+        proc.queue_wait += call.wait_s
+        if result is not None:
+            proc.prompt_tokens += result.prompt_tokens
+            proc.completion_tokens += result.completion_tokens
+            proc.ctx_tokens = result.prompt_tokens + result.completion_tokens
+            self.bus.publish(MessageLogged(pid=proc.pid, role="assistant", content=result.text))
+        self.bus.publish(SyscallDone(
+            pid=proc.pid, sid=call.sid, call="llm", ok=error is None,
+            prompt_tokens=result.prompt_tokens if result else 0,
+            completion_tokens=result.completion_tokens if result else 0,
+            wait_s=call.wait_s, service_s=call.service_s, error=str(error) if error else None,
+        ))
+        self.storage.save_process(proc)
+        if call.future.done():
+            return
+        if error is not None:
+            call.future.set_exception(error)
+        else:
+            call.future.set_result(result)
+
+    def account_cancelled(self, call: LLMCall) -> None:
+        """Count what a call used before it was cancelled (a killed call still cost tokens)."""
+        if call.cancelled:
+            return
+        proc = call.proc
+        if call.chunks:
+            proc.completion_tokens += call.chunks
+            proc.prompt_tokens += sum(self.backend.count_tokens(str(m.get("content", "")))
+                                      for m in call.request.messages)
+        proc.llm_time += call.service_s
+        proc.queue_wait += call.wait_s
+
+    async def syscall_write(self, proc: Process, text: str) -> None:
+        await self._gate(proc)
+        self.emit_output(proc, text)
+
+    def emit_output(self, proc: Process, text: str) -> None:
+        if not proc.alive or not text:
+            return
+        proc.output.append(text)
+        if len(proc.output) > OUTPUT_KEEP:
+            del proc.output[: len(proc.output) - OUTPUT_KEEP]
+        self.bus.publish(ProcessOutput(pid=proc.pid, text=text))
+
+    # -- introspection ----------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "home": str(self.config.home),
+            **self.backend.describe(),
+            "policy": self.dispatcher.policy.name,
+            "running": len(self.dispatcher.running),
+            "queued": len(self.dispatcher.policy),
+        }
+
+
+async def boot(config: KernelConfig | None = None, backend: Backend | None = None) -> Kernel:
+    """Build and start a kernel: the one factory for the CLI, the shell and the tests."""
+    kernel = Kernel(config or KernelConfig(), backend=backend)
+    try:
+        await kernel.start()
+    except BaseException:
+        kernel.storage.close()
+        raise
+    return kernel

@@ -1,0 +1,67 @@
+"""The protocol every model backend implements.
+
+A backend declares what it is as class attributes and implements one streaming
+method, `stream(request)`, an async iterator of `Chunk`s whose last item has
+`done=True` and the token counts. Closing the iterator early (`aclose()`, or
+cancelling the task that iterates it) must stop the generation at the next token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LLMRequest:
+    messages: list[Message]
+    max_tokens: int = 256
+    temperature: float = 0.7
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    # text the model already produced for this call before a preemption; the
+    # backend continues after it (it is not streamed again)
+    partial: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str = ""
+    done: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+
+
+class BackendError(Exception):
+    """A model call failed; `str(exc)` is one line fit to show a user."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot be reached (server down, refused, timed out)."""
+
+
+class ModelNotFound(BackendError):
+    """The model is not there; the message says how to get it."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: ClassVar[str]
+    model: str
+    slots: int
+    context_window: int
+
+    def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...

@@ -1,0 +1,153 @@
+"""Ollama through the official `ollama.AsyncClient`, streaming.
+
+Every failure of the client is mapped to one readable line: a dead server, a
+missing model (with the `pull` hint), an HTTP error, a stream cut mid-way, a
+server that does not answer in time. Closing the stream (cancellation) closes
+the HTTP response, so Ollama stops generating.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import httpx
+import ollama
+
+from kernel.llm.backend import BackendError, BackendUnavailable, Chunk, LLMRequest, ModelNotFound
+
+DEFAULT_HOST = "127.0.0.1:11434"
+DEFAULT_MODEL = "gemma3:270m"
+
+
+def ollama_host() -> str:
+    return os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
+
+
+def base_url(host: str) -> str:
+    host = host.strip().rstrip("/")
+    if "://" not in host:
+        host = "http://" + host
+    if host.count(":") < 2:  # no port given
+        host += ":11434"
+    return host
+
+
+def probe(host: str, timeout: float = 0.5) -> bool:
+    """True when an Ollama server answers at `host`."""
+    try:
+        response = httpx.get(base_url(host) + "/api/version", timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def list_models(host: str, timeout: float = 2.0) -> list[str]:
+    try:
+        response = httpx.get(base_url(host) + "/api/tags", timeout=timeout)
+        response.raise_for_status()
+    except httpx.HTTPError:
+        return []
+    return [m.get("name") or m.get("model") for m in response.json().get("models", [])]
+
+
+class OllamaBackend:
+    name: ClassVar[str] = "ollama"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        host: str | None = None,
+        slots: int | None = None,
+        keep_alive: str | float = "5m",
+        connect_timeout: float = 5.0,
+        read_timeout: float = 300.0,
+        context_window: int = 8192,
+    ) -> None:
+        self.host = host or ollama_host()
+        self.url = base_url(self.host)
+        self.model = model or ""
+        self.slots = slots or int(os.environ.get("OLLAMA_NUM_PARALLEL") or 1)
+        self.keep_alive = keep_alive
+        self.context_window = context_window
+        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self.timeout = timeout
+        self.client = ollama.AsyncClient(host=self.url, timeout=timeout)
+
+    def _error(self, exc: BaseException) -> BackendError:
+        """Map whatever the client raised to one clear line."""
+        where = f"Ollama at {self.host}"
+        if isinstance(exc, ollama.ResponseError):
+            text = str(exc.error).strip()
+            if exc.status_code == 404 or "not found" in text.lower():
+                return ModelNotFound(f"model '{self.model}' not found on {where}; try: pull {self.model}")
+            if exc.status_code and exc.status_code >= 400 and exc.status_code != -1:
+                return BackendError(f"{where} failed ({exc.status_code}): {text}")
+            return BackendError(f"{where} reported an error: {text}")
+        if isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout)):
+            return BackendUnavailable(f"cannot reach Ollama at {self.host}")
+        if isinstance(exc, httpx.TimeoutException):
+            return BackendUnavailable(f"{where} did not answer in time")
+        if isinstance(exc, (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)):
+            return BackendError(f"connection to {where} lost mid-stream")
+        return BackendError(f"{where}: {type(exc).__name__}: {exc}")
+
+    def count_tokens(self, text: str) -> int:
+        # Ollama exposes no tokenizer; four characters a token is the usual estimate
+        return max(1, (len(text) + 3) // 4) if text else 0
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        messages = list(request.messages)
+        if request.partial:
+            messages.append({"role": "assistant", "content": request.partial})
+        options: dict[str, Any] = {"num_predict": request.max_tokens, "temperature": request.temperature}
+        if request.stop:
+            options["stop"] = list(request.stop)
+        if request.seed is not None:
+            options["seed"] = request.seed
+        options.update(request.options)
+        try:
+            stream = await self.client.chat(
+                model=self.model, messages=messages, stream=True, options=options, keep_alive=self.keep_alive
+            )
+        except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
+            raise self._error(exc) from exc
+        produced = 0
+        try:
+            async for part in stream:
+                text = part.message.content or "" if part.message else ""
+                if text:
+                    produced += 1
+                    yield Chunk(text=text)
+                if part.done:
+                    yield Chunk(
+                        done=True,
+                        prompt_tokens=part.prompt_eval_count or 0,
+                        completion_tokens=part.eval_count or produced,
+                        finish_reason=part.done_reason or "stop",
+                    )
+                    return
+        except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
+            raise self._error(exc) from exc
+        finally:
+            await stream.aclose()
+        raise BackendError(f"Ollama at {self.host} ended the stream without finishing")
+
+    async def start(self) -> None:
+        if not self.model:
+            models = list_models(self.host)
+            self.model = models[0] if models else DEFAULT_MODEL
+
+    async def close(self) -> None:
+        await self.client._client.aclose()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model": self.model,
+            "host": self.host,
+            "slots": self.slots,
+            "keep_alive": self.keep_alive,
+            "context_window": self.context_window,
+        }

@@ -1,0 +1,130 @@
+"""A deterministic model with a service-time model, for tests and benchmarks.
+
+Replies are words drawn from a seeded generator, so the same request always gets
+the same reply; a prompt that mentions `long` or `short` gets a long (512
+tokens) or short (8 tokens) reply. Time follows `prefill_tps` and `decode_tps`.
+Tests can script exact replies with `enqueue`, as simonw/llm's MockModel does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from kernel.llm.backend import BackendError, Chunk, LLMRequest
+
+WORDS = (
+    "the agent reads a file and plans its next step while the kernel schedules other work "
+    "cats are curious animals that sleep most of the day and watch the world with care "
+    "a process waits for the model then writes its answer to the shell"
+).split()
+
+LONG_TOKENS = 200
+SHORT_TOKENS = 8
+
+
+class SimulatedBackend:
+    name: ClassVar[str] = "simulated"
+
+    def __init__(
+        self,
+        model: str = "sim-1",
+        slots: int = 4,
+        prefill_tps: float = 2000.0,
+        decode_tps: float = 50.0,
+        seed: int = 0,
+        context_window: int = 8192,
+    ) -> None:
+        self.model = model
+        self.slots = slots
+        self.prefill_tps = prefill_tps
+        self.decode_tps = decode_tps
+        self.seed = seed
+        self.context_window = context_window
+        self._script: list[str | BaseException] = []
+        self.requests: list[LLMRequest] = []
+
+    def enqueue(self, *replies: str | BaseException) -> None:
+        """Queue exact replies (or errors to raise) for the next calls, in order."""
+        self._script.extend(replies)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def prompt_tokens(self, request: LLMRequest) -> int:
+        return sum(self.count_tokens(str(m.get("content", ""))) + 4 for m in request.messages)
+
+    def reply_for(self, request: LLMRequest) -> str:
+        last = str(request.messages[-1].get("content", "")) if request.messages else ""
+        digest = hashlib.sha256(f"{self.seed}|{self.model}|{request.messages}".encode()).digest()
+        rng = random.Random(digest)
+        lowered = last.lower()
+        if "long" in lowered.split():
+            n = LONG_TOKENS
+        elif "short" in lowered.split():
+            n = SHORT_TOKENS
+        else:
+            n = rng.randint(12, 40)
+        words = [rng.choice(WORDS) for _ in range(n)]
+        words[0] = words[0].capitalize()
+        return " ".join(words) + "."
+
+    def _pieces(self, reply: str) -> list[str]:
+        words = reply.split(" ")
+        return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        self.requests.append(request)
+        if self._script:
+            scripted = self._script.pop(0)
+            if isinstance(scripted, BaseException):
+                raise scripted
+            reply = scripted
+        else:
+            reply = self.reply_for(request)
+        pieces = self._pieces(reply)
+        done_text = ""
+        skip = 0
+        if request.partial:
+            # continue after what was already produced for this call
+            for piece in pieces:
+                if not request.partial.startswith(done_text + piece):
+                    break
+                done_text += piece
+                skip += 1
+        prompt_tokens = self.prompt_tokens(request) + skip
+        if self.prefill_tps > 0:
+            await asyncio.sleep(prompt_tokens / self.prefill_tps)
+        produced = 0
+        for piece in pieces[skip:]:
+            if produced >= request.max_tokens:
+                yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
+                            finish_reason="length")
+                return
+            if self.decode_tps > 0:
+                await asyncio.sleep(1.0 / self.decode_tps)
+            produced += 1
+            yield Chunk(text=piece)
+        yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
+                    finish_reason="stop")
+
+    async def start(self) -> None:
+        if self.slots < 1:
+            raise BackendError("slots must be at least 1")
+
+    async def close(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model": self.model,
+            "slots": self.slots,
+            "context_window": self.context_window,
+            "prefill_tps": self.prefill_tps,
+            "decode_tps": self.decode_tps,
+            "seed": self.seed,
+        }

@@ -1,0 +1,200 @@
+"""Processes, their states and signals, and the process table."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class State(enum.StrEnum):
+    NEW = "NEW"
+    READY = "READY"  # its model call waits in the scheduler's ready queue
+    RUNNING = "RUNNING"  # it holds a model slot, or runs its own code
+    WAITING = "WAITING"  # blocked on something outside the scheduler: see `waiting_on`
+    STOPPED = "STOPPED"
+    EXITED = "EXITED"
+
+
+class Signal(enum.IntEnum):
+    """The signals aios delivers, numbered as on Linux."""
+
+    HUP = 1
+    INT = 2
+    KILL = 9
+    TERM = 15
+    CONT = 18
+    STOP = 19
+
+    @property
+    def signame(self) -> str:
+        return f"SIG{self.name}"
+
+
+class NoSuchSignal(ValueError):
+    pass
+
+
+def parse_signal(spec: str) -> Signal:
+    """`9`, `KILL`, `SIGKILL`, `kill` → Signal.KILL."""
+    text = spec.strip().upper()
+    if text.isdigit():
+        try:
+            return Signal(int(text))
+        except ValueError:
+            raise NoSuchSignal(f"invalid signal number: {spec}") from None
+    name = text.removeprefix("SIG")
+    try:
+        return Signal[name]
+    except KeyError:
+        raise NoSuchSignal(f"invalid signal specification: {spec}") from None
+
+
+@dataclass
+class Process:
+    pid: int
+    ppid: int
+    user: str
+    program: str
+    argv: tuple[str, ...]
+    nice: int = 0
+    state: State = State.NEW
+    waiting_on: str | None = None  # llm | tool | permission, while WAITING
+    exit_code: int | None = None
+    term_signal: int | None = None
+    error: str | None = None
+    lost: bool = False
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    ended_at: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_time: float = 0.0
+    queue_wait: float = 0.0
+    syscalls: int = 0
+    tool_calls: int = 0
+    ctx_switches: int = 0
+    ctx_tokens: int = 0  # size of its context at its last model call
+    kernel_pid: int | None = None
+    output: list[str] = field(default_factory=list, repr=False)
+    # runtime only, never stored
+    task: asyncio.Task[Any] | None = field(default=None, repr=False, compare=False)
+    exited: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
+    resumed: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
+    pending_signal: Signal | None = field(default=None, repr=False, compare=False)
+    state_before_stop: State | None = field(default=None, repr=False, compare=False)
+    waiting_before_stop: str | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.resumed.set()
+
+    @property
+    def alive(self) -> bool:
+        return self.state is not State.EXITED
+
+    @property
+    def status(self) -> str:
+        """The state as `ps` prints it: `WAITING(llm)`, `EXITED(0)`, `EXITED(SIGKILL)`, `EXITED(lost)`."""
+        if self.state is State.WAITING and self.waiting_on:
+            return f"WAITING({self.waiting_on})"
+        if self.state is State.EXITED:
+            if self.lost:
+                return "EXITED(lost)"
+            if self.term_signal is not None:
+                return f"EXITED({Signal(self.term_signal).signame})"
+            return f"EXITED({self.exit_code})"
+        return self.state.value
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cmdline(self) -> str:
+        return " ".join([self.program, *self.argv])
+
+    def cpu_time(self) -> float:
+        """Seconds the process spent on the model (the 'CPU' of aios)."""
+        return self.llm_time
+
+    def elapsed(self) -> float:
+        start = self.started_at or self.created_at
+        return (self.ended_at or time.time()) - start
+
+    @classmethod
+    def from_record(cls, row: dict[str, Any]) -> Process:
+        """A process as the database remembers it (an earlier run, or this one)."""
+        import json
+
+        proc = cls(
+            pid=row["pid"], ppid=row["ppid"] or 0, user=row["user"], program=row["program"],
+            argv=tuple(json.loads(row["argv"] or "[]")), nice=row["nice"] or 0,
+            state=State(row["state"]), waiting_on=row.get("waiting_on"),
+            exit_code=row.get("exit_code"), term_signal=row.get("signal"), error=row.get("error"),
+            lost=bool(row.get("lost")), created_at=row["created_at"], started_at=row.get("started_at"),
+            ended_at=row.get("ended_at"), prompt_tokens=row.get("prompt_tokens") or 0,
+            completion_tokens=row.get("completion_tokens") or 0, llm_time=row.get("llm_time") or 0.0,
+            queue_wait=row.get("queue_wait") or 0.0, syscalls=row.get("syscalls") or 0,
+            tool_calls=row.get("tool_calls") or 0, ctx_switches=row.get("ctx_switches") or 0, ctx_tokens=row.get("ctx_tokens") or 0,
+            kernel_pid=row.get("kernel_pid"),
+        )
+        if row.get("output"):
+            proc.output.append(row["output"])
+        if proc.state is State.EXITED:
+            proc.exited.set()
+        return proc
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "ppid": self.ppid,
+            "user": self.user,
+            "program": self.program,
+            "argv": list(self.argv),
+            "cmd": self.cmdline,
+            "nice": self.nice,
+            "state": self.state.value,
+            "status": self.status,
+            "waiting_on": self.waiting_on,
+            "exit_code": self.exit_code,
+            "signal": self.term_signal,
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "llm_time_s": round(self.llm_time, 6),
+            "queue_wait_s": round(self.queue_wait, 6),
+            "syscalls": self.syscalls,
+            "tool_calls": self.tool_calls,
+            "ctx_switches": self.ctx_switches,
+            "ctx_tokens": self.ctx_tokens,
+        }
+
+
+class ProcessTable:
+    """The live processes of this kernel, by pid."""
+
+    def __init__(self) -> None:
+        self._procs: dict[int, Process] = {}
+
+    def add(self, proc: Process) -> None:
+        self._procs[proc.pid] = proc
+
+    def get(self, pid: int) -> Process | None:
+        return self._procs.get(pid)
+
+    def __contains__(self, pid: int) -> bool:
+        return pid in self._procs
+
+    def __iter__(self):  # noqa: ANN204 - plain iterator over processes
+        return iter(sorted(self._procs.values(), key=lambda p: p.pid))
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+    def alive(self) -> list[Process]:
+        return [p for p in self if p.alive]

@@ -1,0 +1,27 @@
+"""Model and tool output is untrusted: strip terminal control sequences before display."""
+
+from __future__ import annotations
+
+import re
+
+# CSI, OSC (to BEL or ST), DCS/SOS/PM/APC strings, two-byte escapes, then lone C0/C1 controls
+_ESCAPES = re.compile(
+    r"""
+    \x1b\[[0-?]*[ -/]*[@-~]            # CSI ... final byte
+  | \x9b[0-?]*[ -/]*[@-~]              # 8-bit CSI
+  | \x1b\][^\x07\x1b]*(?:\x07|\x1b\\)? # OSC ... BEL or ST
+  | \x9d[^\x07\x1b]*(?:\x07|\x1b\\)?   # 8-bit OSC
+  | \x1b[PX^_][^\x1b]*(?:\x1b\\)?      # DCS, SOS, PM, APC
+  | \x1b[@-Z\\-_]                      # other two-byte escapes
+  | \x1b                               # a lone ESC
+    """,
+    re.VERBOSE,
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_controls(text: str) -> str:
+    """Remove escape sequences and control characters, keeping newlines and tabs."""
+    text = _ESCAPES.sub("", text)
+    text = text.replace("\r\n", "\n")
+    return _CONTROLS.sub("", text)

@@ -1,0 +1,210 @@
+"""The dispatcher: admits at most P model calls at once, in the order the policy gives.
+
+It owns the ready queue (so the kernel, not the backend's own queue, decides who
+goes next), serves each admitted call by streaming from the backend, and yields
+a slot at a token boundary when a call is preempted (its process stopped). The
+partial output is kept and the call later continues from prompt + partial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from kernel.events import SyscallDispatched, SyscallPreempted, SyscallQueued, TokenGenerated
+from kernel.llm.backend import Backend, BackendError
+from kernel.process import State
+from kernel.scheduler.fifo import FifoPolicy
+from kernel.scheduler.policy import Policy
+from kernel.syscall import LLMCall, LLMResult
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+
+
+class Dispatcher:
+    def __init__(self, kernel: Kernel, backend: Backend, policy: Policy | None = None) -> None:
+        self.kernel = kernel
+        self.backend = backend
+        self.policy: Policy = policy or FifoPolicy()
+        self.slots = max(1, int(backend.slots))
+        self.running: dict[int, LLMCall] = {}
+        self.held: list[LLMCall] = []
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.preemptions = 0
+
+    # -- the queue -------------------------------------------------------------------------
+    def submit(self, call: LLMCall) -> None:
+        self.kernel.bus.publish(SyscallQueued(pid=call.pid, sid=call.sid, call="llm"))
+        if call.proc.state is State.STOPPED:
+            call.held = True
+            self.held.append(call)
+            return
+        self.kernel.set_state(call.proc, State.READY)
+        self.policy.push(call)
+        self._kick()
+
+    def queue(self) -> list[LLMCall]:
+        return list(self.policy)
+
+    def _free_slot(self) -> int | None:
+        for slot in range(self.slots):
+            if slot not in self.running:
+                return slot
+        return None
+
+    def _kick(self) -> None:
+        while (slot := self._free_slot()) is not None:
+            call = self.policy.pop()
+            if call is None:
+                return
+            if call.cancelled:
+                continue
+            call.slot = slot
+            self.running[slot] = call
+            self._tasks[call.sid] = asyncio.get_running_loop().create_task(
+                self._serve(call), name=f"llm-{call.pid}-{call.sid}"
+            )
+
+    # -- serving ---------------------------------------------------------------------------
+    async def _serve(self, call: LLMCall) -> None:
+        kernel, proc = self.kernel, call.proc
+        now = time.time()
+        call.dispatched_at = call.dispatched_at or now
+        call.wait_s += now - call.queued_at
+        segment_start = call.chunks
+        kernel.bus.publish(SyscallDispatched(pid=call.pid, sid=call.sid, slot=call.slot or 0))
+        kernel.set_state(proc, State.WAITING, "llm")
+        request = replace(call.request, partial=call.raw)
+        stream = self.backend.stream(request)
+        started = time.perf_counter()
+        outcome: LLMResult | BaseException | None = None
+        try:
+            async for chunk in stream:
+                if call.cancelled:
+                    return
+                if call.preempt and not chunk.done:
+                    break  # yield the slot at this token boundary; the token is not consumed
+                if chunk.done:
+                    call.prompt_tokens = chunk.prompt_tokens
+                    call.completion_tokens += chunk.completion_tokens
+                    outcome = LLMResult(call.raw.strip(), call.prompt_tokens, call.completion_tokens,
+                                        chunk.finish_reason or "stop")
+                    break
+                if not chunk.text:
+                    continue
+                if call.first_token_at is None:
+                    call.first_token_at = time.time()
+                if proc.state is State.WAITING:
+                    kernel.set_state(proc, State.RUNNING)
+                self._on_text(call, chunk.text)
+            else:
+                outcome = BackendError("the model stream ended without a final chunk")
+        except BackendError as exc:
+            outcome = exc
+        except Exception as exc:  # a backend bug must fail this call, not the kernel
+            outcome = BackendError(f"{self.backend.name} backend failed: {type(exc).__name__}: {exc}")
+        finally:
+            await stream.aclose()
+            call.service_s += time.perf_counter() - started
+            self._release(call)
+        if call.cancelled:
+            return
+        if outcome is None:  # preempted at a token boundary
+            call.completion_tokens += call.chunks - segment_start
+            self._park(call)
+        elif isinstance(outcome, BaseException):
+            kernel.finish_llm(call, error=outcome)
+        else:
+            kernel.finish_llm(call, result=outcome)
+
+    def _on_text(self, call: LLMCall, text: str) -> None:
+        call.chunks += 1
+        call.raw += text
+        self.kernel.bus.publish(TokenGenerated(pid=call.pid, sid=call.sid, text=text))
+        if call.echo:
+            shown = text.lstrip() if call.raw.strip() == text.strip() else text
+            if shown:
+                self.kernel.emit_output(call.proc, shown)
+
+    def _release(self, call: LLMCall) -> None:
+        if call.slot is not None and self.running.get(call.slot) is call:
+            del self.running[call.slot]
+        call.slot = None
+        self._tasks.pop(call.sid, None)
+        self._kick()
+
+    def _park(self, call: LLMCall) -> None:
+        """A preempted call keeps its partial output and waits to be requeued."""
+        reason, call.preempt = call.preempt or "preempted", None
+        self.preemptions += 1
+        call.proc.ctx_switches += 1
+        self.kernel.bus.publish(
+            SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason, partial_tokens=call.chunks)
+        )
+        call.queued_at = time.time()
+        if call.proc.state is State.STOPPED:
+            call.held = True
+            self.held.append(call)
+        else:
+            self.kernel.set_state(call.proc, State.READY)
+            self.policy.push(call)
+            self._kick()
+
+    # -- signals ---------------------------------------------------------------------------
+    def calls_of(self, pid: int) -> list[LLMCall]:
+        calls = [c for c in self.running.values() if c.pid == pid]
+        calls += [c for c in self.policy if c.pid == pid]
+        calls += [c for c in self.held if c.pid == pid]
+        return calls
+
+    def hold(self, pid: int) -> None:
+        """STOP: queued calls are held; a running call yields its slot at the next token."""
+        for call in self.calls_of(pid):
+            if call.slot is not None:
+                call.preempt = "stopped"
+            elif not call.held and self.policy.remove(call):
+                call.held = True
+                self.held.append(call)
+
+    def release(self, pid: int) -> None:
+        """CONT: held calls go back to the ready queue, keeping their place."""
+        for call in [c for c in self.held if c.pid == pid]:
+            self.held.remove(call)
+            call.held = False
+            call.queued_at = time.time()
+            self.kernel.set_state(call.proc, State.READY)
+            self.policy.push(call)
+        for call in self.running.values():
+            if call.pid == pid and call.preempt == "stopped":
+                call.preempt = None
+        self._kick()
+
+    def cancel(self, call: LLMCall) -> None:
+        """Drop a call wherever it is; a running one stops at once and emits no further token."""
+        if call.cancelled:
+            return
+        self.kernel.account_cancelled(call)
+        call.cancelled = True
+        self.policy.remove(call)
+        if call in self.held:
+            self.held.remove(call)
+        task = self._tasks.get(call.sid)
+        if task is not None:
+            task.cancel()
+        if call.slot is not None and self.running.get(call.slot) is call:
+            del self.running[call.slot]
+            call.slot = None
+            self._kick()
+
+    def cancel_pid(self, pid: int) -> None:
+        for call in self.calls_of(pid):
+            self.cancel(call)
+
+    async def drain(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)

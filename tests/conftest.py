@@ -1,0 +1,70 @@
+"""Shared fixtures: a kernel on the simulated backend in a temporary AIOS_HOME."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from kernel.events import Event
+from kernel.kernel import Kernel, KernelConfig, boot
+from kernel.llm.simulated import SimulatedBackend
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test touches the real per-user data dir or a real Ollama by accident."""
+    home = tmp_path / "aios-home"
+    monkeypatch.setenv("AIOS_HOME", str(home))
+    monkeypatch.delenv("AIOS_BACKEND", raising=False)
+    monkeypatch.delenv("AIOS_MODEL", raising=False)
+    monkeypatch.setenv("AIOS_USER", "alice")
+    return home
+
+
+@pytest.fixture
+def home(_isolated_home: Path) -> Path:
+    return _isolated_home
+
+
+def make_config(home: Path, **kw: object) -> KernelConfig:
+    base = dict(home=home, backend="simulated", user="alice", admins=frozenset({"root"}), term_grace=0.5)
+    base.update(kw)
+    return KernelConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def sim() -> SimulatedBackend:
+    """A fast simulated model: 2 slots, 200 tokens/s."""
+    return SimulatedBackend(slots=2, decode_tps=200.0, prefill_tps=10_000.0, seed=7)
+
+
+@pytest.fixture
+async def kernel(home: Path, sim: SimulatedBackend) -> AsyncIterator[Kernel]:
+    k = await boot(make_config(home), backend=sim)
+    try:
+        yield k
+    finally:
+        await k.shutdown()
+
+
+@pytest.fixture
+def events(kernel: Kernel) -> list[Event]:
+    """Every event the kernel publishes, in order."""
+    seen: list[Event] = []
+    kernel.bus.on(seen.append)
+    return seen
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.005) -> None:
+    """Wait until `predicate()` holds; fail the test if it never does."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(step)

@@ -1,0 +1,23 @@
+"""Pytest fixture for the fake Ollama server.
+
+Use it from a conftest with ``from tests.fakes.fixtures import fake_ollama  # noqa: F401``
+(or list this module in the root conftest's ``pytest_plugins``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.ollama_server import FakeOllama
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeOllama]:
+    """A started FakeOllama on a free 127.0.0.1 port; stopped after the test."""
+    fake = FakeOllama().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
