@@ -14,6 +14,7 @@ run: install
 	$(BIN)/aios
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 lint: install

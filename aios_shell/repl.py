@@ -20,9 +20,9 @@ BANNER = "aios {version} — {backend} backend, model {model}. Type `help` for c
 
 class Repl:
     def __init__(self, kernel: Kernel, input: Input | None = None, output: Output | None = None,
-                 history: History | None = None) -> None:
+                 history: History | None = None, shell: Shell | None = None) -> None:
         self.kernel = kernel
-        self.shell = Shell(kernel, interactive=True)
+        self.shell = shell or Shell(kernel, interactive=True)
         if history is None:
             history = self._history_file(kernel)
         self.session: PromptSession[str] = PromptSession(input=input, output=output, history=history)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +62,10 @@ class Shell:
         self.out.print(strip_controls(text), markup=False, highlight=False)
 
     def error(self, message: str) -> None:
+        """One line on stderr, whatever the message holds."""
         style = "red" if self.err.is_terminal else None
-        self.err.print(strip_controls(message), style=style, markup=False, highlight=False)
+        line = strip_controls(message.replace("\r", "\\r").replace("\n", "\\n"))
+        self.err.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
 
     def table(self, columns: list[str], rows: list[list[Any]], right: tuple[str, ...] = ()) -> None:
         table(self.out, columns, rows, right=right)
@@ -138,7 +141,7 @@ class Shell:
             return 2
         spec = lookup(name)
         if spec is None:
-            self.error(f"aios: {name}: command not found (try: help)")
+            self.error(f"aios: {shlex.quote(name)}: command not found (try: help)")
             return 1
         try:
             args = spec.parse(argv[1:])

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from commands.registry import ArgParser, UsageError, command, load_all, lookup
+from commands.registry import UsageError, command, load_all, lookup
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -22,7 +22,7 @@ async def help_(sh: Shell, args: argparse.Namespace) -> int:
         sh.print(spec.help())
         return 0
     seen = {}
-    for name, spec in sorted(load_all().items()):
+    for _name, spec in sorted(load_all().items()):
         seen.setdefault(spec.name, spec)
     rows = [[spec.parser.usage or spec.name, spec.summary] for spec in seen.values()]
     sh.table(["COMMAND", "WHAT IT DOES"], rows)

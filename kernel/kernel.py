@@ -76,6 +76,8 @@ class Kernel:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> Kernel:
+        if self._started:
+            return self
         me = os.getpid()
         self.lost_at_boot = self.storage.mark_lost(lambda pid: pid != me and psutil.pid_exists(pid))
         await self.backend.start()
@@ -111,7 +113,9 @@ class Kernel:
 
     def _check_owner(self, proc: Process, sender: str, what: str) -> None:
         if sender != proc.user and not self.is_admin(sender):
-            raise PermissionDenied(f"({proc.pid}) - Operation not permitted: {sender} may not {what} {proc.user}'s process")
+            raise PermissionDenied(
+                f"({proc.pid}) - Operation not permitted: {sender} may not {what} {proc.user}'s process"
+            )
 
     # -- processes ------------------------------------------------------------------------------------
     def spawn(

@@ -137,7 +137,8 @@ class Process:
             ended_at=row.get("ended_at"), prompt_tokens=row.get("prompt_tokens") or 0,
             completion_tokens=row.get("completion_tokens") or 0, llm_time=row.get("llm_time") or 0.0,
             queue_wait=row.get("queue_wait") or 0.0, syscalls=row.get("syscalls") or 0,
-            tool_calls=row.get("tool_calls") or 0, ctx_switches=row.get("ctx_switches") or 0, ctx_tokens=row.get("ctx_tokens") or 0,
+            tool_calls=row.get("tool_calls") or 0, ctx_switches=row.get("ctx_switches") or 0,
+            ctx_tokens=row.get("ctx_tokens") or 0,
             kernel_pid=row.get("kernel_pid"),
         )
         if row.get("output"):

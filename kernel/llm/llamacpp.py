@@ -59,12 +59,21 @@ def _quiet_llama_logs() -> None:
 
 
 class StopScanner:
-    """Holds back text that might be the start of a stop sequence."""
+    """Cuts generated text at the first stop sequence, holding back only what could start one."""
 
     def __init__(self, stops: tuple[str, ...]) -> None:
         self.stops = tuple(s for s in stops if s)
-        self.keep = max((len(s) for s in self.stops), default=1) - 1
         self.buffer = ""
+
+    def _held(self) -> int:
+        """Length of the longest tail of the buffer that is a proper prefix of some stop."""
+        best = 0
+        for stop in self.stops:
+            for k in range(min(len(stop) - 1, len(self.buffer)), best, -1):
+                if self.buffer.endswith(stop[:k]):
+                    best = k
+                    break
+        return best
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Return (text safe to emit, whether a stop sequence was hit)."""
@@ -73,11 +82,8 @@ class StopScanner:
         if hits:
             out, self.buffer = self.buffer[: min(hits)], ""
             return out, True
-        if self.keep <= 0:
-            out, self.buffer = self.buffer, ""
-            return out, False
-        cut = len(self.buffer) - self.keep
-        out, self.buffer = self.buffer[: max(cut, 0)], self.buffer[max(cut, 0) :]
+        cut = len(self.buffer) - self._held()
+        out, self.buffer = self.buffer[:cut], self.buffer[cut:]
         return out, False
 
     def flush(self) -> str:
@@ -105,6 +111,8 @@ class LlamaCppBackend:
         self._lock = threading.Lock()  # one llama context decodes one sequence at a time
         self.load_s: float | None = None
         self._load_lock: asyncio.Lock | None = None
+        self.decoded = 0  # tokens decoded since load
+        self.cancelled = 0  # generations stopped by their caller
 
     async def start(self) -> None:
         """Nothing to do until the first call: the model loads on demand (see `load`)."""
@@ -155,7 +163,7 @@ class LlamaCppBackend:
                 raise BackendError(
                     f"prompt of {len(tokens)} tokens does not fit the {self.context_window}-token window"
                 )
-        scanner = StopScanner(tuple(request.stop) + STOP)
+        scanner = StopScanner(tuple(request.stop) or STOP)  # the caller's stops replace the transcript's
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         llm = self._llm
         eos = llm.token_eos()
@@ -170,7 +178,9 @@ class LlamaCppBackend:
             ):
                 if stop_flag.is_set():
                     reason = "cancelled"
+                    self.cancelled += 1
                     break
+                self.decoded += 1
                 if token == eos:
                     reason = "stop"
                     break

@@ -1,0 +1,49 @@
+"""The event bus: typed events, sync handlers, async subscriptions; a bad subscriber harms nobody."""
+
+from __future__ import annotations
+
+from kernel.events import EventBus, ProcessOutput, ProcessReniced
+from kernel.sanitize import strip_controls
+
+
+async def test_handlers_and_subscriptions_filter_by_type() -> None:
+    bus = EventBus()
+    outputs: list[ProcessOutput] = []
+    bus.on(outputs.append, ProcessOutput)
+    with bus.subscribe(ProcessReniced) as sub:
+        bus.publish(ProcessOutput(pid=1, text="hi"))
+        bus.publish(ProcessReniced(pid=1, old=0, new=5))
+        event = await sub.get()
+    assert outputs == [ProcessOutput(pid=1, text="hi", ts=outputs[0].ts)]
+    assert isinstance(event, ProcessReniced) and event.new == 5
+    assert event.to_dict()["type"] == "ProcessReniced"
+
+
+async def test_a_failing_handler_does_not_stop_the_others() -> None:
+    bus = EventBus()
+    seen: list[object] = []
+
+    def broken(_event: object) -> None:
+        raise OSError("database or disk is full")
+
+    bus.on(broken)
+    bus.on(seen.append)
+    bus.publish(ProcessOutput(pid=1, text="x"))
+    assert len(seen) == 1 and bus.handler_errors == 1
+
+
+async def test_a_slow_subscriber_drops_the_oldest() -> None:
+    bus = EventBus()
+    sub = bus.subscribe(maxsize=2)
+    for i in range(5):
+        bus.publish(ProcessOutput(pid=i, text=""))
+    assert sub.dropped == 3
+    assert [(await sub.get()).pid for _ in range(2)] == [3, 4]
+    sub.close()
+    bus.publish(ProcessOutput(pid=9, text=""))
+    assert sub.queue.empty()
+
+
+def test_strip_controls() -> None:
+    hostile = "ok\x1b[2J\x1b]0;pwned\x07 red\x1b[31m!\x1b[0m\r\nbell\x07 nul\x00 tab\tend\x9b1m"
+    assert strip_controls(hostile) == "ok red!\nbell nul tab\tend"

@@ -1,0 +1,130 @@
+"""The embedded backend with the real Gemma-3-270M weights: streaming, token counts, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kernel.kernel import Kernel, boot
+from kernel.llm.backend import BackendError, LLMRequest, ModelNotFound
+from kernel.llm.llamacpp import LlamaCppBackend, StopScanner
+from kernel.llm.templates import render_transcript
+from kernel.process import Signal
+from tests.conftest import make_config, until
+
+pytestmark = pytest.mark.llamacpp
+
+
+@pytest.fixture(scope="module")
+def llama() -> LlamaCppBackend:
+    backend = LlamaCppBackend(seed=1)
+    asyncio.run(backend.load())
+    return backend
+
+
+@pytest.fixture
+async def llama_kernel(home: Path, llama: LlamaCppBackend) -> AsyncIterator[Kernel]:
+    kernel = await boot(make_config(home, backend="llamacpp"), backend=llama)
+    yield kernel
+    for proc in kernel.procs.alive():
+        kernel.signal(proc.pid, Signal.KILL)
+    await kernel.dispatcher.drain()
+    kernel.storage.close()  # the module-scoped model stays loaded for the next test
+
+
+def test_transcript_format() -> None:
+    text = render_transcript([{"role": "user", "content": "Hi  there\nfriend"}], partial=" Hello")
+    assert text.startswith("This is a conversation between a User and a helpful Assistant.")
+    assert "User: Write one sentence about the sea.\nAssistant: " in text  # one worked example
+    assert text.endswith("User: Hi there friend\nAssistant: Hello")
+    assert "<start_of_turn>" not in text
+
+
+def test_stop_scanner_holds_back_a_possible_stop() -> None:
+    scanner = StopScanner(("\nUser:",))
+    assert scanner.feed("Cats purr.") == ("Cats purr.", False)
+    assert scanner.feed(" Yes\nUs") == (" Yes", False)
+    assert scanner.feed("er: more") == ("", True)
+    assert StopScanner(("\n\n",)).feed("a\n\nb") == ("a", True)
+
+
+async def test_chat_streams_a_real_answer_with_real_token_counts(llama_kernel: Kernel,
+                                                                  llama: LlamaCppBackend) -> None:
+    proc = llama_kernel.spawn("chat", ["Write one sentence about cats."])
+    await llama_kernel.wait(proc.pid)
+    text = "".join(proc.output).strip()
+    assert proc.status == "EXITED(0)", proc.error
+    assert len(proc.output) > 3  # streamed in pieces
+    assert re.search(r"[A-Za-z]{3,}", text)
+    prompt = render_transcript([{"role": "user", "content": "Write one sentence about cats."}])
+    assert proc.prompt_tokens == len(llama.tokenize(prompt))
+    assert proc.completion_tokens > 0
+    assert "User:" not in text and "Assistant:" not in text  # stopped at the next speaker
+
+
+async def test_closing_the_stream_stops_decoding_at_the_next_token(llama: LlamaCppBackend) -> None:
+    request = LLMRequest([{"role": "user", "content": "Count from 1 to 200: 1, 2, 3, 4,"}],
+                         max_tokens=400, stop=("<never>",), seed=3)
+    before = llama.cancelled
+    stream = llama.stream(request)
+    received = 0
+    async for _chunk in stream:
+        received += 1
+        if received == 3:
+            break
+    await stream.aclose()
+    await until(lambda: llama.cancelled == before + 1, timeout=30)
+    assert llama._lock.acquire(timeout=5)  # the worker let go of the model
+    llama._lock.release()
+    # and the model serves the next call
+    chunks = [c async for c in llama.stream(LLMRequest([{"role": "user", "content": "Say hi."}], max_tokens=8))]
+    assert chunks[-1].done and chunks[-1].completion_tokens > 0
+
+
+async def test_kill_during_generation(llama_kernel: Kernel, llama: LlamaCppBackend) -> None:
+    before = llama.cancelled
+    proc = llama_kernel.spawn("chat", ["Tell me a long story about a dragon and a knight."])
+    await until(lambda: len(proc.output) >= 1, timeout=60)
+    llama_kernel.signal(proc.pid, Signal.KILL)
+    assert proc.status == "EXITED(SIGKILL)"
+    await until(lambda: llama._lock.acquire(blocking=False), timeout=30)
+    llama._lock.release()
+    assert llama.cancelled in (before, before + 1)  # stopped, unless it had just finished
+
+
+def test_missing_gguf_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFound, match="no GGUF model file at"):
+        LlamaCppBackend(model=str(tmp_path / "nope.gguf"))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # llama-cpp-python's __del__
+async def test_bad_gguf_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a model")
+    backend = LlamaCppBackend(model=str(bad))
+    with pytest.raises(BackendError, match="cannot load model bad.gguf"):
+        await backend.load()
+
+
+def test_the_issue_acceptance_on_the_embedded_model(tmp_path: Path) -> None:
+    """`aios -c 'run chat "Write one sentence about cats."; ps -a'` prints a sentence, then EXITED(0)."""
+    env = {**os.environ, "AIOS_HOME": str(tmp_path / "home"), "OLLAMA_HOST": "127.0.0.1:9"}
+    out = subprocess.run(
+        [sys.executable, "-m", "aios_shell.cli", "-c", 'run chat "Write one sentence about cats."; ps -a'],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    answer, _, table = out.stdout.partition("PID")
+    assert re.search(r"[A-Za-z]{3,}.*", answer.strip())
+    row = [line for line in table.splitlines() if "chat Write one sentence" in line][0]
+    cols = row.split()
+    assert cols[5] == "EXITED(0)"
+    prompt, completion = map(int, cols[7].split("/"))
+    assert prompt > 0 and completion > 0
