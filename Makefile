@@ -21,7 +21,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/aios bench
+	$(BIN)/python -m bench.embedded
 
 snapshots: install
 	$(BIN)/python -m pytest --snapshot-update -m snapshot

@@ -71,9 +71,12 @@ async def _main(config: KernelConfig, command: str | None, args: list[str]) -> i
 
     try:
         if command is None and not args:
-            from aios_shell.repl import Repl
+            if not sys.stdin.isatty():  # `aios < script` or a pipe: run it as a script
+                command = sys.stdin.read()
+            else:
+                from aios_shell.repl import Repl
 
-            return await Repl(kernel).run()
+                return await Repl(kernel).run()
         shell = Shell(kernel)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, shell.interrupt)

@@ -8,9 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from kernel.sanitize import strip_controls
 
@@ -33,15 +31,32 @@ def make_console(file: TextIO | None = None, stderr: bool = False) -> Console:
 
 def table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[Any]],
           right: Sequence[str] = (), title: str | None = None) -> None:
-    """A Unix-looking table: a bold header, no borders, numbers right-aligned."""
-    t = Table(box=box.SIMPLE_HEAD if console.is_terminal else None, show_edge=False, pad_edge=False,
-              title=title, header_style="bold", expand=False)
-    for col in columns:
-        t.add_column(col, justify="right" if col in right else "left", no_wrap=True,
-                     overflow="ellipsis" if col == columns[-1] else "fold")
-    for row in rows:
-        t.add_row(*(strip_controls(str(cell)) for cell in row))
-    console.print(t)
+    """A Unix-looking table, as ps prints it: columns two spaces apart, numbers right-aligned.
+
+    Every column keeps its full width; on a terminal the last one is cut (…) at the screen's edge.
+    """
+    cells = [[strip_controls(str(c)).replace("\n", " ") for c in row] for row in rows]
+    widths = [max([len(col), *(len(row[i]) for row in cells)]) for i, col in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = []
+        for i, (col, value) in enumerate(zip(columns, values, strict=True)):
+            last = i == len(columns) - 1
+            if col in right:
+                parts.append(value.rjust(widths[i]))
+            else:
+                parts.append(value if last else value.ljust(widths[i]))
+        text = "  ".join(parts).rstrip()
+        if console.is_terminal and len(text) > console.width:
+            text = text[: console.width - 1] + "…"
+        return text
+
+    if title:
+        console.print(title, style="bold", markup=False, highlight=False)
+    console.print(line(list(columns)), style="bold" if console.is_terminal else None,
+                  markup=False, highlight=False, soft_wrap=True)
+    for row in cells:
+        console.print(line(row), markup=False, highlight=False, soft_wrap=True)
 
 
 def to_json(obj: Any) -> str:

@@ -119,3 +119,8 @@ def test_help_lists_every_command_and_documents_json() -> None:
 def test_renice_prints_old_and_new() -> None:
     result = aios("-c", "run chat long &; renice 5 $!; kill -9 $!")
     assert "1 (process ID) old priority 0, new priority 5" in result.stdout
+
+
+def test_commands_on_standard_input() -> None:
+    result = runner.invoke(app, ["--backend", "simulated"], input="echo from-stdin\nfalse\n")
+    assert result.stdout.strip() == "from-stdin" and result.exit_code == 1
