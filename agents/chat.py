@@ -1,14 +1,22 @@
-"""`chat PROMPT…` — ask the model once and stream its answer to standard output."""
+"""`chat PROMPT…` — ask the model once and stream its answer to standard output.
+
+Whatever is piped in (`run a | run chat "summarise this"`) is read to end-of-file and
+added after the prompt: a model call needs its whole prompt, so chat starts asking once
+its input is complete (the pipe itself streams, as in Unix; `sort` waits the same way).
+"""
 
 from __future__ import annotations
 
 from kernel.syscall import AgentContext
 
-USAGE = "usage: run chat PROMPT…"
+USAGE = "usage: run chat PROMPT…  (or: … | run chat [PROMPT…])"
 
 
 async def main(ctx: AgentContext) -> int:
     prompt = " ".join(ctx.argv).strip()
+    piped = (await ctx.stdin.read()).strip()
+    if piped:
+        prompt = f"{prompt}\n\n{piped}" if prompt else piped
     if not prompt:
         await ctx.write(USAGE + "\n")
         return 2

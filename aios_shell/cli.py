@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -90,8 +91,8 @@ async def _main(config: KernelConfig, command: str | None, args: list[str]) -> i
                     err.print(f"aios: {args[0]}: {exc}", markup=False, highlight=False)
                     return 1
                 status = await shell.run_script(text)
-            else:
-                status = await shell.execute(args)
+            else:  # one command, quoted word by word: its arguments are never shell syntax
+                status = await shell.run_line(shlex.join(args))
         finally:
             loop.remove_signal_handler(signal.SIGINT)
         if shell.interrupted:

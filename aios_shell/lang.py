@@ -1,4 +1,4 @@
-"""The aios shell language: words, quoting, `;` `&&` `||` `&` `|` `>` and `#` comments.
+"""The aios shell language: words, quoting, `;` `&&` `||` `&` `|` `>` `>>` and `#` comments.
 
 A line parses into a list of `AndOr` items, each a chain of commands joined by
 `&&`/`||`, run in the background when it ends with `&`. `$?` and `$!` expand at
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-OPERATORS = ("&&", "||", ";", "&", "|", ">", "\n")
+OPERATORS = ("&&", "||", ">>", ";", "&", "|", ">", "\n")
 
 
 class ParseError(ValueError):
@@ -44,6 +44,7 @@ class Op:
 class Command:
     words: list[Word]
     redirect: Word | None = None
+    append: bool = False  # `>>` rather than `>`
 
 
 @dataclass
@@ -188,9 +189,10 @@ def parse(line: str) -> list[AndOr]:
             command.words.append(tok)
             continue
         op = tok.text
-        if op == ">":
-            if command is None:
+        if op in (">", ">>"):
+            if command is None or command.redirect is not None:
                 raise unexpected(op)
+            command.append = op == ">>"
             expect_redirect = True
         elif op == "|":
             if command is None:

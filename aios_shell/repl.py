@@ -1,10 +1,19 @@
-"""The interactive shell: prompt-toolkit on the kernel's event loop, so agents run while you type."""
+"""The interactive shell: prompt-toolkit on the kernel's event loop, so agents run while you type.
+
+Tab completes commands, flags, pids, agents, users, models and /proc paths; Ctrl-R searches the
+history (per user, in $AIOS_HOME); the bottom bar shows who you are, the model, the scheduler and
+the token rate. While a command runs the terminal is in its normal mode, so Ctrl-C (SIGINT) and
+Ctrl-Z (SIGTSTP) reach the shell as signals: INT for the foreground job, or STOP and the background.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import signal
+import time
 from pathlib import Path
+from typing import Any
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
@@ -12,10 +21,28 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
 
+from aios_shell.completion import ShellCompleter
 from aios_shell.shell import Shell
 from kernel import Kernel
+from kernel.events import TokenGenerated
 
 BANNER = "aios {version} — {backend} backend, model {model}. Type `help` for commands, `exit` or Ctrl-D to leave."
+RATE_WINDOW = 5.0  # seconds of tokens the toolbar's rate averages over
+
+
+class TokenMeter:
+    """Tokens per second over the last few seconds, from the kernel's TokenGenerated events."""
+
+    def __init__(self, kernel: Kernel, window: float = RATE_WINDOW) -> None:
+        self.window = window
+        self.times: collections.deque[float] = collections.deque()
+        self.unsubscribe = kernel.bus.on(lambda _e: self.times.append(time.monotonic()), TokenGenerated)
+
+    def rate(self) -> float:
+        cutoff = time.monotonic() - self.window
+        while self.times and self.times[0] < cutoff:
+            self.times.popleft()
+        return len(self.times) / self.window
 
 
 class Repl:
@@ -25,8 +52,14 @@ class Repl:
         self.shell = shell or Shell(kernel, interactive=True)
         if history is None:
             history = self._history_file(kernel)
-        self.session: PromptSession[str] = PromptSession(input=input, output=output, history=history)
-        self._pipe = input is not None
+        self.completer = ShellCompleter(self.shell, [kernel.backend.model] if kernel.backend.model else [])
+        self.meter = TokenMeter(kernel)
+        self.session: PromptSession[str] = PromptSession(
+            input=input, output=output, history=history, completer=self.completer, complete_while_typing=False,
+            bottom_toolbar=self.toolbar, refresh_interval=1.0,
+        )
+        self.shell.history = lambda: list(self.session.history.get_strings())
+        self.shell.clear_screen = self._clear
 
     @staticmethod
     def _history_file(kernel: Kernel) -> History:
@@ -41,43 +74,91 @@ class Repl:
         mark = "#" if self.kernel.is_admin(self.kernel.user) else "$"
         return f"{self.kernel.user}@aios {mark} "
 
+    def toolbar(self) -> str:
+        """`alice │ simulated sim-1 │ fifo 1/4 run, 0 queued │ 12 tok/s` — fits 80 columns."""
+        k = self.kernel
+        d = k.dispatcher
+        slots = getattr(d, "slots", k.backend.slots)
+        model = k.backend.model if len(k.backend.model) <= 24 else k.backend.model[:23] + "…"
+        return (f" {k.user} │ {k.backend.name} {model} │ {d.policy.name} {len(d.running)}/{slots} run, "
+                f"{len(d.queue())} queued │ {self.meter.rate():.0f} tok/s ")
+
+    def _clear(self) -> None:
+        self.session.output.erase_screen()
+        self.session.output.cursor_goto(0, 0)
+        self.session.output.flush()
+
     async def run(self) -> int:
         from aios_shell import __version__
 
         describe = self.kernel.backend.describe()
         self.shell.print(BANNER.format(version=__version__, backend=describe["backend"], model=describe["model"]))
+        loop = asyncio.get_running_loop()
         warm = getattr(self.kernel.backend, "load", None)
         if warm is not None:  # load the embedded model while the user types
-            asyncio.get_running_loop().create_task(self._warm(warm))
-        with patch_stdout(raw=True):
+            loop.create_task(self._warm(warm))
+        loop.create_task(self._load_models())
+        try:
             while self.shell.exit_code is None:
                 try:
-                    line = await self.session.prompt_async(self.prompt())
+                    line = await self.read(self.prompt())
                 except KeyboardInterrupt:
                     continue
                 except EOFError:
-                    break
+                    if await self._confirm_exit():
+                        break
+                    continue
                 if not line.strip():
                     continue
                 await self.run_line(line)
+        finally:
+            self.meter.unsubscribe()
         return self.shell.exit_code if self.shell.exit_code is not None else self.shell.status
 
-    async def _warm(self, load) -> None:  # noqa: ANN001 - the backend's own coroutine
+    async def read(self, message: str, **kw: Any) -> str:
+        """Prompt for a line. Only while the prompt shows is stdout patched (so background output prints
+        above it); a command's own output goes straight to the terminal, before the next prompt."""
+        with patch_stdout(raw=True):
+            return await self.session.prompt_async(message, **kw)
+
+    async def _confirm_exit(self) -> bool:
+        """Ctrl-D: leave at once, or ask first when agents still run (they are hung up on exit)."""
+        live = self.shell.live_agents()
+        if not live:
+            return True
+        noun = "agent is" if len(live) == 1 else "agents are"
+        try:
+            answer = await self.read(f"{len(live)} {noun} still running; exit and hang up? [y/N] ", completer=None)
+        except (EOFError, KeyboardInterrupt):
+            return True  # a second Ctrl-D leaves, as bash does after its warning
+        return answer.strip().lower() in ("y", "yes")
+
+    async def _warm(self, load: Any) -> None:
         try:
             await load()
         except Exception as exc:
             self.shell.error(f"aios: {exc}")
 
-    async def run_line(self, line: str) -> int:
-        """Run a line; Ctrl-C while it runs interrupts its foreground process, never the shell."""
-        loop = asyncio.get_running_loop()
+    async def _load_models(self) -> None:
+        from commands.namespace import models
+
         try:
-            loop.add_signal_handler(signal.SIGINT, self.shell.interrupt)
-            installed = True
-        except (RuntimeError, ValueError):  # not the main thread (tests)
-            installed = False
+            self.completer.models = await models(self.shell)
+        except Exception:  # completion only: never in the user's way
+            pass
+
+    async def run_line(self, line: str) -> int:
+        """Run a line; Ctrl-C interrupts its foreground job and Ctrl-Z stops it, never the shell."""
+        loop = asyncio.get_running_loop()
+        installed = []
+        for signum, handler in ((signal.SIGINT, self.shell.interrupt), (signal.SIGTSTP, self.shell.suspend)):
+            try:
+                loop.add_signal_handler(signum, handler)
+                installed.append(signum)
+            except (RuntimeError, ValueError):  # not the main thread (tests)
+                pass
         try:
             return await self.shell.run_line(line)
         finally:
-            if installed:
-                loop.remove_signal_handler(signal.SIGINT)
+            for signum in installed:
+                loop.remove_signal_handler(signum)

@@ -1,14 +1,25 @@
-"""The shell: runs parsed lines of commands against a kernel, for the REPL, `-c` and scripts."""
+"""The shell: runs parsed lines of commands against a kernel, for the REPL, `-c` and scripts.
+
+Each line item runs as a job (see `aios_shell.jobs`) in a *subshell*, a shallow copy of the shell
+that shares the job table and has its own `$?`, standard output and standard input, as a forked
+bash does. A pipeline `a | b | c` runs its stages at once, each writing into a `Pipe` the next one
+reads as the text arrives; `> FILE` and `>> FILE` point a stage's standard output at a file.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import io
+import re
 import shlex
-from dataclasses import dataclass
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from aios_shell.jobs import Job, JobControl, current_job, describe_exit
 from aios_shell.lang import AndOr, Command, ParseError, parse
 from aios_shell.render import make_console, table, to_json
 from commands.registry import CommandError, HelpShown, UsageError, lookup
@@ -19,17 +30,23 @@ from kernel.llm.backend import BackendError
 from kernel.process import Process, Signal
 from kernel.programs import NoSuchProgram
 from kernel.sanitize import strip_controls
+from kernel.syscall import Pipe
+
+__all__ = ["Job", "Shell", "describe_exit"]
 
 
-@dataclass
-class Job:
-    number: int
-    proc: Process
-    notified: bool = False
+class PipeFile(io.TextIOBase):
+    """A file object whose writes go into a `Pipe` (a pipeline stage's standard output)."""
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+    def __init__(self, pipe: Pipe) -> None:
+        self.pipe = pipe
+
+    def write(self, text: str) -> int:
+        self.pipe.write(text)
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
 
 
 class Shell:
@@ -39,21 +56,46 @@ class Shell:
         out: Console | None = None,
         err: Console | None = None,
         interactive: bool = False,
+        cwd: Path | None = None,
     ) -> None:
         self.kernel = kernel
         self.out = out or make_console()
         self.err = err or make_console(stderr=True)
         self.interactive = interactive
+        self.cwd = Path(cwd) if cwd is not None else Path.cwd()
         self.status = 0
-        self.last_bg: int | None = None
-        self.jobs: dict[int, Job] = {}
         self.exit_code: int | None = None  # set by `exit`
-        self.foreground: Process | None = None
-        self.interrupted = False
-        self._job_numbers = 0
-        self._bg_tasks: set[asyncio.Task[Any]] = set()
+        self.stdin: Pipe | None = None  # what agents started here read (a pipe), or nothing
+        self.captured = False  # stdout is a pipe or a file, not the terminal
+        self.ctl = JobControl()
+        self.jobs = self.ctl.jobs
+        self.history: Callable[[], list[str]] | None = None  # set by the REPL
+        self.clear_screen: Callable[[], None] | None = None  # set by the REPL
 
-    # -- output ---------------------------------------------------------------------------
+    # -- state shared with subshells ----------------------------------------------------------
+    @property
+    def last_bg(self) -> int | None:
+        return self.ctl.last_bg
+
+    @property
+    def interrupted(self) -> bool:
+        return self.ctl.interrupted
+
+    @property
+    def foreground(self) -> Job | None:
+        return self.ctl.fg
+
+    def fork(self, out: Console | None = None, stdin: Pipe | None = None) -> Shell:
+        """A subshell: same kernel and jobs, its own `$?`; `out`/`stdin` replace the parent's."""
+        child = copy.copy(self)
+        if out is not None:
+            child.out, child.captured = out, True
+        if stdin is not None:
+            child.stdin = stdin
+        child.exit_code = None
+        return child
+
+    # -- output ---------------------------------------------------------------------------------
     def write(self, text: str) -> None:
         self.out.file.write(strip_controls(text))
         self.out.file.flush()
@@ -74,13 +116,21 @@ class Shell:
         self.out.file.write(to_json(obj) + "\n")
         self.out.file.flush()
 
-    # -- running --------------------------------------------------------------------------
+    def _emit(self, text: str, job: Job | None) -> None:
+        """Agent output: to stdout, or held while its job is in the background."""
+        if not self.captured and job is not None and not job.foreground:
+            job.hold(text)
+        else:
+            self.write(text)
+
+    # -- running lines ----------------------------------------------------------------------------
     def variables(self) -> dict[str, str]:
-        return {"?": str(self.status), "!": "" if self.last_bg is None else str(self.last_bg)}
+        last_bg = self.ctl.last_bg
+        return {"?": str(self.status), "!": "" if last_bg is None else str(last_bg)}
 
     async def run_line(self, text: str) -> int:
         """Run a line (or several) of shell text; returns `$?` afterwards."""
-        self.interrupted = False
+        self.ctl.interrupted = False
         try:
             items = parse(text)
         except ParseError as exc:
@@ -88,10 +138,13 @@ class Shell:
             self.status = 2
             return 2
         for item in items:
-            if self.exit_code is not None or self.interrupted:
+            if self.exit_code is not None or self.ctl.interrupted:
                 break
-            await self._run_andor(item)
-        if self.interrupted:
+            if item.background:
+                await self._background(item)
+            else:
+                await self._foreground(item)
+        if self.ctl.interrupted:
             self.status = 130
         return self.status
 
@@ -100,52 +153,108 @@ class Shell:
         status = await self.run_line(text)
         return self.exit_code if self.exit_code is not None else status
 
-    async def _run_andor(self, item: AndOr) -> int:
-        if item.background:
-            if not item.rest and len(item.first) == 1:
-                return await self._simple(item.first[0], background=True)
-            task = asyncio.get_running_loop().create_task(self._chain(item))
-            self._bg_tasks.add(task)
-            task.add_done_callback(self._bg_tasks.discard)
-            self.status = 0
-            return 0
-        return await self._chain(item)
+    def _start(self, item: AndOr, foreground: bool) -> tuple[Job, Shell]:
+        job = Job(cmdline=item_text(item), foreground=foreground)
+        sub = self.fork()
+
+        async def main() -> int:
+            current_job.set(job)
+            return await sub._chain(item)
+
+        job.task = asyncio.get_running_loop().create_task(main())
+        return job, sub
+
+    async def _foreground(self, item: AndOr) -> None:
+        job, sub = self._start(item, foreground=True)
+        self.status = await self.wait_foreground(job)
+        if sub.exit_code is not None and job.done:
+            self.exit_code = sub.exit_code
+
+    async def _background(self, item: AndOr) -> None:
+        job, _sub = self._start(item, foreground=False)
+        self.add_job(job)
+        for _ in range(4):  # let it start its agents, so `$!` and `[N] PID` know their pids
+            await asyncio.sleep(0)
+        if job.pid is not None:
+            self.ctl.last_bg = job.pid
+        if self.interactive:
+            self.print(f"[{job.number}] {job.pid or ''}".rstrip())
+        self.status = 0
 
     async def _chain(self, item: AndOr) -> int:
         status = await self._pipeline(item.first)
         for op, pipeline in item.rest:
-            if self.exit_code is not None or self.interrupted:
+            if self.exit_code is not None or self.ctl.interrupted:
                 break
             if (op == "&&") == (status == 0):
                 status = await self._pipeline(pipeline)
         return status
 
     async def _pipeline(self, commands: list[Command]) -> int:
-        if len(commands) > 1:
-            self.error("aios: pipes between agents are not supported yet")
-            self.status = 2
-            return 2
-        return await self._simple(commands[0])
+        if len(commands) == 1:
+            return await self._simple(commands[0])
+        pipes = [Pipe() for _ in commands[1:]]
+        last = len(commands) - 1
 
-    async def _simple(self, cmd: Command, background: bool = False) -> int:
-        argv = [word.expand(self.variables()) for word in cmd.words]
-        status = await self.execute(argv, background=background, redirect=cmd.redirect is not None)
+        async def stage(i: int, cmd: Command) -> int:
+            out = make_console(PipeFile(pipes[i])) if i < last else None
+            sub = self.fork(out=out, stdin=pipes[i - 1] if i else None)
+            try:
+                return await sub._simple(cmd)
+            finally:
+                if i < last:
+                    pipes[i].close()
+
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(stage(i, cmd)) for i, cmd in enumerate(commands)]
+        try:
+            results = await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+        self.status = results[-1]
+        return results[-1]
+
+    async def _simple(self, cmd: Command) -> int:
+        variables = self.variables()
+        argv = [word.expand(variables) for word in cmd.words]
+        if cmd.redirect is None:
+            status = await self.execute(argv)
+        else:
+            status = await self._redirected(argv, cmd.redirect.expand(variables), cmd.append)
         self.status = status
         return status
 
-    async def execute(self, argv: list[str], background: bool = False, redirect: bool = False) -> int:
+    async def _redirected(self, argv: list[str], target: str, append: bool) -> int:
+        path = Path(target).expanduser()
+        if not path.is_absolute():
+            path = self.cwd / path
+        try:
+            file = open(path, "a" if append else "w", encoding="utf-8")
+        except OSError as exc:
+            self.error(f"aios: {target}: {exc.strerror or exc}")
+            return 1
+        sub = self.fork(out=make_console(file))
+        try:
+            status = await sub.execute(argv)
+        finally:
+            file.close()
+        if sub.exit_code is not None:
+            self.exit_code = sub.exit_code
+        return status
+
+    async def execute(self, argv: list[str]) -> int:
         """Run one command given as words; every failure becomes one line and a status."""
         name = argv[0]
-        if redirect:
-            self.error(f"aios: {name}: redirection is not supported yet")
-            return 2
+        if name.startswith("%"):  # `%1` is `fg %1`, as in bash
+            name, argv = "fg", ["fg", *argv]
         spec = lookup(name)
         if spec is None:
             self.error(f"aios: {shlex.quote(name)}: command not found (try: help)")
             return 1
         try:
             args = spec.parse(argv[1:])
-            args.background = background
             result = await spec.handler(self, args)
             return int(result or 0)
         except HelpShown:
@@ -166,62 +275,132 @@ class Shell:
             self.error(f"{name}: internal error: {type(exc).__name__}: {exc}")
             return 1
 
-    # -- jobs -------------------------------------------------------------------------------
-    def add_job(self, proc: Process) -> Job:
-        self._job_numbers = max(self.jobs, default=0) + 1
-        job = Job(self._job_numbers, proc)
-        self.jobs[job.number] = job
-        self.last_bg = proc.pid
-        if self.interactive:
-            self.print(f"[{job.number}] {proc.pid}")
-        task = asyncio.get_running_loop().create_task(self._watch_job(job))
-        self._bg_tasks.add(task)
-        task.add_done_callback(self._bg_tasks.discard)
+    # -- jobs -----------------------------------------------------------------------------------
+    def add_job(self, job: Job) -> Job:
+        """Put a job in the table (`%N`); the shell reports when a background job ends."""
+        if job.number:
+            return job
+        self.ctl.add(job)
+        if job.task is not None:
+            job.task.add_done_callback(lambda _t: self._job_done(job))
         return job
 
-    async def _watch_job(self, job: Job) -> None:
-        await job.proc.exited.wait()
-        if self.interactive and self.foreground is not job.proc:
-            self.print(f"[{job.number}]+  {describe_exit(job.proc):<12} {job.proc.cmdline}")
-        self.jobs.pop(job.number, None)
+    def _job_done(self, job: Job) -> None:
+        if job.foreground:
+            self.jobs.pop(job.number, None)
+            return
+        if self.interactive:
+            self.print(f"[{job.number}]+  {job.state():<22}  {job.cmdline}")
+            self.jobs.pop(job.number, None)
 
-    async def follow(self, proc: Process) -> int:
-        """Stream a process's output until it exits; Ctrl-C sends it TERM. Returns its status."""
-        self.foreground = proc
+    async def wait_foreground(self, job: Job) -> int:
+        """Wait for a job in the foreground; Ctrl-Z (`suspend`) stops it and gives the shell back."""
+        assert job.task is not None
+        prev, self.ctl.fg = self.ctl.fg, job
+        job.foreground = True
+        if job.held:
+            self.write(job.take_held())
+        job.suspended.clear()
+        waiter = asyncio.get_running_loop().create_task(job.suspended.wait())
+        try:
+            await asyncio.wait({job.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            job.task.cancel()
+            raise
+        finally:
+            waiter.cancel()
+            self.ctl.fg = prev
+        if job.task.done():
+            if job.number:
+                self.jobs.pop(job.number, None)
+            return job.status()
+        job.foreground = False
+        self.add_job(job)
+        self.ctl.last_stopped = job.number
+        self.print(f"\n[{job.number}]+  Stopped                 {job.cmdline}")
+        return 148  # 128 + SIGTSTP, as bash reports it
+
+    async def follow(self, proc: Process, attach: bool = True) -> int:
+        """Stream a process's output until it exits; returns its exit status.
+
+        With `attach` the process joins the current job, so Ctrl-C and Ctrl-Z reach it.
+        """
+        job = current_job.get()
+        if attach and job is not None and proc not in job.procs:
+            job.procs.append(proc)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        unsubscribe = self.kernel.bus.on(
+            lambda e: queue.put_nowait(e) if getattr(e, "pid", None) == proc.pid else None,
+            ProcessOutput, ProcessExited,
+        )
         ended_with_newline = True
-        with self.kernel.bus.subscribe(ProcessOutput, ProcessExited) as events:
-            try:
-                while proc.alive:
-                    event = await events.get()
-                    if getattr(event, "pid", None) != proc.pid:
-                        continue
-                    if isinstance(event, ProcessOutput):
-                        self.write(event.text)
-                        ended_with_newline = event.text.endswith("\n")
-                    elif isinstance(event, ProcessExited):
-                        break
-            finally:
-                self.foreground = None
+        try:
+            while proc.alive or not queue.empty():
+                event = await queue.get()
+                if isinstance(event, ProcessOutput):
+                    self._emit(event.text, job)
+                    ended_with_newline = event.text.endswith("\n")
+                elif isinstance(event, ProcessExited):
+                    break
+        finally:
+            unsubscribe()
         if not ended_with_newline:
-            self.write("\n")
+            self._emit("\n", job)
+        if not attach:
+            return proc.exit_code if proc.exit_code is not None else 0
         if proc.error:
             self.error(f"{proc.program}[{proc.pid}]: {proc.error}")
-        elif proc.term_signal is not None and self.interactive:
+        elif proc.term_signal is not None and self.interactive and (job is None or job.foreground):
             self.error(describe_exit(proc))
         return proc.exit_code if proc.exit_code is not None else 1
 
     def interrupt(self) -> None:
-        """Ctrl-C: TERM to the foreground process; a running script stops."""
-        self.interrupted = True
-        proc = self.foreground
-        if proc is not None and proc.alive:
-            self.kernel.signal(proc.pid, Signal.INT)
+        """Ctrl-C: INT to the foreground job's agents, or stop the builtin it runs; a script stops."""
+        self.ctl.interrupted = True
+        job = self.ctl.fg
+        if job is None:
+            return
+        live = job.live()
+        if not live and job.task is not None:
+            job.task.cancel()  # `sleep`, `wait`, `logs -f`: interrupt the builtin itself
+        for proc in live:
+            try:
+                self.kernel.signal(proc.pid, Signal.INT)
+            except KernelError:
+                pass
+
+    def suspend(self) -> None:
+        """Ctrl-Z: STOP the foreground job's agents and put the job in the background, stopped."""
+        job = self.ctl.fg
+        if job is None or not job.live():
+            return
+        for proc in job.live():
+            try:
+                self.kernel.signal(proc.pid, Signal.STOP)
+            except KernelError:
+                pass
+        job.suspended.set()
+
+    def live_agents(self) -> list[Process]:
+        """This user's processes still running in this kernel."""
+        return [p for p in self.kernel.ps() if p.user == self.kernel.user]
 
 
-def describe_exit(proc: Process) -> str:
-    if proc.lost:
-        return "Lost"
-    if proc.term_signal is not None:
-        return {Signal.KILL: "Killed", Signal.TERM: "Terminated", Signal.INT: "Interrupt",
-                Signal.HUP: "Hangup"}.get(Signal(proc.term_signal), f"Signal {proc.term_signal}")
-    return "Done" if proc.exit_code == 0 else f"Exit {proc.exit_code}"
+def item_text(item: AndOr) -> str:
+    """A line item as `jobs` shows it."""
+
+    def pipeline(cmds: list[Command]) -> str:
+        parts = []
+        for cmd in cmds:
+            text = " ".join(_quote(w.raw) for w in cmd.words)
+            if cmd.redirect is not None:
+                text += (" >> " if cmd.append else " > ") + _quote(cmd.redirect.raw)
+            parts.append(text)
+        return " | ".join(parts)
+
+    text = pipeline(item.first) + "".join(f" {op} {pipeline(p)}" for op, p in item.rest)
+    return text + (" &" if item.background else "")
+
+
+def _quote(word: str) -> str:
+    return word if word and re.fullmatch(r"[\w@%+=:,./$?!-]+", word) else '"' + word.replace('"', '\\"') + '"'

@@ -7,6 +7,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from commands.registry import UsageError, command, load_all, lookup
+from kernel.programs import available
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -24,9 +25,11 @@ async def help_(sh: Shell, args: argparse.Namespace) -> int:
     seen = {}
     for _name, spec in sorted(load_all().items()):
         seen.setdefault(spec.name, spec)
-    rows = [[spec.parser.usage or spec.name, spec.summary] for spec in seen.values()]
+    rows = [[(spec.parser.usage or spec.name).replace("%%", "%"), spec.summary] for spec in seen.values()]
     sh.table(["COMMAND", "WHAT IT DOES"], rows)
-    sh.print("Agents: chat. `help COMMAND` for details; `CMD --json` prints JSON where a table is shown.")
+    agents = ", ".join(available(sh.kernel.config.home)) or "none"
+    sh.print(f"Agents: {agents}. `help COMMAND` for details; `CMD --json` prints JSON where a table is shown.")
+    sh.print("Language: ; && || & | > >> # 'quotes' $? $! %N; jobs, fg, bg, wait, source FILE.")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""kill [-SIGNAL | -s SIGNAL | -l] PID… — send a signal to processes."""
+"""kill [-SIGNAL | -s SIGNAL | -l] PID|%N… — send a signal to processes or to every agent of a job."""
 
 from __future__ import annotations
 
@@ -52,20 +52,28 @@ def _signal(spec: str) -> Signal:
 
 
 def parse_pid(sh: Shell, text: str) -> int:
-    """A pid, or a job spec `%N`."""
+    """A pid, or a job spec `%N` (its last process)."""
+    return parse_targets(sh, text)[-1]
+
+
+def parse_targets(sh: Shell, text: str) -> list[int]:
+    """A pid, or every process of a job spec `%N` (`%%`, `%+`, `%-` as in bash)."""
     if text.startswith("%"):
-        job = sh.jobs.get(int(text[1:])) if text[1:].isdigit() else None
+        job = sh.ctl.find(text)
         if job is None:
             raise UsageError(f"{text}: no such job")
-        return job.pid
+        pids = [p.pid for p in job.live()] or [p.pid for p in job.procs]
+        if not pids:
+            raise UsageError(f"{text}: the job has no agents")
+        return pids
     if not text.isdigit():
         raise UsageError(f"{text}: arguments must be process or job IDs")
-    return int(text)
+    return [int(text)]
 
 
 @command("kill", "send a signal to processes (default TERM)",
-         usage="kill [-s SIGNAL | -SIGNAL] PID…  |  kill -l", args=_args, raw_args=True,
-         examples=("kill 12", "kill -9 12", "kill -STOP 12; kill -CONT 12", "kill -l"))
+         usage="kill [-s SIGNAL | -SIGNAL] PID|%N…  |  kill -l", args=_args, raw_args=True,
+         examples=("kill 12", "kill -9 12", "kill %1", "kill -STOP 12; kill -CONT 12", "kill -l"))
 async def kill(sh: Shell, args: argparse.Namespace) -> int:
     sig, targets, listing = parse_kill_args(args.argv)
     if listing:
@@ -73,7 +81,7 @@ async def kill(sh: Shell, args: argparse.Namespace) -> int:
         return 0
     if not targets:
         raise UsageError("missing process id")
-    pids = [parse_pid(sh, t) for t in targets]
+    pids = [pid for t in targets for pid in parse_targets(sh, t)]
     status = 0
     for pid in pids:
         try:

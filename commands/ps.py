@@ -1,18 +1,34 @@
-"""ps [-a] [--json] — the process table."""
+"""ps [-a] [-l] [-u USER] [--sort KEY] [--forest] [--json] — the process table."""
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from commands.registry import ArgParser, command
+from commands.registry import ArgParser, UsageError, command
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
+    from kernel.process import Process
 
 COLUMNS = ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "CMD"]
+LONG = ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "WAIT", "CALLS", "SWITCHES", "CMD"]
+RIGHT = ("PID", "PPID", "PRI", "NI", "%CTX", "TOKENS", "TIME", "WAIT", "CALLS", "SWITCHES")
+SORT_KEYS: dict[str, Any] = {
+    "pid": lambda p: p.pid, "ppid": lambda p: p.ppid, "user": lambda p: p.user, "nice": lambda p: p.nice,
+    "pri": lambda p: p.nice, "state": lambda p: p.status, "tokens": lambda p: p.tokens,
+    "time": lambda p: p.llm_time, "wait": lambda p: p.queue_wait, "cmd": lambda p: p.cmdline,
+    "start": lambda p: p.created_at,
+}
+SHAPE = [{
+    "pid": int, "ppid": int, "user": str, "program": str, "argv": [str], "cmd": str, "nice": int, "state": str,
+    "status": str, "waiting_on": (str, None), "exit_code": (int, None), "signal": (int, None),
+    "error": (str, None), "created_at": float, "started_at": (float, None), "ended_at": (float, None),
+    "prompt_tokens": int, "completion_tokens": int, "llm_time_s": float, "queue_wait_s": float,
+    "syscalls": int, "tool_calls": int, "ctx_switches": int, "ctx_tokens": int,
+}]
 JSON_SHAPE = """\
-a list of processes, oldest first:
+a list of processes, oldest first (or in --sort order):
   [{"pid": int, "ppid": int, "user": str, "program": str, "argv": [str], "cmd": str,
     "nice": int, "state": "NEW|READY|RUNNING|WAITING|STOPPED|EXITED",
     "status": str  (as the STATE column: "WAITING(llm)", "EXITED(0)", "EXITED(SIGKILL)", "EXITED(lost)"),
@@ -25,6 +41,10 @@ a list of processes, oldest first:
 def _args(p: ArgParser) -> None:
     p.add_argument("-a", "--all", action="store_true",
                    help="every process, exited ones and those of earlier runs included")
+    p.add_argument("-l", "--long", action="store_true", help="more columns: queue WAIT, model CALLS, SWITCHES")
+    p.add_argument("-u", "--user", metavar="USER", help="only this user's processes")
+    p.add_argument("--sort", metavar="KEY", help=f"sort by {', '.join(SORT_KEYS)}; --sort=-KEY for descending")
+    p.add_argument("--forest", action="store_true", help="show children under their parents")
     p.add_argument("--json", action="store_true", help="print JSON (shape below)")
 
 
@@ -33,18 +53,53 @@ def fmt_time(seconds: float) -> str:
     return f"{int(minutes)}:{secs:05.2f}"
 
 
-@command("ps", "report the processes: live ones, or all with -a", usage="ps [-a] [--json]",
-         args=_args, json_shape=JSON_SHAPE)
-async def ps(sh: Shell, args: argparse.Namespace) -> int:
+def forest(procs: list[Process]) -> list[tuple[Process, int]]:
+    """Processes in tree order with their depth; an orphan (parent not listed) is a root."""
+    listed = {p.pid for p in procs}
+    children: dict[int, list[Process]] = {}
+    for p in procs:
+        children.setdefault(p.ppid if p.ppid in listed and p.ppid != p.pid else 0, []).append(p)
+    out: list[tuple[Process, int]] = []
+
+    def walk(parent: int, depth: int) -> None:
+        for child in children.get(parent, []):
+            out.append((child, depth))
+            walk(child.pid, depth + 1)
+
+    walk(0, 0)
+    return out
+
+
+def select(sh: Shell, args: argparse.Namespace) -> list[Process]:
     procs = sh.kernel.ps(all=args.all)
+    if args.user:
+        procs = [p for p in procs if p.user == args.user]
+    if args.sort:
+        key = args.sort.lstrip("-+")
+        if key not in SORT_KEYS:
+            raise UsageError(f"{args.sort}: unknown sort key (keys: {', '.join(SORT_KEYS)})")
+        procs = sorted(procs, key=SORT_KEYS[key], reverse=args.sort.startswith("-"))
+    return procs
+
+
+@command("ps", "report the processes: live ones, or all with -a",
+         usage="ps [-a] [-l] [-u USER] [--sort KEY] [--forest] [--json]", args=_args, json_shape=JSON_SHAPE,
+         examples=("ps", "ps -a --sort=-tokens", "ps -a --forest", "ps -u alice --json"))
+async def ps(sh: Shell, args: argparse.Namespace) -> int:
+    procs = select(sh, args)
+    ordered = forest(procs) if args.forest else [(p, 0) for p in procs]
     if args.json:
-        sh.json([p.to_dict() for p in procs])
+        sh.json([p.to_dict() for p, _ in ordered])
         return 0
     window = sh.kernel.backend.context_window or 0
     rows = []
-    for p in procs:
+    for p, depth in ordered:
         ctx = f"{100 * p.ctx_tokens / window:.0f}" if window and p.ctx_tokens else "0"
-        rows.append([p.pid, p.ppid, p.user, 20 + p.nice, p.nice, p.status, ctx,
-                     f"{p.prompt_tokens}/{p.completion_tokens}", fmt_time(p.llm_time), p.cmdline])
-    sh.table(COLUMNS, rows, right=("PID", "PPID", "PRI", "NI", "%CTX", "TOKENS", "TIME"))
+        cmd = ("    " * (depth - 1) + " \\_ " if depth else "") + p.cmdline
+        row = [p.pid, p.ppid, p.user, 20 + p.nice, p.nice, p.status, ctx,
+               f"{p.prompt_tokens}/{p.completion_tokens}", fmt_time(p.llm_time)]
+        if args.long:
+            row += [fmt_time(p.queue_wait), p.syscalls, p.ctx_switches]
+        rows.append([*row, cmd])
+    sh.table(LONG if args.long else COLUMNS, rows, right=RIGHT)
     return 0

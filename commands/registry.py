@@ -92,7 +92,8 @@ def command(
     """Declare a shell command: its name, one-line summary, arguments and handler."""
 
     def register(handler: Handler) -> Handler:
-        parser = ArgParser(prog=name, usage=usage, description=summary, add_help=True)
+        escaped = usage.replace("%", "%%") if usage else None  # argparse %-formats the usage (`%N` job specs)
+        parser = ArgParser(prog=name, usage=escaped, description=summary, add_help=True)
         if args is not None:
             args(parser)
         cmd = Command(name, summary, handler, parser, aliases, json_shape, raw_args, list(examples))

@@ -14,8 +14,11 @@ if TYPE_CHECKING:
 def _args(p: ArgParser) -> None:
     p.add_argument("-n", "--nice", type=int, default=0, metavar="NICE",
                    help="niceness from -20 (most favoured, admins only) to 19 (least)")
-    p.add_argument("agent", help="agent program (see: help run; agents: chat)")
+    p.add_argument("agent", help="agent program (see: ls /agents)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the agent")
+    p.epilog = ("In a pipeline (run a | run b) the agent reads what the previous command writes, as it is "
+                "written; chat reads it all, then asks. `> FILE` saves the answer. With & it runs as a "
+                "background job: its output waits for `fg` and is always in `logs PID`.")
 
 
 @command(
@@ -23,11 +26,10 @@ def _args(p: ArgParser) -> None:
     "start an agent program; end the line with & to run it in the background",
     usage="run [-n NICE] AGENT ARGS… [&]",
     args=_args,
-    examples=('run chat "Write one sentence about cats."', 'run -n 10 chat "a slow question" &'),
+    examples=('run chat "Write one sentence about cats."', 'run -n 10 chat "a slow question" &',
+              'run chat "Tell me about the sea." | run chat "Summarise this in five words:"',
+              'run chat "a haiku" > haiku.txt'),
 )
 async def run(sh: Shell, args: argparse.Namespace) -> int:
-    proc = sh.kernel.spawn(args.agent, args.args, nice=args.nice)
-    if args.background:
-        sh.add_job(proc)
-        return 0
+    proc = sh.kernel.spawn(args.agent, args.args, nice=args.nice, stdin=sh.stdin)
     return await sh.follow(proc)

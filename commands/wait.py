@@ -1,11 +1,11 @@
-"""wait [PID|%N…] — wait for processes to exit; the status is the last one's."""
+"""wait [PID|%N…] — wait for background jobs or processes; the status is the last one's, as in bash."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import TYPE_CHECKING
 
-from commands.kill import parse_pid
 from commands.registry import ArgParser, command
 from kernel.errors import NoSuchProcess
 
@@ -17,20 +17,36 @@ def _args(p: ArgParser) -> None:
     p.add_argument("pid", nargs="*", help="process ids or %%N job specs (default: every background job)")
 
 
-@command("wait", "wait for background processes to finish", usage="wait [PID|%N…]", args=_args)
+@command("wait", "wait for background jobs to finish", usage="wait [PID|%N…]", args=_args,
+         examples=("wait", "wait %1", "run chat long &; wait $!; echo $?"))
 async def wait(sh: Shell, args: argparse.Namespace) -> int:
-    if not args.pid:
-        for job in list(sh.jobs.values()):
-            await job.proc.exited.wait()
+    if not args.pid:  # every job; the status is 0, as in bash
+        tasks = [job.task for job in sh.jobs.values() if job.task is not None and not job.foreground]
+        if tasks:
+            await asyncio.wait(tasks)  # asyncio.wait: Ctrl-C stops waiting, never the jobs
         return 0
     status = 0
     for target in args.pid:
-        pid = parse_pid(sh, target)
+        if target.startswith("%"):
+            job = sh.ctl.find(target)
+            if job is None or job.task is None:
+                sh.error(f"wait: {target}: no such job")
+                status = 127
+                continue
+            await asyncio.wait([job.task])
+            status = job.status()
+            continue
+        if not target.isdigit():
+            sh.error(f"wait: `{target}': not a pid or valid job spec")
+            status = 2
+            continue
+        pid = int(target)
         try:
-            proc = await sh.kernel.wait(pid)
+            proc = sh.kernel.get(pid)
         except NoSuchProcess:
             sh.error(f"wait: pid {pid} is not a child of this shell")
             status = 127
             continue
+        await proc.exited.wait()
         status = proc.exit_code if proc.exit_code is not None else 1
     return status

@@ -116,6 +116,7 @@ class SyscallDone(Event):
     wait_s: float = 0.0
     service_s: float = 0.0
     error: str | None = None
+    overhead_s: float = 0.0  # kernel time on this call outside the backend (queueing, events, storage)
 
 
 @dataclass(frozen=True)
@@ -208,3 +209,28 @@ class EventBus:
                 self.last_handler_error = exc
         for sub in list(self._subs):
             sub._offer(event)
+
+
+@dataclass(frozen=True)
+class PermissionRequested(Event):
+    """A tool call needs a person's decision (see kernel.permissions)."""
+
+    request_id: int
+    pid: int
+    user: str
+    program: str
+    tool: str
+    args: dict[str, Any]
+    timeout: float
+    deadline: float  # wall-clock seconds after which the request is denied
+
+
+@dataclass(frozen=True)
+class PermissionDecided(Event):
+    """The answer to a PermissionRequested: once | session | always | deny; `by` is `user` or `timeout`."""
+
+    request_id: int
+    pid: int
+    tool: str
+    decision: str
+    by: str

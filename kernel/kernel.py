@@ -29,9 +29,10 @@ from kernel.events import (
     SyscallDone,
 )
 from kernel.llm import Backend, LLMRequest, create_backend
+from kernel.permissions import PermissionBroker
 from kernel.process import Process, ProcessTable, Signal, State
 from kernel.programs import Program, load
-from kernel.scheduler import Dispatcher
+from kernel.scheduler import DEFAULT_POLICY, Dispatcher, make_policy
 from kernel.storage import Storage, default_home
 from kernel.syscall import AgentContext, LLMCall, LLMResult
 
@@ -56,6 +57,8 @@ class KernelConfig:
     admins: frozenset[str] = frozenset({"root"})
     seed: int = 0
     term_grace: float = 2.0
+    policy: str = field(default_factory=lambda: os.environ.get("AIOS_POLICY") or DEFAULT_POLICY)
+    slice: int | None = None  # tokens per slice for rr and fair
 
 
 class Kernel:
@@ -68,7 +71,13 @@ class Kernel:
         self.backend: Backend = backend or create_backend(
             config.backend, config.model, config.slots, seed=config.seed
         )
-        self.dispatcher = Dispatcher(self, self.backend)
+        try:
+            policy = make_policy(config.policy, **self._policy_params(config.policy, config.slice))
+        except ValueError as exc:
+            self.storage.close()
+            raise InvalidArgument(str(exc)) from None
+        self.dispatcher = Dispatcher(self, self.backend, policy)
+        self.permissions = PermissionBroker(self.bus)  # tool calls wait here for a person's answer
         self.boot_time = time.time()
         self.lost_at_boot: list[int] = []
         self._sids = itertools.count(1)
@@ -126,6 +135,7 @@ class Kernel:
         nice: int = 0,
         user: str | None = None,
         ppid: int = 0,
+        stdin: Any = None,
     ) -> Process:
         """Start agent `program` with `argv`; returns at once with the new process."""
         main = load(program, self.config.home)
@@ -135,7 +145,7 @@ class Kernel:
             raise PermissionDenied(f"cannot set nice {nice}: only an admin may raise priority")
         proc = Process(
             pid=self.storage.allocate_pid(), ppid=ppid, user=user, program=program,
-            argv=tuple(argv), nice=nice, kernel_pid=os.getpid(),
+            argv=tuple(argv), nice=nice, kernel_pid=os.getpid(), stdin=stdin,
         )
         self.procs.add(proc)
         self.storage.save_process(proc)
@@ -269,6 +279,31 @@ class Kernel:
             self.signal(proc.pid, Signal.KILL, sender=proc.user)
 
     @staticmethod
+    def _policy_params(name: str, slice: int | None) -> dict[str, Any]:
+        return {"slice": slice} if slice is not None and name in ("rr", "fair") else {}
+
+    def sched(self, policy: str | None = None, slice: int | None = None, slots: int | None = None,
+              sender: str | None = None) -> dict[str, Any]:
+        """Switch the scheduling policy and/or P live; queued calls are kept."""
+        sender = sender or self.user
+        if (policy or slice is not None or slots is not None) and sender != self.user and not self.is_admin(sender):
+            raise PermissionDenied("only the kernel's owner or an admin may change the scheduler")
+        if slice is not None and slice < 1:
+            raise InvalidArgument("the slice must be at least 1 token")
+        if policy or slice is not None:
+            name = policy or self.dispatcher.policy.name
+            try:
+                new = make_policy(name, **self._policy_params(name, slice))
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
+            self.dispatcher.set_policy(new)
+        if slots is not None:
+            if slots < 1:
+                raise InvalidArgument("slots must be at least 1")
+            self.dispatcher.set_slots(slots)
+        return self.dispatcher.policy.describe() | {"slots": self.dispatcher.slots}
+
+    @staticmethod
     def _check_nice(nice: Any) -> int:
         try:
             value = int(nice)
@@ -286,6 +321,7 @@ class Kernel:
         if new < proc.nice and not self.is_admin(sender):
             raise PermissionDenied(f"({pid}) - Permission denied: only an admin may lower nice ({proc.nice} → {new})")
         old, proc.nice = proc.nice, new
+        self.dispatcher.requeue_pid(pid)
         self.storage.save_process(proc)
         self.bus.publish(ProcessReniced(pid=pid, old=old, new=new))
         return proc
@@ -329,6 +365,7 @@ class Kernel:
             prompt_tokens=result.prompt_tokens if result else 0,
             completion_tokens=result.completion_tokens if result else 0,
             wait_s=call.wait_s, service_s=call.service_s, error=str(error) if error else None,
+            overhead_s=call.overhead_s,
         ))
         self.storage.save_process(proc)
         if call.future.done():

@@ -86,6 +86,7 @@ class Process:
     pending_signal: Signal | None = field(default=None, repr=False, compare=False)
     state_before_stop: State | None = field(default=None, repr=False, compare=False)
     waiting_before_stop: str | None = field(default=None, repr=False, compare=False)
+    stdin: Any = field(default=None, repr=False, compare=False)  # a kernel.syscall.Pipe, or None
 
     def __post_init__(self) -> None:
         self.resumed.set()

@@ -1,12 +1,15 @@
 """The SQLite database: one file per `AIOS_HOME`, WAL mode, numbered migrations.
 
-Processes, their messages and the kernel's events are written as they happen,
-so a new `aios` sees the processes of earlier runs and nothing committed is lost
-when a kernel dies.
+Processes, their messages and the kernel's events are written as they happen:
+each write joins a batch that is committed in one transaction within
+`FLUSH_INTERVAL` seconds (at once when no event loop runs, and before any read),
+so the kernel's hot path never waits on SQLite. A new `aios` sees the processes
+of earlier runs; a kernel that dies loses at most the last batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -82,10 +85,24 @@ class StorageError(Exception):
     pass
 
 
+PROCESS_COLUMNS = (
+    "pid", "ppid", "user", "program", "argv", "nice", "state", "waiting_on", "exit_code", "signal", "error",
+    "lost", "created_at", "started_at", "ended_at", "prompt_tokens", "completion_tokens", "llm_time",
+    "queue_wait", "syscalls", "tool_calls", "ctx_switches", "ctx_tokens", "kernel_pid", "output",
+)
+UPSERT_PROCESS = (
+    f"INSERT INTO processes ({', '.join(PROCESS_COLUMNS)}) VALUES ({', '.join('?' * len(PROCESS_COLUMNS))}) "
+    f"ON CONFLICT(pid) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in PROCESS_COLUMNS[1:])}"
+)
+INSERT_EVENT = "INSERT INTO events (ts, type, pid, data) VALUES (?, ?, ?, ?)"
+INSERT_MESSAGE = "INSERT INTO messages (pid, role, content, ts) VALUES (?, ?, ?, ?)"
+
+
 class Storage:
-    """Thin, synchronous access to the database; every write commits at once."""
+    """Access to the database: writes are batched (see the module's docstring), reads see them all."""
 
     OUTPUT_CAP = 64 * 1024
+    FLUSH_INTERVAL = 0.05
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
@@ -98,6 +115,13 @@ class Storage:
             self.db.enable_wal()
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.migrate()
+            self._procs: dict[int, Any] = {}  # pid → process to write at the next flush
+            self._events: list[tuple[Any, ...]] = []
+            self._messages: list[tuple[Any, ...]] = []
+            self._timer: asyncio.TimerHandle | None = None
+            self.flushes = 0
+            self.write_errors = 0
+            self.last_write_error: str | None = None
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the aios database in {self.home}: {exc}") from exc
 
@@ -134,37 +158,54 @@ class Storage:
         return pid
 
     # -- processes -----------------------------------------------------------------------------
+    # -- batched writes ----------------------------------------------------------------------
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._timer = loop.call_later(self.FLUSH_INTERVAL, self.flush)
+
+    def _process_row(self, proc: Any) -> tuple[Any, ...]:
+        return (
+            proc.pid, proc.ppid, proc.user, proc.program, json.dumps(list(proc.argv)), proc.nice,
+            proc.state.value, proc.waiting_on, proc.exit_code, proc.term_signal, proc.error, int(proc.lost),
+            proc.created_at, proc.started_at, proc.ended_at, proc.prompt_tokens, proc.completion_tokens,
+            proc.llm_time, proc.queue_wait, proc.syscalls, proc.tool_calls, proc.ctx_switches, proc.ctx_tokens,
+            proc.kernel_pid, "".join(proc.output)[-self.OUTPUT_CAP :],
+        )
+
+    def flush(self) -> None:
+        """Commit everything pending in one transaction. A failed write (a full disk) is counted, kept
+        for the next try, and never raised into the kernel."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not (self._procs or self._events or self._messages):
+            return
+        procs, events, messages = list(self._procs.values()), self._events, self._messages
+        try:
+            with self.db.conn:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.conn.executemany(UPSERT_PROCESS, [self._process_row(p) for p in procs])
+                self.db.conn.executemany(INSERT_EVENT, events)
+                self.db.conn.executemany(INSERT_MESSAGE, messages)
+        except sqlite3.Error as exc:
+            self.write_errors += 1
+            self.last_write_error = str(exc)
+            return
+        self._procs, self._events, self._messages = {}, [], []
+        self.flushes += 1
+
     def save_process(self, proc: Any) -> None:
-        row = {
-            "pid": proc.pid,
-            "ppid": proc.ppid,
-            "user": proc.user,
-            "program": proc.program,
-            "argv": json.dumps(list(proc.argv)),
-            "nice": proc.nice,
-            "state": proc.state.value,
-            "waiting_on": proc.waiting_on,
-            "exit_code": proc.exit_code,
-            "signal": proc.term_signal,
-            "error": proc.error,
-            "lost": int(proc.lost),
-            "created_at": proc.created_at,
-            "started_at": proc.started_at,
-            "ended_at": proc.ended_at,
-            "prompt_tokens": proc.prompt_tokens,
-            "completion_tokens": proc.completion_tokens,
-            "llm_time": proc.llm_time,
-            "queue_wait": proc.queue_wait,
-            "syscalls": proc.syscalls,
-            "tool_calls": proc.tool_calls,
-            "ctx_switches": proc.ctx_switches,
-            "ctx_tokens": proc.ctx_tokens,
-            "kernel_pid": proc.kernel_pid,
-            "output": "".join(proc.output)[-self.OUTPUT_CAP :],
-        }
-        self.db["processes"].upsert(row, pk="pid")
+        self._procs[proc.pid] = proc
+        self._schedule()
 
     def process_rows(self, pids: list[int] | None = None) -> list[dict[str, Any]]:
+        self.flush()
         if pids is None:
             rows = self.db["processes"].rows_where(order_by="pid")
         else:
@@ -174,6 +215,7 @@ class Storage:
 
     def mark_lost(self, alive: Callable[[int], bool]) -> list[int]:
         """Processes left running by a kernel that is gone: EXITED(lost), conversation kept."""
+        self.flush()
         lost = []
         rows = self.db["processes"].rows_where("state != 'EXITED'")
         for row in list(rows):
@@ -188,9 +230,11 @@ class Storage:
 
     # -- messages and events ---------------------------------------------------------------------
     def messages(self, pid: int) -> list[dict[str, Any]]:
+        self.flush()
         return [dict(r) for r in self.db["messages"].rows_where("pid = ?", [pid], order_by="id")]
 
     def events(self, pid: int | None = None, types: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        self.flush()
         where, args = [], []
         if pid is not None:
             where.append("pid = ?")
@@ -206,20 +250,19 @@ class Storage:
         if isinstance(event, (TokenGenerated, ProcessOutput)):
             return
         if isinstance(event, MessageLogged):
-            self.db["messages"].insert(
-                {"pid": event.pid, "role": event.role, "content": event.content, "ts": event.ts}
-            )
-            return
-        data = event.to_dict()
-        self.db["events"].insert(
-            {"ts": event.ts, "type": event.kind, "pid": data.get("pid"), "data": json.dumps(data, default=str)}
-        )
+            self._messages.append((event.pid, event.role, event.content, event.ts))
+        else:
+            data = event.to_dict()
+            self._events.append((event.ts, event.kind, data.get("pid"), json.dumps(data, default=str)))
+        self._schedule()
 
     def integrity(self) -> str:
+        self.flush()
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
 
     def journal_mode(self) -> str:
         return self.db.execute("PRAGMA journal_mode").fetchone()[0]
 
     def close(self) -> None:
+        self.flush()
         self.db.conn.close()

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kernel.errors import NoSuchProcess
 from kernel.llm.backend import LLMRequest, Message
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ class LLMCall:
     done_at: float | None = None
     raw: str = ""  # everything generated so far, across preemptions
     chunks: int = 0
+    segment_tokens: int = 0  # tokens since it last got a slot
+    segment_started: float | None = None  # when it last got a slot
+    overhead_s: float = 0.0  # kernel time spent on this call outside the backend
     prompt_tokens: int = 0
     completion_tokens: int = 0
     slot: int | None = None
@@ -56,6 +60,59 @@ class LLMCall:
 
     def __lt__(self, other: LLMCall) -> bool:  # heap tie-break
         return self.seq < other.seq
+
+
+class Pipe:
+    """A one-way text stream, like a Unix pipe: one side `write`s as it goes, the agent reads.
+
+    Reads wait for data; `close()` is end-of-file. A process with nothing piped in reads an
+    already-closed, empty pipe (as from /dev/null).
+    """
+
+    def __init__(self, text: str = "", closed: bool = False) -> None:
+        self._chunks: list[str] = [text] if text else []
+        self._closed = closed
+        self._ready = asyncio.Event()
+        if text or closed:
+            self._ready.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, text: str) -> None:
+        if text and not self._closed:
+            self._chunks.append(text)
+            self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def chunk(self) -> str:
+        """The next piece written, as soon as there is one; "" at end-of-file."""
+        while not self._chunks:
+            if self._closed:
+                return ""
+            self._ready.clear()
+            await self._ready.wait()
+        return self._chunks.pop(0)
+
+    async def read(self) -> str:
+        """Everything until end-of-file."""
+        parts = []
+        while piece := await self.chunk():
+            parts.append(piece)
+        return "".join(parts)
+
+    def __aiter__(self) -> Pipe:
+        return self
+
+    async def __anext__(self) -> str:
+        piece = await self.chunk()
+        if not piece:
+            raise StopAsyncIteration
+        return piece
 
 
 class AgentContext:
@@ -89,12 +146,17 @@ class AgentContext:
         temperature: float = 0.7,
         stop: tuple[str, ...] = (),
         echo: bool = False,
+        options: dict[str, Any] | None = None,
     ) -> LLMResult:
-        """Ask the model; waits for a slot as the scheduler decides. `echo` streams the answer to stdout."""
+        """Ask the model; waits for a slot as the scheduler decides. `echo` streams the answer to stdout.
+
+        `options` go to the backend as they are (Ollama options; `tokens` fixes the simulated reply's length).
+        """
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         request = LLMRequest(
-            messages=list(messages), max_tokens=max_tokens, temperature=temperature, stop=tuple(stop)
+            messages=list(messages), max_tokens=max_tokens, temperature=temperature, stop=tuple(stop),
+            options=dict(options or {}),
         )
         return await self._kernel.syscall_llm(self._proc, request, echo=echo)
 
@@ -104,3 +166,30 @@ class AgentContext:
 
     async def print(self, *parts: Any) -> None:
         await self.write(" ".join(str(p) for p in parts) + "\n")
+
+    @property
+    def stdin(self) -> Pipe:
+        """Standard input: what is piped in (`run a | run b`) as it is written; empty when nothing is."""
+        if self._proc.stdin is None:
+            self._proc.stdin = Pipe(closed=True)
+        return self._proc.stdin
+
+    def spawn(self, program: str, argv: tuple[str, ...] | list[str] = (), *, stdin: str | None = None) -> int:
+        """Start a child process (its ppid is this one; same user and niceness); returns its pid."""
+        pipe = None if stdin is None else Pipe(stdin, closed=True)
+        child = self._kernel.spawn(program, argv, nice=self._proc.nice, user=self._proc.user,
+                                   ppid=self._proc.pid, stdin=pipe)
+        return child.pid
+
+    async def wait(self, pid: int) -> int:
+        """Wait for a child to exit; returns its exit code (128+N when signal N ended it)."""
+        child = self._kernel.procs.get(pid)
+        if child is None or child.ppid != self._proc.pid:
+            raise NoSuchProcess(pid)
+        await child.exited.wait()
+        return child.exit_code if child.exit_code is not None else 1
+
+    def output(self, pid: int) -> str:
+        """What a child has written so far."""
+        child = self._kernel.procs.get(pid)
+        return "".join(child.output) if child is not None and child.ppid == self._proc.pid else ""

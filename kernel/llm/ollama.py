@@ -134,6 +134,28 @@ class OllamaBackend:
             await stream.aclose()
         raise BackendError(f"Ollama at {self.host} ended the stream without finishing")
 
+    async def list_models(self) -> list[str]:
+        """The models the server has, by name."""
+        try:
+            response = await self.client.list()
+        except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
+            raise self._error(exc) from exc
+        return [m.model for m in response.models if m.model]
+
+    async def pull(self, model: str) -> AsyncIterator[dict[str, Any]]:
+        """Download `model`; yields progress as {"status": str, "completed": int|None, "total": int|None}."""
+        try:
+            stream = await self.client.pull(model, stream=True)
+            async for part in stream:
+                yield {"status": part.status or "", "completed": part.completed, "total": part.total}
+        except ollama.ResponseError as exc:
+            text = str(exc.error).strip()
+            if exc.status_code == 404 or "not found" in text.lower() or "does not exist" in text.lower():
+                raise ModelNotFound(f"model '{model}' is not in the Ollama library: {text}") from exc
+            raise BackendError(f"Ollama at {self.host} could not pull '{model}': {text}") from exc
+        except (ConnectionError, httpx.HTTPError) as exc:
+            raise self._error(exc) from exc
+
     async def start(self) -> None:
         if not self.model:
             models = list_models(self.host)

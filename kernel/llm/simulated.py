@@ -3,7 +3,9 @@
 Replies are words drawn from a seeded generator, so the same request always gets
 the same reply; a prompt that mentions `long` or `short` gets a long (512
 tokens) or short (8 tokens) reply. Time follows `prefill_tps` and `decode_tps`.
-Tests can script exact replies with `enqueue`, as simonw/llm's MockModel does.
+Tests can script exact replies with `enqueue`, as simonw/llm's MockModel does;
+`options={"tokens": n}` asks for a reply of exactly n tokens (benchmarks use it).
+`tick` > 1 sleeps once per `tick` tokens, for benchmarks with many agents.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class SimulatedBackend:
         decode_tps: float = 50.0,
         seed: int = 0,
         context_window: int = 8192,
+        tick: int = 1,
     ) -> None:
         self.model = model
         self.slots = slots
@@ -44,6 +47,7 @@ class SimulatedBackend:
         self.decode_tps = decode_tps
         self.seed = seed
         self.context_window = context_window
+        self.tick = max(1, tick)
         self._script: list[str | BaseException] = []
         self.requests: list[LLMRequest] = []
 
@@ -62,7 +66,9 @@ class SimulatedBackend:
         digest = hashlib.sha256(f"{self.seed}|{self.model}|{request.messages}".encode()).digest()
         rng = random.Random(digest)
         lowered = last.lower()
-        if "long" in lowered.split():
+        if isinstance(request.options.get("tokens"), int) and request.options["tokens"] > 0:
+            n = request.options["tokens"]
+        elif "long" in lowered.split():
             n = LONG_TOKENS
         elif "short" in lowered.split():
             n = SHORT_TOKENS
@@ -104,8 +110,8 @@ class SimulatedBackend:
                 yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
                             finish_reason="length")
                 return
-            if self.decode_tps > 0:
-                await asyncio.sleep(1.0 / self.decode_tps)
+            if self.decode_tps > 0 and produced % self.tick == 0:
+                await asyncio.sleep(self.tick / self.decode_tps)  # one timer per `tick` tokens
             produced += 1
             yield Chunk(text=piece)
         yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,

@@ -2,8 +2,9 @@
 
 It owns the ready queue (so the kernel, not the backend's own queue, decides who
 goes next), serves each admitted call by streaming from the backend, and yields
-a slot at a token boundary when a call is preempted (its process stopped). The
-partial output is kept and the call later continues from prompt + partial.
+a slot at a token boundary when a call is preempted (its process stopped, or the
+policy wants the slot for another call). The partial output is kept and the call
+later continues from prompt + partial.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from kernel.events import SyscallDispatched, SyscallPreempted, SyscallQueued, TokenGenerated
+from kernel.events import SchedulerChanged, SyscallDispatched, SyscallPreempted, SyscallQueued, TokenGenerated
 from kernel.llm.backend import Backend, BackendError
 from kernel.process import State
 from kernel.scheduler.fifo import FifoPolicy
@@ -28,7 +29,8 @@ class Dispatcher:
     def __init__(self, kernel: Kernel, backend: Backend, policy: Policy | None = None) -> None:
         self.kernel = kernel
         self.backend = backend
-        self.policy: Policy = policy or FifoPolicy()
+        self.policy: Policy = policy if policy is not None else FifoPolicy()
+        self.policy.wake = self._kick
         self.slots = max(1, int(backend.slots))
         self.running: dict[int, LLMCall] = {}
         self.held: list[LLMCall] = []
@@ -37,13 +39,37 @@ class Dispatcher:
 
     # -- the queue -------------------------------------------------------------------------
     def submit(self, call: LLMCall) -> None:
+        t0 = time.perf_counter()
         self.kernel.bus.publish(SyscallQueued(pid=call.pid, sid=call.sid, call="llm"))
         if call.proc.state is State.STOPPED:
             call.held = True
             self.held.append(call)
-            return
-        self.kernel.set_state(call.proc, State.READY)
-        self.policy.push(call)
+        else:
+            self.kernel.set_state(call.proc, State.READY)
+            self.policy.push(call)
+        call.overhead_s += time.perf_counter() - t0
+        self._kick()
+
+    def set_policy(self, policy: Policy) -> None:
+        """Switch policy live: every queued call moves to the new queue, none is lost."""
+        old, self.policy = self.policy, policy
+        policy.wake = self._kick
+        for call in list(old):
+            policy.push(call)
+        for call in self.running.values():
+            policy.on_dispatch(call)
+        self.kernel.bus.publish(SchedulerChanged(policy=policy.name, slots=self.slots))
+        self._kick()
+
+    def set_slots(self, slots: int) -> None:
+        """Change P live; calls above a lowered P give their slot back at the next token."""
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        self.slots = slots
+        for slot, call in list(self.running.items()):
+            if slot >= slots:
+                call.preempt = call.preempt or "slots"
+        self.kernel.bus.publish(SchedulerChanged(policy=self.policy.name, slots=slots))
         self._kick()
 
     def queue(self) -> list[LLMCall]:
@@ -57,13 +83,18 @@ class Dispatcher:
 
     def _kick(self) -> None:
         while (slot := self._free_slot()) is not None:
+            t0 = time.perf_counter()
             call = self.policy.pop()
             if call is None:
                 return
             if call.cancelled:
                 continue
             call.slot = slot
+            call.segment_tokens = 0
+            call.segment_started = time.time()
             self.running[slot] = call
+            self.policy.on_dispatch(call)
+            call.overhead_s += time.perf_counter() - t0
             self._tasks[call.sid] = asyncio.get_running_loop().create_task(
                 self._serve(call), name=f"llm-{call.pid}-{call.sid}"
             )
@@ -109,32 +140,44 @@ class Dispatcher:
         finally:
             await stream.aclose()
             call.service_s += time.perf_counter() - started
-            self._release(call)
+            self._vacate(call)
         if call.cancelled:
-            return
+            return  # cancel() did the bookkeeping
+        t0 = time.perf_counter()
         if outcome is None:  # preempted at a token boundary
             call.completion_tokens += call.chunks - segment_start
             self._park(call)
-        elif isinstance(outcome, BaseException):
-            kernel.finish_llm(call, error=outcome)
+            self.policy.on_done(call)  # after the requeue: its user never looked idle
         else:
-            kernel.finish_llm(call, result=outcome)
+            self.policy.on_done(call)
+            if isinstance(outcome, BaseException):
+                kernel.finish_llm(call, error=outcome)
+            else:
+                kernel.finish_llm(call, result=outcome)
+        call.overhead_s += time.perf_counter() - t0
+        self._kick()
 
     def _on_text(self, call: LLMCall, text: str) -> None:
         call.chunks += 1
+        call.segment_tokens += 1
         call.raw += text
+        self.policy.on_token(call)
+        if not call.preempt and self.policy.should_preempt(call):
+            call.preempt = "slice"
         self.kernel.bus.publish(TokenGenerated(pid=call.pid, sid=call.sid, text=text))
         if call.echo:
             shown = text.lstrip() if call.raw.strip() == text.strip() else text
             if shown:
                 self.kernel.emit_output(call.proc, shown)
 
-    def _release(self, call: LLMCall) -> None:
-        if call.slot is not None and self.running.get(call.slot) is call:
+    def _vacate(self, call: LLMCall) -> bool:
+        """Take a call out of its slot; True if it held one."""
+        held = call.slot is not None and self.running.get(call.slot) is call
+        if held:
             del self.running[call.slot]
         call.slot = None
         self._tasks.pop(call.sid, None)
-        self._kick()
+        return held
 
     def _park(self, call: LLMCall) -> None:
         """A preempted call keeps its partial output and waits to be requeued."""
@@ -151,7 +194,6 @@ class Dispatcher:
         else:
             self.kernel.set_state(call.proc, State.READY)
             self.policy.push(call)
-            self._kick()
 
     # -- signals ---------------------------------------------------------------------------
     def calls_of(self, pid: int) -> list[LLMCall]:
@@ -194,10 +236,15 @@ class Dispatcher:
         task = self._tasks.get(call.sid)
         if task is not None:
             task.cancel()
-        if call.slot is not None and self.running.get(call.slot) is call:
-            del self.running[call.slot]
-            call.slot = None
+        if self._vacate(call):
+            self.policy.on_done(call)
             self._kick()
+
+    def requeue_pid(self, pid: int) -> None:
+        """Queued calls of `pid` take a new place (after a renice, say), keeping their arrival."""
+        for call in [c for c in self.policy if c.pid == pid]:
+            self.policy.remove(call)
+            self.policy.push(call)
 
     def cancel_pid(self, pid: int) -> None:
         for call in self.calls_of(pid):

@@ -12,7 +12,7 @@ from tests.conftest import make_config, until
 
 async def test_at_most_p_calls_run_at_once(home: Path) -> None:
     sim = SimulatedBackend(slots=3, decode_tps=500, prefill_tps=50_000)
-    async with await boot(make_config(home), backend=sim) as kernel:
+    async with await boot(make_config(home, policy="fifo"), backend=sim) as kernel:
         peak = 0
 
         def watch(_event: object) -> None:
@@ -28,7 +28,7 @@ async def test_at_most_p_calls_run_at_once(home: Path) -> None:
 
 async def test_calls_are_admitted_in_fifo_order(home: Path) -> None:
     sim = SimulatedBackend(slots=1, decode_tps=1000, prefill_tps=50_000)
-    async with await boot(make_config(home), backend=sim) as kernel:
+    async with await boot(make_config(home, policy="fifo"), backend=sim) as kernel:
         queued: list[int] = []
         dispatched: list[int] = []
         kernel.bus.on(lambda e: queued.append(e.pid), SyscallQueued)
@@ -40,7 +40,7 @@ async def test_calls_are_admitted_in_fifo_order(home: Path) -> None:
 
 async def test_the_queue_is_visible_and_waits_are_recorded(home: Path) -> None:
     sim = SimulatedBackend(slots=1, decode_tps=200, prefill_tps=50_000)
-    async with await boot(make_config(home), backend=sim) as kernel:
+    async with await boot(make_config(home, policy="fifo"), backend=sim) as kernel:
         first = kernel.spawn("chat", ["long"])
         rest = [kernel.spawn("chat", ["short"]) for _ in range(3)]
         await until(lambda: len(kernel.dispatcher.queue()) == 3)

@@ -72,13 +72,28 @@ async def test_rows_are_written_as_they_happen(home: Path) -> None:
     async with await boot(make_config(home), backend=SimulatedBackend(decode_tps=50)) as kernel:
         proc = kernel.spawn("chat", ["long"])
         await until(lambda: proc.status == "RUNNING" and proc.output)
-        other = sqlite3.connect(home / "aios.db")  # another reader sees it at once
-        state = other.execute("select state from processes where pid = ?", [proc.pid]).fetchone()[0]
-        assert state == "RUNNING"
+        other = sqlite3.connect(home / "aios.db")  # another reader sees it within one flush interval
+
+        def state() -> object:
+            row = other.execute("select state from processes where pid = ?", [proc.pid]).fetchone()
+            return row and row[0]
+
+        await until(lambda: state() == "RUNNING", timeout=2)
         messages = other.execute("select role from messages where pid = ?", [proc.pid]).fetchall()
         assert messages == [("user",)]
         other.close()
         kernel.signal(proc.pid, Signal.KILL)
+
+
+async def test_a_failed_write_is_kept_and_retried(home: Path) -> None:
+    storage = Storage(home)
+    storage.db.execute("PRAGMA query_only = 1")  # every write now fails, as on a full disk
+    storage.record(__import__("kernel.events", fromlist=["ProcessOutput"]).ProcessReniced(pid=1, old=0, new=1))
+    storage.flush()
+    assert storage.write_errors == 1 and "readonly" in storage.last_write_error
+    storage.db.execute("PRAGMA query_only = 0")
+    assert [e["type"] for e in storage.events()] == ["ProcessReniced"]  # kept, then written
+    storage.close()
 
 
 def test_home_is_per_user_by_default(monkeypatch) -> None:  # noqa: ANN001

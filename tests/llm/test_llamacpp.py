@@ -24,7 +24,7 @@ pytestmark = pytest.mark.llamacpp
 
 @pytest.fixture(scope="module")
 def llama() -> LlamaCppBackend:
-    backend = LlamaCppBackend(seed=1)
+    backend = LlamaCppBackend(seed=1, slots=4)
     asyncio.run(backend.load())
     return backend
 
@@ -72,7 +72,8 @@ async def test_chat_streams_a_real_answer_with_real_token_counts(llama_kernel: K
 async def test_closing_the_stream_stops_decoding_at_the_next_token(llama: LlamaCppBackend) -> None:
     request = LLMRequest([{"role": "user", "content": "Count from 1 to 200: 1, 2, 3, 4,"}],
                          max_tokens=400, stop=("<never>",), seed=3)
-    before = llama.cancelled
+    before = llama.stats.cancelled
+    decoded = llama.stats.decoded
     stream = llama.stream(request)
     received = 0
     async for _chunk in stream:
@@ -80,23 +81,58 @@ async def test_closing_the_stream_stops_decoding_at_the_next_token(llama: LlamaC
         if received == 3:
             break
     await stream.aclose()
-    await until(lambda: llama.cancelled == before + 1, timeout=30)
-    assert llama._lock.acquire(timeout=5)  # the worker let go of the model
-    llama._lock.release()
+    await until(lambda: llama.stats.cancelled == before + 1, timeout=30)
+    assert llama.engine.busy == 0  # the sequence is gone
+    assert llama.stats.decoded - decoded <= received + 2  # it stopped within a token of the close
     # and the model serves the next call
     chunks = [c async for c in llama.stream(LLMRequest([{"role": "user", "content": "Say hi."}], max_tokens=8))]
     assert chunks[-1].done and chunks[-1].completion_tokens > 0
 
 
 async def test_kill_during_generation(llama_kernel: Kernel, llama: LlamaCppBackend) -> None:
-    before = llama.cancelled
+    before = llama.stats.cancelled
     proc = llama_kernel.spawn("chat", ["Tell me a long story about a dragon and a knight."])
     await until(lambda: len(proc.output) >= 1, timeout=60)
     llama_kernel.signal(proc.pid, Signal.KILL)
     assert proc.status == "EXITED(SIGKILL)"
-    await until(lambda: llama._lock.acquire(blocking=False), timeout=30)
-    llama._lock.release()
-    assert llama.cancelled in (before, before + 1)  # stopped, unless it had just finished
+    await until(lambda: llama.engine.busy == 0, timeout=30)
+    assert llama.stats.cancelled in (before, before + 1)  # stopped, unless it had just finished
+
+
+async def test_batched_sequences_decode_together(llama: LlamaCppBackend) -> None:
+    steps = llama.stats.steps
+    requests = [LLMRequest([{"role": "user", "content": f"Name a colour, number {i}."}], max_tokens=12,
+                           stop=("<never>",), seed=i) for i in range(llama.slots)]
+
+    async def run(request: LLMRequest) -> list:
+        return [c async for c in llama.stream(request)]
+
+    results = await asyncio.gather(*(run(r) for r in requests))
+    assert all(chunks[-1].done and chunks[-1].completion_tokens == 12 for chunks in results)
+    assert llama.stats.max_batch_seqs == llama.slots  # all P sequences were in one batch
+    # P sequences of 12 tokens took far fewer than P × 12 decode steps
+    assert llama.stats.steps - steps < 12 * llama.slots
+
+
+async def test_preempted_call_resumes_from_saved_state_with_identical_text(llama: LlamaCppBackend) -> None:
+    messages = [{"role": "user", "content": "Tell me about ships. " + "Ships sail the sea. " * 40}]
+    request = LLMRequest(messages, max_tokens=24, temperature=0, stop=("<never>",))
+    whole = "".join([c.text async for c in llama.stream(request)])
+    stream = llama.stream(request)
+    partial = ""
+    async for chunk in stream:
+        partial += chunk.text
+        if len(partial.split()) >= 4:
+            break
+    await stream.aclose()
+    await until(lambda: llama.engine.busy == 0, timeout=30)
+    restores, reused = llama.stats.restores, llama.stats.reused
+    rest = "".join([c.text async for c in llama.stream(LLMRequest(messages, max_tokens=24 - len(partial.split()),
+                                                                   temperature=0, stop=("<never>",),
+                                                                   partial=partial))])
+    assert llama.stats.restores == restores + 1
+    assert llama.stats.reused - reused > 200  # the prompt was not read again
+    assert whole.startswith(partial + rest) or (partial + rest).startswith(whole)
 
 
 def test_missing_gguf_is_a_clear_error(tmp_path: Path) -> None:

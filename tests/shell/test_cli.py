@@ -124,3 +124,32 @@ def test_renice_prints_old_and_new() -> None:
 def test_commands_on_standard_input() -> None:
     result = runner.invoke(app, ["--backend", "simulated"], input="echo from-stdin\nfalse\n")
     assert result.stdout.strip() == "from-stdin" and result.exit_code == 1
+
+
+def test_one_shot_listing_commands_print_json() -> None:
+    assert aios("-c", "run chat short").exit_code == 0
+    for args, first_key in ((["ls", "/proc", "--json"], "name"), (["models", "--json"], "name"),
+                            (["ps", "-a", "--forest", "--json"], "pid")):
+        result = aios(*args)
+        assert result.exit_code == 0, (args, result.stderr)
+        assert first_key in json.loads(result.stdout)[0]
+    assert json.loads(aios("jobs", "--json").stdout) == []
+
+
+def test_one_shot_arguments_are_never_shell_syntax() -> None:
+    result = aios("echo", "a;", "b", "|", "c", "$?")
+    assert result.stdout == "a; b | c $?\n" and result.exit_code == 0
+
+
+def test_pipes_and_redirects_in_scripts(tmp_path: Path) -> None:
+    out = tmp_path / "answer.txt"
+    result = aios("-c", f'run chat short | run chat "summarise short" > {out}; cat {out} | cat; cat /proc/2/log')
+    assert result.exit_code == 0, result.stderr
+    text = out.read_text()
+    assert text.strip() and result.stdout == text + text
+
+
+def test_kill_against_an_earlier_run_is_one_clear_line() -> None:
+    assert aios("-c", "run chat short").exit_code == 0
+    result = aios("kill", "1")
+    assert result.exit_code == 1 and result.stderr.strip() == "kill: (1) - No such process"

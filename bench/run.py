@@ -1,0 +1,146 @@
+"""`aios bench`: the same workload through the baselines and through each policy.
+
+    aios bench [--backend simulated|llamacpp] [--agents N] [--load L] [--slots P] [--seed S]
+               [--arrivals poisson|burst] [--systems B0,B1,…] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.baselines import BatchedFifo, TimeSliceRR, run_direct
+from bench.metrics import summarize
+from bench.workload import AgentSpec, generate
+from kernel.events import SyscallDone, SyscallPreempted
+from kernel.kernel import KernelConfig, boot
+from kernel.llm.backend import Backend
+from kernel.scheduler import POLICIES, make_policy
+
+SYSTEMS = ["B0", "B1", "B2-fifo", "B2-rr", *POLICIES]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aios bench", description="compare aios's scheduling with baselines")
+    p.add_argument("--backend", choices=("simulated", "llamacpp"), default="simulated")
+    p.add_argument("--agents", type=int, default=200, metavar="N")
+    p.add_argument("--load", type=float, default=0.9, metavar="L", help="arrival rate as a share of capacity")
+    p.add_argument("--slots", type=int, default=4, metavar="P")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arrivals", choices=("poisson", "burst"), default="poisson")
+    p.add_argument("--decode-tps", type=float, default=500.0, help="simulated tokens/s per slot")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the rows as JSON")
+    return p
+
+
+def make_backend(args: argparse.Namespace) -> Callable[[], Backend]:
+    if args.backend == "llamacpp":
+        from kernel.llm.llamacpp import LlamaCppBackend
+
+        shared = LlamaCppBackend(slots=args.slots, seed=args.seed)
+        return lambda: shared
+    from kernel.llm.simulated import SimulatedBackend
+
+    tick = 4 if args.agents > 200 else 2
+    return lambda: SimulatedBackend(slots=args.slots, decode_tps=args.decode_tps, prefill_tps=args.decode_tps * 20,
+                                    seed=args.seed, tick=tick)
+
+
+async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slots: int) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix="aios-bench-"))
+    policy = "fifo" if system in ("B0", "B2-fifo", "B2-rr") else system
+    config = KernelConfig(home=home, backend=backend.name, user="bench", admins=frozenset({"bench"}), policy=policy)
+    kernel = await boot(config, backend=backend)
+    if system == "B0":
+        kernel.sched(slots=1)
+    elif system == "B2-fifo":
+        kernel.dispatcher.set_policy(BatchedFifo())
+    elif system == "B2-rr":
+        kernel.dispatcher.set_policy(TimeSliceRR())
+    calls: list[dict[str, Any]] = []
+    switches = {"n": 0, "tokens": 0}
+    kernel.bus.on(lambda e: calls.append({"wait_s": e.wait_s, "service_s": e.service_s,
+                                          "overhead_s": e.overhead_s}), SyscallDone)
+
+    def count_switch(e: SyscallPreempted) -> None:
+        switches["n"] += 1
+        switches["tokens"] += e.partial_tokens
+
+    kernel.bus.on(count_switch, SyscallPreempted)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    wall0 = time.time()
+    procs = {}
+    try:
+        if system == "B0":
+            for spec in specs:
+                await asyncio.sleep(max(0.0, t0 + spec.arrival - loop.time()))
+                proc = kernel.spawn("workload", spec.argv(), user=spec.user)
+                procs[spec.index] = proc
+                await kernel.wait(proc.pid)
+        else:
+            async def start(spec: AgentSpec) -> None:
+                await asyncio.sleep(max(0.0, t0 + spec.arrival - loop.time()))
+                procs[spec.index] = kernel.spawn("workload", spec.argv(), user=spec.user)
+                await kernel.wait(procs[spec.index].pid)
+
+            await asyncio.gather(*(start(s) for s in specs))
+    finally:
+        await kernel.shutdown()
+        shutil.rmtree(home, ignore_errors=True)
+    failed = [p for p in procs.values() if p.exit_code != 0]
+    if failed:
+        raise RuntimeError(f"{system}: {len(failed)} agents failed, e.g. {failed[0].status} {failed[0].error}")
+    agents = [{"spec": s, "arrived": procs[s.index].created_at - wall0, "ended": procs[s.index].ended_at - wall0,
+               "wait": procs[s.index].queue_wait} for s in specs]
+    prefill = getattr(backend, "prefill_tps", 0) or 0
+    return {"agents": agents, "calls": calls, "switches": switches["n"],
+            "switch_cost_s": switches["tokens"] / prefill if prefill else 0.0}
+
+
+async def run_system(system: str, specs: list[AgentSpec], new_backend: Callable[[], Backend],
+                     slots: int) -> dict[str, Any]:
+    backend = new_backend()
+    if system == "B1":
+        agents = await run_direct(backend, specs, slots)
+        return {"agents": agents, "calls": agents[0]["calls"] if agents else [], "switches": 0, "switch_cost_s": 0.0}
+    return await run_kernel(system, specs, backend, slots)
+
+
+async def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        raise ValueError(f"unknown system {unknown[0]!r} (choose from {', '.join(SYSTEMS)})")
+    new_backend = make_backend(args)
+    decode_tps = args.decode_tps
+    if args.backend == "llamacpp":
+        decode_tps = 35.0  # only scales the ideal time in `slowdown`
+    specs = generate(args.agents, seed=args.seed, slots=args.slots, decode_tps=decode_tps, load=args.load,
+                     arrivals=args.arrivals)
+    rows = []
+    for system in systems:
+        t = time.perf_counter()
+        result = await run_system(system, specs, new_backend, args.slots)
+        slots = 1 if system == "B0" else args.slots
+        row = summarize(system, result["agents"], result["calls"], slots=slots, decode_tps=decode_tps,
+                        switches=result["switches"], switch_cost_s=result["switch_cost_s"])
+        row.update(backend=args.backend, load=args.load, arrivals=args.arrivals, slots=args.slots, seed=args.seed,
+                   run_s=round(time.perf_counter() - t, 2))
+        rows.append(row)
+        echo(f"  {system:<9} makespan {row['makespan_s']:>8.2f}s  turnaround {row['turnaround_mean_s']:>7.3f}s  "
+             f"wait {row['wait_mean_s']:>7.3f}s  ({row['run_s']}s)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+__all__ = ["SYSTEMS", "make_policy", "parser", "run"]

@@ -1,0 +1,34 @@
+"""models [--json] — the models the backend can run; the one in use is marked."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from commands.namespace import models as list_models
+from commands.registry import ArgParser, command
+
+if TYPE_CHECKING:
+    from aios_shell.shell import Shell
+
+SHAPE = [{"name": str, "backend": str, "current": bool}]
+JSON_SHAPE = """\
+the models, by name:
+  [{"name": str, "backend": "ollama|llamacpp|simulated|…", "current": bool  (the one new agents use)}]"""
+
+
+def _args(p: ArgParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON (shape below)")
+
+
+@command("models", "list the models the backend has (Ollama: the server's; `pull` gets more)",
+         usage="models [--json]", args=_args, json_shape=JSON_SHAPE)
+async def models(sh: Shell, args: argparse.Namespace) -> int:
+    backend = sh.kernel.backend
+    rows = [{"name": name, "backend": backend.name, "current": name == backend.model}
+            for name in await list_models(sh)]
+    if args.json:
+        sh.json(rows)
+        return 0
+    sh.table(["NAME", "BACKEND", "IN USE"], [[r["name"], r["backend"], "*" if r["current"] else ""] for r in rows])
+    return 0

@@ -1,0 +1,178 @@
+"""The read-only aios namespace that `ls` and `cat` show, as /proc shows a Unix kernel.
+
+    /proc/PID/{status,context,log,tools}   a process: its state, its conversation, its output, its tool calls
+    /agents/NAME   /tools/NAME   /users/NAME   /models/NAME
+
+Any other path is a file or directory of the real file system, read-only here too.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from commands.registry import CommandError
+from kernel.errors import NoSuchProcess
+from kernel.programs import available
+
+if TYPE_CHECKING:
+    from aios_shell.shell import Shell
+    from kernel.process import Process
+
+ROOTS = ("agents", "models", "proc", "tools", "users")
+PROC_FILES = ("status", "context", "log", "tools")
+
+
+@dataclass
+class Entry:
+    name: str
+    path: str
+    type: str  # "dir" | "file"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "type": self.type}
+
+
+def normalize(path: str) -> str:
+    return posixpath.normpath("/" + path.strip("/")) if path.startswith("/") else path
+
+
+def in_namespace(path: str) -> bool:
+    parts = normalize(path).strip("/").split("/")
+    return path.startswith("/") and (parts == [""] or parts[0] in ROOTS)
+
+
+def _missing(path: str) -> CommandError:
+    return CommandError(f"{path}: No such file or directory")
+
+
+def _proc(sh: Shell, text: str, path: str) -> Process:
+    if not text.isdigit():
+        raise _missing(path)
+    try:
+        return sh.kernel.lookup(int(text))
+    except NoSuchProcess:
+        raise _missing(path) from None
+
+
+def users(sh: Shell) -> list[str]:
+    seen = {sh.kernel.user, *sh.kernel.config.admins}
+    seen.update(row["user"] for row in sh.kernel.storage.process_rows())
+    return sorted(seen)
+
+
+def tools(sh: Shell) -> dict[str, str]:
+    """Tool name → description, from the kernel's tool registry when it has one."""
+    registry = getattr(sh.kernel, "tools", None)
+    if registry is None:
+        return {}
+    describe = getattr(registry, "describe", None)
+    if callable(describe):
+        return {str(k): str(v) for k, v in dict(describe()).items()}
+    names = getattr(registry, "names", None)
+    return {str(n): "" for n in (names() if callable(names) else registry)}
+
+
+async def models(sh: Shell) -> list[str]:
+    lister = getattr(sh.kernel.backend, "list_models", None)
+    found: list[str] = []
+    if callable(lister):
+        try:
+            found = list(await lister())
+        except Exception:  # a server that does not answer still has the model in use
+            found = []
+    current = sh.kernel.backend.model
+    return sorted({*found, current} if current else set(found))
+
+
+async def listdir(sh: Shell, path: str) -> list[Entry]:
+    """The entries of a namespace directory; raises CommandError when it is not one."""
+    norm = normalize(path)
+    parts = norm.strip("/").split("/") if norm != "/" else []
+    if not parts:
+        return [Entry(name, "/" + name, "dir") for name in ROOTS]
+    root, rest = parts[0], parts[1:]
+    if root == "proc":
+        if not rest:
+            return [Entry(str(p.pid), f"/proc/{p.pid}", "dir") for p in sh.kernel.ps(all=True)]
+        if len(rest) == 1:
+            _proc(sh, rest[0], norm)
+            return [Entry(name, f"{norm}/{name}", "file") for name in PROC_FILES]
+        if len(rest) == 2 and rest[1] in PROC_FILES:
+            _proc(sh, rest[0], norm)
+            raise CommandError(f"{norm}: Not a directory")
+        raise _missing(norm)
+    names: list[str]
+    if root == "agents":
+        names = list(available(sh.kernel.config.home))
+    elif root == "tools":
+        names = sorted(tools(sh))
+    elif root == "users":
+        names = users(sh)
+    else:
+        names = await models(sh)
+    if not rest:
+        return [Entry(n, f"/{root}/{n}", "file") for n in names]
+    if len(rest) == 1 and rest[0] in names:
+        raise CommandError(f"{norm}: Not a directory")
+    raise _missing(norm)
+
+
+async def read(sh: Shell, path: str) -> str:
+    """The text of a namespace file; raises CommandError for a directory or a missing path."""
+    norm = normalize(path)
+    parts = norm.strip("/").split("/") if norm != "/" else []
+    if len(parts) <= 1 or (parts[0] == "proc" and len(parts) == 2):
+        await listdir(sh, norm)  # a missing one says so
+        raise CommandError(f"{norm}: Is a directory")
+    root, name = parts[0], parts[1]
+    if root == "proc":
+        if len(parts) != 3 or parts[2] not in PROC_FILES:
+            raise _missing(norm)
+        return proc_file(sh, _proc(sh, name, norm), parts[2])
+    if len(parts) != 2:
+        raise _missing(norm)
+    if root == "agents":
+        found = available(sh.kernel.config.home)
+        if name not in found:
+            raise _missing(norm)
+        return f"name: {name}\nsource: {found[name]}\nrun: run {name} ARGS…\n"
+    if root == "tools":
+        found_tools = tools(sh)
+        if name not in found_tools:
+            raise _missing(norm)
+        return f"name: {name}\n{found_tools[name]}\n"
+    if root == "users":
+        if name not in users(sh):
+            raise _missing(norm)
+        procs = [p for p in sh.kernel.ps(all=True) if p.user == name]
+        admin = "yes" if sh.kernel.is_admin(name) else "no"
+        running = sum(p.alive for p in procs)
+        return f"user: {name}\nadmin: {admin}\nprocesses: {len(procs)} ({running} running)\n"
+    if name not in await models(sh):
+        raise _missing(norm)
+    info = sh.kernel.backend.describe() if name == sh.kernel.backend.model else {"model": name}
+    return "".join(f"{k}: {v}\n" for k, v in info.items())
+
+
+def proc_file(sh: Shell, proc: Process, name: str) -> str:
+    if name == "status":
+        fields = proc.to_dict()
+        fields["argv"] = json.dumps(fields["argv"], ensure_ascii=False)
+        return "".join(f"{k}: {'' if v is None else v}\n" for k, v in fields.items())
+    if name == "log":
+        return "".join(proc.output)
+    if name == "context":
+        return "".join(f"[{m['role']}]\n{m['content']}\n\n" for m in sh.kernel.storage.messages(proc.pid))
+    calls = [e["data"] for e in sh.kernel.storage.events(pid=proc.pid, types=("SyscallDone",))]
+    return "".join(f"{c.get('call')} ok={c.get('ok')} wait={c.get('wait_s', 0):.3f}s "
+                   f"service={c.get('service_s', 0):.3f}s{' error=' + c['error'] if c.get('error') else ''}\n"
+                   for c in calls if c.get("call") != "llm")
+
+
+def real_path(sh: Shell, path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else sh.cwd / p

@@ -1,0 +1,196 @@
+"""Scheduling policies: the order each gives, aging, fairness, preemption, live switches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kernel.events import SyscallDispatched, SyscallPreempted, TokenGenerated
+from kernel.kernel import Kernel, boot
+from kernel.llm.backend import LLMRequest
+from kernel.llm.simulated import SimulatedBackend
+from kernel.process import Process, Signal
+from kernel.scheduler import POLICIES, make_policy
+from kernel.syscall import LLMCall
+from tests.conftest import make_config, until
+
+
+def fake_call(sid: int, pid: int, user: str = "alice", nice: int = 0, queued_at: float = 0.0) -> LLMCall:
+    proc = Process(pid=pid, ppid=0, user=user, program="chat", argv=(), nice=nice)
+    call = LLMCall(sid=sid, proc=proc, request=LLMRequest([{"role": "user", "content": "x"}]))
+    call.queued_at = queued_at
+    return call
+
+
+def drain(policy) -> list[int]:  # noqa: ANN001
+    out = []
+    while (call := policy.pop()) is not None:
+        out.append(call.pid)
+    return out
+
+
+async def test_fifo_keeps_arrival_order_even_after_a_requeue() -> None:
+    policy = make_policy("fifo")
+    calls = [fake_call(i, pid=i) for i in range(1, 5)]
+    for call in calls:
+        policy.push(call)
+    assert policy.remove(calls[1])
+    policy.push(calls[1])  # CONT after STOP: back in its original place
+    assert drain(policy) == [1, 2, 3, 4]
+
+
+async def test_priority_orders_by_nice_and_aging_ends_starvation() -> None:
+    policy = make_policy("priority", aging=0.05)
+    policy.push(fake_call(1, pid=1, nice=19, queued_at=100.0))
+    for i in range(2, 200):  # a steady stream of nice 0 arrivals, 0.01 s apart
+        policy.push(fake_call(i, pid=i, nice=0, queued_at=100.0 + i * 0.01))
+    order = drain(policy)
+    # nice 19 is worth 19 × 0.05 = 0.95 s of waiting: it goes before every call that came 0.95 s later
+    assert order.index(1) < len(order) - 1
+    assert order[: order.index(1)] == list(range(2, 2 + order.index(1)))
+    assert all(100.0 + pid * 0.01 <= 100.95 + 1e-9 for pid in order[: order.index(1)])
+    strict = make_policy("priority", aging=1000.0)
+    for pid, nice in ((1, 10), (2, 0), (3, 5), (4, -3)):
+        strict.push(fake_call(pid, pid=pid, nice=nice, queued_at=1.0))
+    assert drain(strict) == [4, 2, 3, 1]
+
+
+async def test_las_serves_the_least_attained_first() -> None:
+    policy = make_policy("las", base=10)
+    heavy, light, fresh = fake_call(1, pid=1), fake_call(2, pid=2), fake_call(3, pid=3)
+    for _ in range(50):
+        policy.on_token(heavy)
+    for _ in range(12):
+        policy.on_token(light)
+    for call in (heavy, light, fresh):
+        policy.push(call)
+    assert drain(policy) == [3, 2, 1]
+
+
+async def test_rr_preempts_after_a_slice_only_when_someone_waits() -> None:
+    policy = make_policy("rr", slice=4)
+    running = fake_call(1, pid=1)
+    running.segment_tokens = 4
+    assert not policy.should_preempt(running)
+    policy.push(fake_call(2, pid=2))
+    assert policy.should_preempt(running)
+
+
+async def test_fair_alternates_users_whatever_their_process_counts() -> None:
+    policy = make_policy("fair", slice=8)
+    calls = [fake_call(i, pid=i, user="alice") for i in range(1, 6)] + [fake_call(9, pid=9, user="bob")]
+    for call in calls:
+        policy.push(call)
+    first = policy.pop()
+    for _ in range(20):
+        policy.on_token(first)
+    second = policy.pop()
+    assert {first.proc.user, second.proc.user} == {"alice", "bob"}
+
+
+async def test_unknown_policy_or_parameter_is_one_line() -> None:
+    with pytest.raises(ValueError, match="unknown policy 'lottery'"):
+        make_policy("lottery")
+    with pytest.raises(ValueError, match="has no parameter 'slice'"):
+        make_policy("las", slice=3)
+
+
+async def kernel_with(home: Path, policy: str, slots: int = 1, tps: float = 2000.0, **cfg: object) -> Kernel:
+    sim = SimulatedBackend(slots=slots, decode_tps=tps, prefill_tps=1e6, seed=3)
+    return await boot(make_config(home, policy=policy, **cfg), backend=sim)
+
+
+@pytest.mark.parametrize("policy", ["rr", "las", "fair", "priority"])
+async def test_preempted_calls_finish_with_the_uninterrupted_text(home: Path, policy: str) -> None:
+    async with await kernel_with(home, policy, slots=1, tps=1000, slice=4) as kernel:
+        preempted: list[SyscallPreempted] = []
+        kernel.bus.on(preempted.append, SyscallPreempted)
+        procs = [kernel.spawn("chat", ["long"], user=u, nice=n) for u, n in
+                 (("alice", 0), ("bob", 0), ("root", -5), ("alice", 0))]
+        for p in procs:
+            await kernel.wait(p.pid)
+        sim = kernel.backend
+        for p in procs:
+            assert p.status == "EXITED(0)"
+            assert "".join(p.output).strip() == sim.reply_for(LLMRequest([{"role": "user", "content": "long"}]))
+        assert preempted, "the policy never preempted anybody"
+        assert sum(p.ctx_switches for p in procs) == len(preempted)
+
+
+async def test_las_lets_short_agents_overtake_long_ones(home: Path) -> None:
+    async with await kernel_with(home, "las", slots=1, tps=500) as kernel:
+        dispatched: list[int] = []
+        kernel.bus.on(lambda e: dispatched.append(e.pid), SyscallDispatched)
+        longs = [kernel.spawn("chat", ["long"]) for _ in range(2)]
+        await until(lambda: sum(len(p.output) for p in longs) > 40)
+        short = kernel.spawn("chat", ["short"])
+        await kernel.wait(short.pid)
+        assert any(p.alive for p in longs)  # it finished while long agents still ran
+        for p in longs:
+            await kernel.wait(p.pid)
+
+
+async def test_fair_bounds_the_gap_between_backlogged_users(home: Path) -> None:
+    async with await kernel_with(home, "fair", slots=1, tps=2000, slice=16) as kernel:
+        served: dict[str, int] = {"alice": 0, "bob": 0}
+        gaps: list[int] = []
+        owner: dict[int, str] = {}
+
+        def count(event: TokenGenerated) -> None:
+            served[owner[event.pid]] += 1
+            if all(any(p.alive for p in procs if p.user == u) for u in served):
+                gaps.append(abs(served["alice"] - served["bob"]))
+
+        kernel.bus.on(count, TokenGenerated)
+        procs = [kernel.spawn("chat", ["long"], user="alice") for _ in range(4)]
+        procs += [kernel.spawn("chat", ["long"], user="bob")]
+        owner.update({p.pid: p.user for p in procs})
+        await kernel.wait(procs[-1].pid)
+        for p in procs:
+            kernel.signal(p.pid, Signal.KILL) if p.alive else None
+        assert max(gaps) <= 16 + 2  # one slice, plus the tokens on either side of a switch
+        assert served["bob"] >= 150
+
+
+async def test_a_live_switch_loses_no_queued_call(home: Path) -> None:
+    async with await kernel_with(home, "fifo", slots=1, tps=1000) as kernel:
+        dispatched: list[int] = []
+        kernel.bus.on(lambda e: dispatched.append(e.pid), SyscallDispatched)
+        procs = [kernel.spawn("chat", ["short" if i % 2 else "long"]) for i in range(10)]
+        await until(lambda: len(kernel.dispatcher.queue()) == 9)
+        for name in ("las", "rr", "fair", "priority", "fifo", "las"):
+            kernel.sched(name)
+            assert len(kernel.dispatcher.queue()) + len(kernel.dispatcher.running) == 10 - sum(
+                not p.alive for p in procs)
+        kernel.sched(slots=3)
+        for p in procs:
+            await kernel.wait(p.pid)
+        assert all(p.status == "EXITED(0)" for p in procs)
+        assert set(dispatched) == {p.pid for p in procs}
+        assert kernel.dispatcher.slots == 3
+
+
+async def test_renice_moves_a_queued_call(home: Path) -> None:
+    async with await kernel_with(home, "priority", slots=1, tps=300) as kernel:
+        blocker = kernel.spawn("chat", ["long"])
+        await until(lambda: blocker.status == "RUNNING")
+        a = kernel.spawn("chat", ["short"], user="root")
+        b = kernel.spawn("chat", ["short"], user="root")
+        await until(lambda: len(kernel.dispatcher.queue()) == 2)
+        assert [c.pid for c in kernel.dispatcher.queue()] == [a.pid, b.pid]
+        kernel.renice(b.pid, -10, sender="root")
+        assert [c.pid for c in kernel.dispatcher.queue()] == [b.pid, a.pid]
+        kernel.signal(blocker.pid, Signal.KILL)
+
+
+async def test_only_the_owner_or_an_admin_switches_the_scheduler(home: Path) -> None:
+    from kernel.errors import InvalidArgument, PermissionDenied
+
+    async with await kernel_with(home, "fifo") as kernel:
+        with pytest.raises(PermissionDenied):
+            kernel.sched("rr", sender="mallory")
+        with pytest.raises(InvalidArgument):
+            kernel.sched("lottery")
+        assert kernel.sched("rr", slice=7)["slice"] == 7
+        assert set(POLICIES) == {"fifo", "rr", "priority", "fair", "las"}

@@ -1,0 +1,129 @@
+"""Job control as in bash: `&`, `jobs`, `fg`, `bg`, `%N`, `wait`, Ctrl-Z (suspend) and Ctrl-C (interrupt)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from kernel.llm.simulated import SimulatedBackend
+from tests.conftest import until
+from tests.shell.helpers import add_agent, session
+
+
+def slow() -> SimulatedBackend:
+    return SimulatedBackend(decode_tps=100, prefill_tps=0)
+
+
+async def test_jobs_lists_background_jobs_with_pids(home: Path) -> None:
+    async with session(home, slow()) as s:
+        await s.run("run chat long &; run chat long | run chat short &")
+        assert await s.run("jobs -l") == 0
+        out, _ = s.take()
+        assert out.splitlines() == [
+            "[1]- 1  Running                 run chat long &",
+            "[2]+ 2,3  Running                 run chat long | run chat short &",
+        ]
+        await s.run("jobs --json")
+        rows = json.loads(s.take()[0])
+        assert [(r["job"], r["pids"], r["current"]) for r in rows] == [(1, [1], False), (2, [2, 3], True)]
+        assert await s.run("kill %2; wait %2") == 143  # every agent of the job got TERM
+        assert not s.kernel.procs.get(2).alive and not s.kernel.procs.get(3).alive
+        assert s.kernel.procs.get(1).alive
+
+
+async def test_ctrl_z_stops_the_foreground_job_and_bg_continues_it(home: Path) -> None:
+    async with session(home, slow(), interactive=True) as s:
+        line = asyncio.create_task(s.run("run chat long"))
+        await until(lambda: s.kernel.procs.get(1) is not None and len(s.kernel.procs.get(1).output) >= 2)
+        s.shell.suspend()  # what Ctrl-Z (SIGTSTP) does
+        assert await line == 148
+        proc = s.kernel.procs.get(1)
+        assert proc.status == "STOPPED"
+        before, _ = s.take()
+        assert before.endswith("\n[1]+  Stopped                 run chat long\n")
+        assert await s.run("bg") == 0
+        assert s.take()[0].strip() == "[1]+ run chat long &"
+        assert proc.status != "STOPPED"
+        await until(lambda: len(proc.output) > 20)
+        assert s.take()[0] == ""  # in the background its answer is held, not printed over the prompt
+        assert await s.run("fg %1") == 0  # the held answer comes out, then the rest streams
+        out, _ = s.take()
+        assert out.startswith("run chat long\n")
+        seen = before.removesuffix("\n[1]+  Stopped                 run chat long\n")
+        assert seen + out.removeprefix("run chat long\n") == "".join(proc.output)  # nothing lost, nothing twice
+        assert s.shell.jobs == {}
+
+
+async def test_percent_n_is_fg_and_fg_of_a_finished_job_fails(home: Path) -> None:
+    async with session(home, SimulatedBackend(decode_tps=0, prefill_tps=0)) as s:
+        await s.run("run chat short &")
+        await s.run("wait")
+        assert await s.run("%1") == 1
+        assert "fg: %1: job has terminated" in s.take()[1]
+        assert await s.run("fg %7") == 1
+        assert await s.run("bg") == 1
+        assert await s.run("kill %9") == 2
+
+
+async def test_ctrl_c_interrupts_a_builtin_and_stops_the_line(home: Path) -> None:
+    async with session(home) as s:
+        line = asyncio.create_task(s.run("sleep 30; echo not-reached"))
+        await until(lambda: s.shell.foreground is not None)
+        s.shell.interrupt()
+        assert await line == 130
+        assert "not-reached" not in s.take()[0]
+
+
+async def test_ctrl_c_during_wait_leaves_the_jobs_running(home: Path) -> None:
+    async with session(home, slow()) as s:
+        await s.run("run chat long &")
+        line = asyncio.create_task(s.run("wait"))
+        await until(lambda: s.shell.foreground is not None)
+        s.shell.interrupt()
+        assert await line == 130
+        assert s.kernel.procs.get(1).alive
+
+
+async def test_logs_prints_and_follows(home: Path) -> None:
+    sim = SimulatedBackend(decode_tps=200, prefill_tps=0)
+    async with session(home, sim) as s:
+        await s.run("run chat long &")
+        await until(lambda: len(s.kernel.procs.get(1).output) >= 3)
+        assert await s.run("logs -f 1") == 0  # follows until it exits
+        out, _ = s.take()
+        assert out == "".join(s.kernel.procs.get(1).output)
+        assert await s.run("logs %1; logs 42") == 1
+        out, err = s.take()
+        assert out == "".join(s.kernel.procs.get(1).output) and err.strip() == "logs: (42) - No such process"
+
+
+async def test_agents_spawn_children_and_ps_forest_shows_the_tree(home: Path) -> None:
+    add_agent(home, "parent", '''
+async def main(ctx):
+    kids = [ctx.spawn("chat", ["short"]), ctx.spawn("child", [], stdin="piped to the child")]
+    codes = [await ctx.wait(pid) for pid in kids]
+    await ctx.write(f"children {kids} exited {codes}; child said {ctx.output(kids[1])!r}\\n")
+    return 0
+''')
+    add_agent(home, "child", '''
+async def main(ctx):
+    await ctx.write((await ctx.stdin.read()).upper())
+    return 4
+''')
+    async with session(home, SimulatedBackend(decode_tps=0, prefill_tps=0)) as s:
+        assert await s.run("run parent") == 0
+        out, _ = s.take()
+        assert out.strip() == "children [2, 3] exited [0, 4]; child said 'PIPED TO THE CHILD'"
+        await s.run("ps -a --forest")
+        lines = s.take()[0].splitlines()
+        assert [line.split()[:2] for line in lines[1:]] == [["1", "0"], ["2", "1"], ["3", "1"]]
+        assert lines[2].endswith(" \\_ chat short") and lines[3].endswith(" \\_ child")
+
+
+async def test_an_agent_may_only_wait_for_its_own_children(home: Path) -> None:
+    add_agent(home, "stranger", "async def main(ctx):\n    return await ctx.wait(1)\n")
+    async with session(home, SimulatedBackend(decode_tps=0, prefill_tps=0)) as s:
+        assert await s.run("run chat short; run stranger") == 1
+        _, err = s.take()
+    assert err.strip() == "stranger[2]: (1) - No such process"

@@ -1,0 +1,86 @@
+"""The README tour typed into `aios` in a real terminal (tmux, 80x24), read back from the screen."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+
+# the tour as README.md shows it (comments included: they are typed too)
+TOUR = [
+    'run chat "Write one sentence about cats."',
+    'run chat "Tell me a long story about the sea." &',
+    "ps",
+    "kill -STOP %1      # hold it: it gives up the model at the next token",
+    "jobs",
+    "bg                 # CONT: it goes on where it stopped",
+    "renice 10 %1       # be nicer to the others",
+    'run chat "Name three fish." | run chat "Translate into French:"',
+    'run chat "Write a haiku." > haiku.txt; cat haiku.txt',
+    "ls /proc/$!",
+    "cat /proc/$!/status",
+    "wait; ps -a --forest",
+    "help kill",
+]
+PROMPT = "you@aios $"
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False).stdout
+
+
+def screen(name: str, history: bool = False) -> str:
+    return tmux("capture-pane", "-p", "-t", name, *(["-S", "-"] if history else []))
+
+
+def wait_for_prompt(name: str, count: int, timeout: float = 60.0) -> str:
+    """Wait until the prompt has been shown `count` times and the shell is idle at it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = screen(name, history=True)
+        lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+        prompts = [line for line in lines if line.startswith(PROMPT)]
+        if len(prompts) >= count and lines and any(line == PROMPT for line in lines[-3:]):
+            return text
+        time.sleep(0.1)
+    raise AssertionError("the shell did not come back to its prompt:\n" + screen(name))
+
+
+def test_the_readme_tour_in_80x24(tmp_path: Path) -> None:
+    name = f"aios-{uuid.uuid4().hex[:8]}"
+    home = tmp_path / "home"
+    command = (f"cd {tmp_path} && AIOS_HOME={home} AIOS_USER=you NO_COLOR=1 "
+               f"{sys.executable} -m aios_shell.cli --backend simulated")
+    tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command)
+    try:
+        tmux("set-option", "-t", name, "history-limit", "5000")
+        wait_for_prompt(name, 1)
+        screens = {}
+        for i, line in enumerate(TOUR, start=2):
+            tmux("send-keys", "-t", name, "-l", line)
+            tmux("send-keys", "-t", name, "Enter")
+            wait_for_prompt(name, i)
+            screens[line] = screen(name)
+        everything = screen(name, history=True)
+        tmux("send-keys", "-t", name, "exit", "Enter")
+    finally:
+        tmux("kill-session", "-t", name)
+    assert "Traceback" not in everything and "internal error" not in everything
+    assert "command not found" not in everything and "(see: help" not in everything
+    assert "[1] 2" in everything
+    assert "status: STOPPED" in everything or "status: RUNNING" in everything
+    assert "[1]+  Stopped" in screens["jobs"], everything
+    assert "(process ID) old priority 0, new priority 10" in everything
+    assert (tmp_path / "haiku.txt").read_text().strip()
+    assert "EXITED(0)" in screens["wait; ps -a --forest"]
+    assert "usage: kill" in screens["help kill"]
+    for shown in screens.values():  # 80x24: nothing wider than the screen, the toolbar on the last line
+        assert all(len(row) <= 80 for row in shown.splitlines())
+        assert shown.splitlines()[-1].lstrip().startswith("you │ simulated sim-1")
