@@ -21,7 +21,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/python -m bench.embedded
+	$(BIN)/aios --backend simulated bench
 
 snapshots: install
 	$(BIN)/python -m pytest --snapshot-update -m snapshot

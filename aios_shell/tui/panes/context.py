@@ -1,0 +1,59 @@
+"""Context gauges: how full each live process's context is (used / window tokens), and its switches."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from aios_shell.tui import view
+from kernel.events import Event
+
+BAR = 16
+
+
+def gauge(used: int, window: int, colours: tuple[str, str, str], width: int = BAR) -> Text:
+    """A bar like `██████░░░░` coloured by how full it is (ok, nearly full, full)."""
+    frac = min(1.0, used / window) if window else 0.0
+    filled = round(frac * width)
+    colour = colours[0] if frac < 0.7 else colours[1] if frac < 0.9 else colours[2]
+    return Text.assemble(("█" * filled, colour), ("░" * (width - filled), "dim"), f" {100 * frac:3.0f}%")
+
+
+class ContextPane(DataTable):
+    def __init__(self, *, id: str | None = "context") -> None:
+        super().__init__(cursor_type="none", zebra_stripes=False, id=id)
+        self.border_title = "context"
+        self._shown: dict[int, tuple[int, int]] = {}
+        self._style_key: tuple[int, str] = (0, "")
+
+    def on_mount(self) -> None:
+        for name, width in (("PID", 6), ("USED/WINDOW", 13), ("GAUGE", BAR + 5), ("SW", 4)):
+            self.add_column(Text(name, justify="left" if name == "GAUGE" else "right"), key=name, width=width)
+
+    def update_view(self, events: list[Event] | None = None, force: bool = False) -> None:
+        """Rebuild when processes come or go; otherwise only the rows that changed are redrawn."""
+        kernel = getattr(self.app, "kernel", None)
+        if kernel is None:
+            return
+        window = view.window(kernel)
+        data = {p.pid: (p.ctx_tokens, p.ctx_switches) for p in kernel.procs if p.alive}
+        theme = self.app.current_theme
+        colours = (str(theme.success), str(theme.warning), str(theme.error))
+        force = force or self._style_key != (window, self.app.theme)
+        self._style_key = (window, self.app.theme)
+
+        def cells(pid: int) -> list[Text]:
+            used, switches = data[pid]
+            return [Text(str(pid), justify="right"), Text(f"{used}/{window}", justify="right"),
+                    gauge(used, window, colours), Text(str(switches), justify="right")]
+
+        if force or list(data) != list(self._shown):
+            self.clear()
+            for pid in data:
+                self.add_row(*cells(pid), key=str(pid))
+        else:
+            for pid, values in data.items():
+                if self._shown.get(pid) != values:
+                    for name, cell in zip(("PID", "USED/WINDOW", "GAUGE", "SW"), cells(pid), strict=True):
+                        self.update_cell(str(pid), name, cell)
+        self._shown = data

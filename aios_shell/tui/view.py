@@ -1,0 +1,102 @@
+"""Read-only views of the kernel for the panes, taken on a batched refresh (never in a polling loop).
+
+Everything here goes through the kernel's public objects (`procs`, `dispatcher`, `backend`) and
+tolerates a scheduler that lacks an attribute, so the monitor keeps working while the scheduler grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from commands.ps import fmt_time
+from kernel.sanitize import strip_controls
+
+if TYPE_CHECKING:
+    from kernel import Kernel
+    from kernel.process import Process
+
+COLUMNS = ("PID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "CMD")
+NUMERIC = ("PID", "PRI", "NI", "%CTX", "TOKENS", "TIME")
+# fixed widths: a cell that changes never makes the table measure its 500 rows again (CMD sizes itself)
+WIDTHS = {"PID": 5, "USER": 7, "PRI": 3, "NI": 3, "STATE": 15, "%CTX": 4, "TOKENS": 9, "TIME": 8, "CMD": None}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the process table, with the raw values it sorts by."""
+
+    pid: int
+    ppid: int
+    cells: tuple[str, ...]
+    keys: tuple[Any, ...]
+    state: str
+    alive: bool
+
+
+def clean(text: object, limit: int = 200) -> str:
+    """Untrusted text made safe to draw on one line."""
+    line = strip_controls(str(text)).replace("\n", " ").replace("\t", " ")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def window(kernel: Kernel) -> int:
+    return int(getattr(kernel.backend, "context_window", 0) or 0)
+
+
+def live_tokens(kernel: Kernel) -> dict[int, int]:
+    """Tokens generated so far by calls that hold a slot (not yet counted in the process)."""
+    out: dict[int, int] = {}
+    for call in list(getattr(kernel.dispatcher, "running", {}).values()):
+        out[call.pid] = out.get(call.pid, 0) + int(getattr(call, "chunks", 0))
+    return out
+
+
+def row(proc: Process, ctx_window: int, live: int = 0) -> Row:
+    pct = 100 * proc.ctx_tokens / ctx_window if ctx_window else 0.0
+    completion = proc.completion_tokens + live
+    cells = (
+        str(proc.pid), clean(proc.user, 16), str(20 + proc.nice), str(proc.nice), proc.status,
+        f"{pct:.0f}", f"{proc.prompt_tokens}/{completion}", fmt_time(proc.llm_time), clean(proc.cmdline),
+    )
+    keys = (proc.pid, proc.user, 20 + proc.nice, proc.nice, proc.status, pct,
+            proc.prompt_tokens + completion, proc.llm_time, proc.cmdline.lower())
+    return Row(proc.pid, proc.ppid, cells, keys, proc.state.value, proc.alive)
+
+
+def rows(kernel: Kernel) -> list[Row]:
+    """Every process of this kernel, exited ones included, in pid order."""
+    ctx_window, live = window(kernel), live_tokens(kernel)
+    return [row(p, ctx_window, live.get(p.pid, 0)) for p in kernel.procs]
+
+
+def slots(kernel: Kernel) -> list[tuple[int, Any]]:
+    """(slot, call or None) for each of the backend's P slots."""
+    dispatcher = kernel.dispatcher
+    count = int(getattr(dispatcher, "slots", 0) or getattr(kernel.backend, "slots", 1))
+    running = dict(getattr(dispatcher, "running", {}))
+    return [(slot, running.get(slot)) for slot in range(count)]
+
+
+def ready_queue(kernel: Kernel, limit: int = 50) -> tuple[list[tuple[Any, str]], int]:
+    """The first `limit` queued calls in the order they will run, each with the policy's reason; and the total."""
+    dispatcher = kernel.dispatcher
+    calls = list(dispatcher.queue())
+    policy = dispatcher.policy
+    out = []
+    for call in calls[:limit]:
+        try:
+            reason = policy.reason(call)
+        except Exception as exc:  # a policy bug must not take the monitor down
+            reason = f"? ({type(exc).__name__})"
+        out.append((call, clean(reason, 80)))
+    return out, len(calls)
+
+
+def policy_name(kernel: Kernel) -> str:
+    return str(getattr(kernel.dispatcher.policy, "name", "?"))
+
+
+def clean_block(text: object) -> str:
+    """Untrusted text made safe to draw, keeping its lines."""
+    return strip_controls(str(text)).replace("\t", "    ")

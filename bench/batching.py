@@ -1,0 +1,148 @@
+"""Aggregate decode speed of the embedded model at P = 1, 2, 4, 8: raw llama.cpp batched decode beside
+the same P sequences served through the kernel (P `workload` agents on P slots), in one run.
+
+    python -m bench.batching [--tokens N] [--json FILE]
+
+Also measures a preempted call resuming from its saved KV state against re-reading a ~2k-token prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+import numpy as np
+from llama_cpp._internals import LlamaBatch, LlamaContext
+
+from kernel.kernel import KernelConfig, boot
+from kernel.llm.backend import LLMRequest
+from kernel.llm.llamacpp import LlamaCppBackend
+
+
+def raw_batched(backend: LlamaCppBackend, slots: int, tokens: int) -> float:
+    """P sequences in one context, one llama_decode per step, greedy: tokens/s over all sequences."""
+    llm = backend._llm
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_ubatch = 1024 * slots, 512, 512
+    params.n_seq_max, params.n_threads, params.n_threads_batch = slots, backend.threads, backend.threads
+    params.kv_unified, params.swa_full, params.no_perf = False, False, True
+    ctx = LlamaContext(model=llm._model, params=params, verbose=False)
+    batch = LlamaBatch(n_tokens=512, embd=0, n_seq_max=slots, verbose=False)
+    b = batch.batch
+    prompts = [llm.tokenize(f"User: Tell story {i} about the sea.\nAssistant:".encode()) for i in range(slots)]
+    n = 0
+    for s, prompt in enumerate(prompts):
+        for p, tok in enumerate(prompt):
+            b.token[n], b.pos[n], b.n_seq_id[n], b.logits[n] = tok, p, 1, p == len(prompt) - 1
+            b.seq_id[n][0] = s
+            n += 1
+    b.n_tokens = n
+    assert llama_cpp.llama_decode(ctx.ctx, b) == 0
+    n_vocab = llm.n_vocab()
+    rows = list(range(n))
+    last_rows = [sum(len(p) for p in prompts[: s + 1]) - 1 for s in range(slots)]
+    pos = [len(p) for p in prompts]
+    t0 = time.perf_counter()
+    for _ in range(tokens):
+        nxt = []
+        for row in last_rows:
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx.ctx, row), shape=(n_vocab,))
+            nxt.append(int(logits.argmax()))
+        for s, tok in enumerate(nxt):
+            b.token[s], b.pos[s], b.n_seq_id[s], b.logits[s] = tok, pos[s], 1, True
+            b.seq_id[s][0] = s
+            pos[s] += 1
+        b.n_tokens = slots
+        assert llama_cpp.llama_decode(ctx.ctx, b) == 0
+        last_rows = list(range(slots))
+    elapsed = time.perf_counter() - t0
+    del rows
+    batch.close()
+    ctx.close()
+    return slots * tokens / elapsed
+
+
+async def through_kernel(slots: int, tokens: int) -> tuple[float, LlamaCppBackend]:
+    backend = LlamaCppBackend(slots=slots)
+    await backend.load()
+    home = Path(tempfile.mkdtemp(prefix="aios-batching-"))
+    kernel = await boot(KernelConfig(home=home, backend="llamacpp", user="bench", admins=frozenset({"bench"})),
+                        backend=backend)
+    warm = kernel.spawn("workload", ["4:0"])
+    await kernel.wait(warm.pid)
+    t0 = time.perf_counter()
+    procs = [kernel.spawn("workload", [f"{tokens}:0"]) for _ in range(slots)]
+    for p in procs:
+        await kernel.wait(p.pid)
+    elapsed = time.perf_counter() - t0
+    produced = sum(p.completion_tokens for p in procs)
+    await kernel.shutdown()
+    shutil.rmtree(home, ignore_errors=True)
+    return produced / elapsed, backend
+
+
+async def resume_vs_reread(backend: LlamaCppBackend) -> dict[str, Any]:
+    await backend.load()
+    messages = [{"role": "user", "content": "Tell me about ships. " + "Ships sail the sea and carry goods. " * 230}]
+    request = LLMRequest(messages, max_tokens=8, temperature=0, stop=("<never>",))
+    t0 = time.perf_counter()
+    stream = backend.stream(request)
+    partial = ""
+    async for chunk in stream:
+        if chunk.text:
+            reread = time.perf_counter() - t0  # time to the first token: reading the whole prompt
+            partial += chunk.text
+            break
+    await stream.aclose()
+    while backend.engine.busy:
+        await asyncio.sleep(0.01)
+    stats = backend.stats
+    t1 = time.perf_counter()
+    async for chunk in backend.stream(LLMRequest(messages, max_tokens=4, temperature=0, stop=("<never>",),
+                                                 partial=partial)):
+        if chunk.text or chunk.done:
+            resumed = time.perf_counter() - t1
+            break
+    return {"prompt_tokens": len(backend.tokenize(messages[0]["content"])), "reread_s": round(reread, 3),
+            "resume_s": round(resumed, 4), "save_s": round(stats.save_s, 4), "restore_s": round(stats.restore_s, 4),
+            "speedup": round(reread / resumed, 1)}
+
+
+async def main(tokens: int) -> dict[str, Any]:
+    rows = []
+    for slots in (1, 2, 4, 8):
+        kernel_tps, backend = await through_kernel(slots, tokens)
+        await backend.load()
+        raw_tps = raw_batched(backend, slots, tokens)
+        rows.append({"slots": slots, "raw_tps": round(raw_tps, 1), "kernel_tps": round(kernel_tps, 1),
+                     "ratio": round(kernel_tps / raw_tps, 3)})
+        print(f"P={slots}: raw {raw_tps:6.1f} tok/s, through the kernel {kernel_tps:6.1f} tok/s "
+              f"({kernel_tps / raw_tps:.0%})")
+        await backend.close()
+    backend = LlamaCppBackend(slots=2)
+    resume = await resume_vs_reread(backend)
+    await backend.close()
+    print(f"resume from saved state: {resume['resume_s']} s to the next token, re-reading "
+          f"{resume['prompt_tokens']} tokens: {resume['reread_s']} s ({resume['speedup']}× faster)")
+    return {"batching": rows, "resume": resume}
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.batching", description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=64, help="tokens each sequence generates")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    report = asyncio.run(main(args.tokens))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,160 @@
+"""How the monitor holds up: 500 processes, about 200 kernel events a second, then idle.
+
+    python -m bench.monitor_load [--procs 500] [--rate 200] [--seconds 10] [--idle-seconds 10] [--json]
+
+The kernel runs on the simulated model with P=4 slots decoding `rate / 4` tokens a second each, so the
+kernel itself publishes the events (a TokenGenerated per token, plus state changes). The monitor runs
+headless at 160x45 on the same loop. It reports, under load: batched refreshes per second (≤ 10 by
+design), the time one refresh takes, the event loop's lag (how late a 50 ms timer fires: what a key
+press waits), a key's round trip, and the process's CPU with and without the monitor; then, with every
+process stopped (no events), the monitor's idle CPU as a share of one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from aios_shell.tui import make_monitor
+from kernel.kernel import Kernel, KernelConfig, boot
+from kernel.llm.simulated import SimulatedBackend
+from kernel.process import Signal
+
+SLOTS = 4
+
+
+def cpu_seconds(me: psutil.Process) -> float:
+    times = me.cpu_times()
+    return times.user + times.system
+
+
+async def lag_probe(stop: asyncio.Event, samples: list[float], period: float = 0.05) -> None:
+    """How late a timer fires: the wait any key press or redraw sees on this loop."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        start = loop.time()
+        await asyncio.sleep(period)
+        samples.append(max(0.0, loop.time() - start - period))
+
+
+async def measure_cpu(seconds: float) -> float:
+    """Percent of one core this process used over `seconds` of wall time."""
+    me = psutil.Process()
+    cpu0, wall0 = cpu_seconds(me), time.perf_counter()
+    await asyncio.sleep(seconds)
+    return 100 * (cpu_seconds(me) - cpu0) / (time.perf_counter() - wall0)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def start_kernel(home: Path, procs: int, rate: float) -> Kernel:
+    backend = SimulatedBackend(slots=SLOTS, decode_tps=rate / SLOTS, prefill_tps=1e6, seed=1)
+    kernel = await boot(KernelConfig(home=home, backend="simulated", user="bench"), backend=backend)
+    for i in range(procs):
+        kernel.spawn("chat", ["long", "story", str(i)])
+    await asyncio.sleep(0.5)
+    return kernel
+
+
+async def events_per_second(kernel: Kernel, seconds: float) -> float:
+    count = 0
+
+    def seen(_event: object) -> None:
+        nonlocal count
+        count += 1
+
+    off = kernel.bus.on(seen)
+    await asyncio.sleep(seconds)
+    off()
+    return count / seconds
+
+
+async def run(procs: int, rate: float, seconds: float, idle_seconds: float) -> dict[str, Any]:
+    result: dict[str, Any] = {"procs": procs, "target_events_per_s": rate, "cpu_count": psutil.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        # the kernel alone, for comparison
+        kernel = await start_kernel(Path(tmp) / "alone", procs, rate)
+        result["kernel_alone_events_per_s"] = round(await events_per_second(kernel, 2.0), 1)
+        result["kernel_alone_cpu_pct"] = round(await measure_cpu(seconds / 2), 1)
+        await kernel.shutdown()
+
+        kernel = await start_kernel(Path(tmp) / "watched", procs, rate)
+        app = make_monitor(kernel, home=Path(tmp) / "watched")
+        async with app.run_test(size=(160, 45)) as pilot:
+            await app.ready.wait()
+            await pilot.pause(1.0)
+            lags: list[float] = []
+            stop = asyncio.Event()
+            probe = asyncio.create_task(lag_probe(stop, lags))
+            refreshes0, events0 = app.refreshes, app.events_seen
+            app.refresh_seconds.clear()
+            t0 = time.perf_counter()
+            cpu_task = asyncio.create_task(measure_cpu(seconds))
+            keys: list[float] = []
+            for _ in range(int(seconds)):
+                await asyncio.sleep(0.9)
+                k0 = time.perf_counter()
+                await pilot.press("down")
+                keys.append(time.perf_counter() - k0)
+            result["load_cpu_pct"] = round(await cpu_task, 1)
+            elapsed = time.perf_counter() - t0
+            stop.set()
+            await probe
+            durations = list(app.refresh_seconds)
+            result.update({
+                "rows": app.processes.table.row_count,
+                "events_per_s": round((app.events_seen - events0) / elapsed, 1),
+                "refreshes_per_s": round((app.refreshes - refreshes0) / elapsed, 2),
+                "refresh_ms_mean": round(1000 * statistics.fmean(durations), 2) if durations else 0.0,
+                "refresh_ms_p95": round(1000 * pct(durations, 0.95), 2),
+                "refresh_ms_max": round(1000 * max(durations, default=0.0), 2),
+                "loop_lag_ms_p50": round(1000 * pct(lags, 0.5), 2),
+                "loop_lag_ms_p95": round(1000 * pct(lags, 0.95), 2),
+                "loop_lag_ms_max": round(1000 * max(lags, default=0.0), 2),
+                "key_roundtrip_ms_p50": round(1000 * pct(keys, 0.5), 2),
+                "key_roundtrip_ms_max": round(1000 * max(keys, default=0.0), 2),
+            })
+            result["monitor_share_cpu_pct"] = round(result["load_cpu_pct"] - result["kernel_alone_cpu_pct"], 1)
+            # idle: every process stopped, nothing happens in the kernel
+            for proc in kernel.ps():
+                kernel.signal(proc.pid, Signal.STOP)
+            await pilot.pause(1.5)
+            refreshes_idle0 = app.refreshes
+            result["idle_cpu_pct"] = round(await measure_cpu(idle_seconds), 2)
+            result["idle_refreshes_per_s"] = round((app.refreshes - refreshes_idle0) / idle_seconds, 2)
+        await kernel.shutdown()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--procs", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=200.0, help="kernel events a second (tokens)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long to measure under load")
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.procs, args.rate, args.seconds, args.idle_seconds))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Pilot tests: every key of the monitor does what `?` says, on the scenario kernel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textual.widgets import DataTable, Input, Log
+
+from aios_shell.tui import MonitorApp, make_monitor
+from aios_shell.tui.probe import FixedProbe
+from aios_shell.tui.screens.confirm import ConfirmModal
+from aios_shell.tui.screens.help import HelpScreen
+from aios_shell.tui.screens.process import ProcessScreen
+from kernel.kernel import Kernel
+from tests.conftest import until
+
+SIZE = (160, 45)
+
+
+def app_over(kernel: Kernel, **kw: object) -> MonitorApp:
+    return make_monitor(kernel, probe=FixedProbe(), **kw)  # type: ignore[arg-type]
+
+
+def visible_pids(app: MonitorApp) -> list[int]:
+    table = app.processes.table
+    return [int(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(table.row_count)]
+
+
+def state_cell(app: MonitorApp, pid: int) -> str:
+    return str(app.processes.table.get_cell(str(pid), "STATE"))
+
+
+async def select(pilot, app: MonitorApp, pid: int) -> None:  # noqa: ANN001
+    await app.ready.wait()
+    app.processes.select(pid)
+    await pilot.pause()
+    assert app.target_pid() == pid
+
+
+async def test_k_asks_first_and_yes_terminates_the_selected_process(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, 5)
+        await pilot.press("k")
+        assert isinstance(app.screen, ConfirmModal)
+        assert "process 5" in app.screen.question
+        await pilot.press("y")
+        await until(lambda: not app_kernel.get(5).alive)
+        assert app_kernel.get(5).status == "EXITED(SIGTERM)"
+        await until(lambda: state_cell(app, 5) == "EXITED(SIGTERM)", timeout=2)
+
+
+async def test_signalling_another_users_process_is_refused_and_shown(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, 4)  # bob's
+        await pilot.press("K")
+        await pilot.pause()
+        assert app_kernel.get(4).alive
+        assert any("Operation not permitted" in str(n.message) for n in app._notifications)
+
+
+async def test_k_answered_no_leaves_the_process_alone(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, 5)
+        await pilot.press("k")
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ConfirmModal)
+        assert app_kernel.get(5).status == "READY"
+
+
+async def test_K_kills_at_once_and_the_row_shows_it(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, 2)
+        await pilot.press("K")
+        assert app_kernel.get(2).status == "EXITED(SIGKILL)"
+        await until(lambda: state_cell(app, 2) == "EXITED(SIGKILL)", timeout=2)
+
+
+async def test_s_stops_then_continues(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, 5)
+        await pilot.press("s")
+        assert app_kernel.get(5).status == "STOPPED"
+        await until(lambda: state_cell(app, 5) == "STOPPED", timeout=2)
+        await pilot.press("s")
+        assert app_kernel.get(5).status == "READY"
+        await until(lambda: state_cell(app, 5) == "READY", timeout=2)
+
+
+async def test_plus_renices_and_minus_needs_an_admin(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, 5)
+        await pilot.press("plus")
+        assert app_kernel.get(5).nice == 6
+        await until(lambda: str(app.processes.table.get_cell("5", "NI")) == "6", timeout=2)
+        await pilot.press("minus")  # alice is no admin: lowering nice is refused, shown, not raised
+        await pilot.pause()
+        assert app_kernel.get(5).nice == 6
+        assert any("only an admin" in str(n.message) for n in app._notifications)
+
+
+async def test_minus_as_admin_raises_priority(home: Path) -> None:
+    from kernel.kernel import boot
+    from tests.conftest import make_config
+    from tests.tui.conftest import FrozenBackend
+
+    kernel = await boot(make_config(home, user="root"), backend=FrozenBackend())
+    try:
+        proc = kernel.spawn("chat", ["hello"])
+        app = app_over(kernel)
+        async with app.run_test(size=SIZE) as pilot:
+            await select(pilot, app, proc.pid)
+            await pilot.press("minus")
+            assert kernel.get(proc.pid).nice == -1
+    finally:
+        await kernel.shutdown()
+
+
+async def test_slash_filters_and_escape_clears(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        assert visible_pids(app) == [1, 2, 3, 4, 5, 6, 7]
+        await pilot.press("slash")
+        assert isinstance(app.focused, Input)
+        await pilot.press("b", "o", "b")
+        assert visible_pids(app) == [4]
+        await pilot.press("enter")  # keeps the filter, back to the table
+        assert visible_pids(app) == [4] and app.processes.filter_text == "bob"
+        assert isinstance(app.focused, DataTable)
+        await pilot.press("slash", "escape")
+        assert visible_pids(app) == [1, 2, 3, 4, 5, 6, 7]
+
+
+async def test_t_cycles_themes_and_the_choice_is_remembered(app_kernel: Kernel, home: Path) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.theme == "dark"
+        await pilot.press("t")
+        assert app.theme == "high-contrast"
+        await pilot.press("t")
+        assert app.theme == "light"
+        await pilot.press("t")
+        assert app.theme == "dark"
+        await pilot.press("t")
+    assert json.loads((home / "monitor.json").read_text()) == {"theme": "high-contrast"}
+    again = app_over(app_kernel)
+    assert again.theme == "high-contrast"
+
+
+async def test_theme_option_wins_and_is_remembered(app_kernel: Kernel, home: Path) -> None:
+    app = app_over(app_kernel, theme="light")
+    async with app.run_test(size=SIZE):
+        assert app.theme == "light"
+    assert app_over(app_kernel).theme == "light"
+
+
+async def test_colon_runs_shell_commands_through_the_registry(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        await pilot.press("colon")
+        box = app.query_one("#console-input", Input)
+        assert app.focused is box
+        for line in ("kill -STOP 5", "ps", "nosuch"):
+            box.value = line
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+        log = app.query_one("#console-log", Log)
+        await until(lambda: "command not found" in "\n".join(log.lines), timeout=3)
+        text = "\n".join(log.lines)
+        assert "$ ps" in text and "PID" in text and "STOPPED" in text
+        assert app_kernel.get(5).status == "STOPPED"
+        assert "[exit 1]" in text
+        await pilot.press("escape")
+        assert app.command_line.has_class("hidden")
+
+
+async def test_question_mark_shows_every_binding_id(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        ids = {binding_id for binding_id, _, _ in app.screen.keys}
+        assert {"quit", "term", "kill", "stop_cont", "nice_up", "nice_down", "filter", "theme", "command",
+                "help", "open"} <= ids
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_q_quits(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+    assert app_kernel.get(2).alive  # the monitor leaves the kernel it was given running
+
+
+async def test_enter_opens_the_process_screen_and_keys_act_on_it(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, 3)
+        await pilot.press("enter")
+        assert isinstance(app.screen, ProcessScreen) and app.screen.pid == 3
+        text = "\n".join(app.screen.query_one("#conversation", Log).lines)
+        assert "write a haiku about queues" in text and "assistant (streaming)" in text
+        await pilot.press("s")
+        assert app_kernel.get(3).status == "STOPPED"
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ProcessScreen)
+
+
+async def test_o_sorts_and_T_shows_the_tree(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        app.processes.sort_by("NI")
+        await pilot.pause()
+        assert visible_pids(app)[-1] == 5  # nice 5 sorts last
+        app.processes.sort_by("NI")
+        await pilot.pause()
+        assert visible_pids(app)[0] == 5  # again: reversed
+        await pilot.press("o")
+        assert app.processes.sort_column == "STATE"
+        await pilot.press("T")
+        assert app.processes.tree_view and "tree" in str(app.processes.border_subtitle)
+
+
+async def test_keymap_from_config_rebinds_by_id(app_kernel: Kernel, home: Path) -> None:
+    (home / "config.toml").write_text('[monitor.keymap]\nterm = "x"\n')
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, 4)
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        await pilot.press("question_mark")
+        assert ("term", "x", app.DESCRIPTIONS["term"]) in app.screen.keys
+
+
+async def test_K_on_the_process_screen_kills_it_and_its_call_shows_cancelled(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, 2)
+        await pilot.press("enter")
+        calls = app.screen.query_one("#syscalls", DataTable)
+        assert str(calls.get_cell_at((0, 2))) == "slot P0"
+        await pilot.press("K")
+        await until(lambda: str(calls.get_cell_at((0, 2))) == "cancelled", timeout=3)
+        assert "exited: EXITED(SIGKILL)" in "\n".join(app.screen.query_one("#conversation", Log).lines)

@@ -1,0 +1,90 @@
+"""Pictures of the monitor on the scenario kernel, pinned in time, at 100×30 and 160×45.
+
+Update them with `make snapshots` (pytest --snapshot-update) after a deliberate change, and look at
+the report before committing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aios_shell.tui.screens.permission import PermissionModal
+from tests.conftest import until
+from tests.tui.conftest import monitor, settle
+
+pytestmark = pytest.mark.snapshot
+SIZES = pytest.mark.parametrize("size", [(100, 30), (160, 45)], ids=["100x30", "160x45"])
+
+
+@SIZES
+def test_main_screen(snap_compare: Any, home: Path, frozen: float, size: tuple[int, int]) -> None:
+    """Every pane in the dark theme: processes (7 rows: EXITED(0), 2 RUNNING, 2 READY, STOPPED, EXITED(SIGKILL),
+    no escape sequence in pid 7's CMD), scheduler (policy, P0 → 2, P1 → 3, queue 4 then 5 with reasons),
+    system (cpu 12% and 40%, 3.0 of 8.0 GiB, rss 180 MiB, tokens/s sparkline), context gauges (35%, 93%, 73%)
+    and the tool log (llm ok, fs.read, a denied permission, a cancelled call)."""
+    assert snap_compare(monitor(home), terminal_size=size, run_before=settle)
+
+
+@SIZES
+@pytest.mark.parametrize("theme", ["light", "high-contrast"])
+def test_themes(snap_compare: Any, home: Path, frozen: float, size: tuple[int, int], theme: str) -> None:
+    """The main screen in the light and high-contrast themes: same content, the theme's colours."""
+    assert snap_compare(monitor(home, theme=theme), terminal_size=size, run_before=settle)
+
+
+@SIZES
+def test_process_screen(snap_compare: Any, home: Path, frozen: float, size: tuple[int, int]) -> None:
+    """Enter on pid 3: its header (RUNNING, ctx 93%), the user's prompt, the five tokens streamed so far,
+    and its one syscall holding slot P1."""
+    assert snap_compare(monitor(home), terminal_size=size, run_before=settle, press=["down", "down", "enter"])
+
+
+async def ask_permission(pilot: Any) -> None:
+    await settle(pilot)
+    app = pilot.app
+    asyncio.get_running_loop().create_task(app.kernel.permissions.request(
+        2, "alice", "chat", "shell", {"cmd": "git push --force origin main\x1b[2J", "cwd": "workspace/repo"},
+        timeout=30))
+    await until(lambda: isinstance(app.screen, PermissionModal), timeout=5)
+    await pilot.pause()
+
+
+@SIZES
+def test_permission_modal(snap_compare: Any, home: Path, frozen: float, size: tuple[int, int]) -> None:
+    """The modal over the main screen: user alice, process 2 (chat), tool shell, its two arguments (the escape
+    sequence gone), 'denied in 30s', and the four answers with Deny focused."""
+    assert snap_compare(monitor(home), terminal_size=size, run_before=ask_permission)
+
+
+@SIZES
+def test_help_screen(snap_compare: Any, home: Path, frozen: float, size: tuple[int, int]) -> None:
+    """`?`: every key with its binding id and what it does, and where the keymap and theme live."""
+    assert snap_compare(monitor(home), terminal_size=size, run_before=settle, press=["question_mark"])
+
+
+@SIZES
+def test_term_confirmation(snap_compare: Any, home: Path, frozen: float, size: tuple[int, int]) -> None:
+    """`k` on pid 2 asks 'Send SIGTERM to process 2 (chat summarise the kernel log)?' with No focused."""
+    assert snap_compare(monitor(home), terminal_size=size, run_before=settle, press=["down", "k"])
+
+
+def test_filter_and_tree(snap_compare: Any, home: Path, frozen: float) -> None:
+    """`/alice` then Enter, and `T`: only alice's six processes, the subtitle says 'tree' and the filter."""
+    keys = ["slash", "a", "l", "i", "c", "e", "enter", "T"]
+    assert snap_compare(monitor(home), terminal_size=(160, 45), run_before=settle, press=keys)
+
+
+async def run_ps(pilot: Any) -> None:
+    await settle(pilot)
+    await pilot.press("colon", "p", "s", "enter")
+    await until(lambda: "PID" in "\n".join(pilot.app.query_one("#console-log").lines), timeout=5)
+    await pilot.pause()
+
+
+def test_command_line(snap_compare: Any, home: Path, frozen: float) -> None:
+    """`:` then `ps`: the command pane under the others shows the shell's own ps table."""
+    assert snap_compare(monitor(home), terminal_size=(160, 45), run_before=run_ps)
