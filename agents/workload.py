@@ -25,7 +25,7 @@ async def main(ctx: AgentContext) -> int:
         return 2
     messages = [{"role": "user", "content": "Work on the task."}]
     for i, (tokens, wait) in enumerate(steps):
-        result = await ctx.llm(messages, max_tokens=tokens, stop=("<never>",), options={"tokens": tokens})
+        result = await ctx.llm(messages, max_tokens=tokens, stop=("<never>",), options={"tokens": tokens, "ignore_eos": True})
         messages += [{"role": "assistant", "content": result.text},
                      {"role": "user", "content": f"Step {i + 2}."}]
         if wait > 0:

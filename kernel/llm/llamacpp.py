@@ -133,7 +133,10 @@ class LlamaCppBackend:
             temperature=request.temperature,
             seed=request.seed if request.seed is not None else next(self._seeds),
             stops=tuple(request.stop) or STOP,  # the caller's stops replace the transcript's
+            ignore_eos=bool(request.options.get("ignore_eos")),
             emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+            loop=loop,
+            sink=queue.put_nowait,
         )
         self.engine.submit(job)
         try:
