@@ -25,7 +25,8 @@ async def main(ctx: AgentContext) -> int:
         return 2
     messages = [{"role": "user", "content": "Work on the task."}]
     for i, (tokens, wait) in enumerate(steps):
-        result = await ctx.llm(messages, max_tokens=tokens, stop=("<never>",), options={"tokens": tokens, "ignore_eos": True})
+        exact = {"tokens": tokens, "ignore_eos": True}  # exactly this many tokens, on any backend that can
+        result = await ctx.llm(messages, max_tokens=tokens, stop=("<never>",), options=exact)
         messages += [{"role": "assistant", "content": result.text},
                      {"role": "user", "content": f"Step {i + 2}."}]
         if wait > 0:

@@ -103,7 +103,8 @@ async def run_direct(backend: Backend, specs: list[AgentSpec], slots: int) -> li
                         {"role": "user", "content": f"Step {i + 2}."}]
             if pause > 0:
                 await asyncio.sleep(pause)
-        return {"spec": spec, "arrived": arrived - start, "ended": loop.time() - start, "wait": wait}
+        del arrived
+        return {"spec": spec, "arrived": spec.arrival, "ended": loop.time() - start, "wait": wait}
 
     agents = await asyncio.gather(*(agent(s) for s in specs))
     return [dict(a, calls=calls) for a in agents]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -36,9 +37,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--arrivals", choices=("poisson", "burst"), default="poisson")
     p.add_argument("--decode-tps", type=float, default=500.0, help="simulated tokens/s per slot")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
+    p.add_argument("--systems", default=",".join(SYSTEMS), type=lambda s: s.replace(";", ","),
+                   help="subset of " + ",".join(SYSTEMS) + ", comma-separated; a policy may take parameters "
+                   "after a colon, separated by ';' (las:scope=call;base=16)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the rows as JSON")
     return p
+
+
+def _number(text: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def make_backend(args: argparse.Namespace) -> Callable[[], Backend]:
@@ -56,7 +68,9 @@ def make_backend(args: argparse.Namespace) -> Callable[[], Backend]:
 
 async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slots: int) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="aios-bench-"))
-    policy = "fifo" if system in ("B0", "B2-fifo", "B2-rr") else system
+    name, _, spec = system.partition(":")  # "las:scope=call,base=16" sets a policy's parameters
+    params = {k: _number(v) for k, _, v in (p.partition("=") for p in spec.split(",") if p)}
+    policy = "fifo" if system in ("B0", "B2-fifo", "B2-rr") else name
     config = KernelConfig(home=home, backend=backend.name, user="bench", admins=frozenset({"bench"}), policy=policy)
     kernel = await boot(config, backend=backend)
     if system == "B0":
@@ -65,6 +79,8 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
         kernel.dispatcher.set_policy(BatchedFifo())
     elif system == "B2-rr":
         kernel.dispatcher.set_policy(TimeSliceRR())
+    elif params:
+        kernel.dispatcher.set_policy(make_policy(name, **params))
     calls: list[dict[str, Any]] = []
     switches = {"n": 0, "tokens": 0}
     kernel.bus.on(lambda e: calls.append({"wait_s": e.wait_s, "service_s": e.service_s,
@@ -99,7 +115,8 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
     failed = [p for p in procs.values() if p.exit_code != 0]
     if failed:
         raise RuntimeError(f"{system}: {len(failed)} agents failed, e.g. {failed[0].status} {failed[0].error}")
-    agents = [{"spec": s, "arrived": procs[s.index].created_at - wall0, "ended": procs[s.index].ended_at - wall0,
+    # an agent arrives at its planned time (B0 may only start it later: that is part of its turnaround)
+    agents = [{"spec": s, "arrived": s.arrival, "ended": procs[s.index].ended_at - wall0,
                "wait": procs[s.index].queue_wait} for s in specs]
     prefill = getattr(backend, "prefill_tps", 0) or 0
     return {"agents": agents, "calls": calls, "switches": switches["n"],
@@ -116,8 +133,8 @@ async def run_system(system: str, specs: list[AgentSpec], new_backend: Callable[
 
 
 async def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = [s for s in systems if s not in SYSTEMS]
+    systems = [s.strip() for s in re.split(r",(?![^:,]*=)", args.systems) if s.strip()]
+    unknown = [s for s in systems if s.partition(":")[0] not in SYSTEMS]
     if unknown:
         raise ValueError(f"unknown system {unknown[0]!r} (choose from {', '.join(SYSTEMS)})")
     new_backend = make_backend(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, UsageError, command
@@ -67,7 +68,7 @@ def parse_targets(sh: Shell, text: str) -> list[int]:
             raise UsageError(f"{text}: the job has no agents")
         return pids
     if not text.isdigit():
-        raise UsageError(f"{text}: arguments must be process or job IDs")
+        raise UsageError(f"{shlex.quote(text)}: arguments must be process or job IDs")
     return [int(text)]
 
 

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from kernel.events import Event
 from kernel.kernel import Kernel, KernelConfig, boot
 from kernel.llm.simulated import SimulatedBackend
 
 pytest_plugins = ["tests.fakes.fixtures"]
+
+# CI replays the same examples every run (a red CI must be reproducible); a developer's run explores new ones
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)

@@ -131,6 +131,8 @@ class Dispatcher:
                 if proc.state is State.WAITING:
                     kernel.set_state(proc, State.RUNNING)
                 self._on_text(call, chunk.text)
+                if call.preempt:
+                    break  # the policy wants the slot: give it back right after this token
             else:
                 outcome = BackendError("the model stream ended without a final chunk")
         except BackendError as exc:

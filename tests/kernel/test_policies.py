@@ -120,6 +120,7 @@ async def test_preempted_calls_finish_with_the_uninterrupted_text(home: Path, po
 
 async def test_las_lets_short_agents_overtake_long_ones(home: Path) -> None:
     async with await kernel_with(home, "las", slots=1, tps=500) as kernel:
+        kernel.dispatcher.set_policy(make_policy("las", base=32, quantum=8))
         dispatched: list[int] = []
         kernel.bus.on(lambda e: dispatched.append(e.pid), SyscallDispatched)
         longs = [kernel.spawn("chat", ["long"]) for _ in range(2)]

@@ -73,9 +73,10 @@ async def test_the_process_screen_streams_the_conversation(kernel: Kernel) -> No
             await until(lambda before=before: len("".join(log.lines)) > before, timeout=3)
             assert proc.alive
         await until(lambda: not proc.alive, timeout=15)
-        await pilot.pause(0.3)
+        # the screen catches up at its next refresh (the monitor slows its refresh when the machine is busy)
+        await until(lambda: "exited: EXITED(0)" in "\n".join(log.lines), timeout=5)
         text = "\n".join(log.lines)
-        assert "tell a long story" in text and "exited: EXITED(0)" in text
+        assert "tell a long story" in text
         answer = kernel.storage.messages(proc.pid)[-1]["content"]
         assert answer.split()[-1] in text
         calls = app.screen.query_one("#syscalls")
