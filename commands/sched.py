@@ -59,8 +59,9 @@ async def sched(sh: Shell, args: argparse.Namespace) -> int:
         sh.json(snap)
         return 0
     params = " ".join(f"{k}={v}" for k, v in snap["params"].items())
-    sh.print(f"policy {snap['policy']}{' ' + params if params else ''}, {snap['slots']} slots, "
-             f"{len(snap['running'])} running, {len(snap['queue'])} queued, {snap['preemptions']} preemptions")
+    sh.print(f"policy {snap['policy']}{f' ({params})' if params else ''}")
+    sh.print(f"{snap['slots']} slots: {len(snap['running'])} running, {len(snap['queue'])} queued, "
+             f"{snap['preemptions']} preemptions")
     slots = {r["slot"]: r for r in snap["running"]}
     rows = []
     for slot in range(snap["slots"]):

@@ -27,6 +27,7 @@ TOUR = [
     "ls /proc/$!",
     "cat /proc/$!/status",
     "wait; ps -a --forest",
+    "sched                  # the scheduler: policy, slots, ready queue",
     "help kill",
 ]
 PROMPT = "you@aios $"
