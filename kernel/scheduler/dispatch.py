@@ -41,14 +41,18 @@ class Dispatcher:
     def submit(self, call: LLMCall) -> None:
         t0 = time.perf_counter()
         self.kernel.bus.publish(SyscallQueued(pid=call.pid, sid=call.sid, call="llm"))
+        self._enqueue(call)
+        call.overhead_s += time.perf_counter() - t0
+        self._kick()
+
+    def _enqueue(self, call: LLMCall) -> None:
+        """Into the ready queue — or held aside while its process is stopped."""
         if call.proc.state is State.STOPPED:
             call.held = True
             self.held.append(call)
         else:
             self.kernel.set_state(call.proc, State.READY)
             self.policy.push(call)
-        call.overhead_s += time.perf_counter() - t0
-        self._kick()
 
     def set_policy(self, policy: Policy) -> None:
         """Switch policy live: every queued call moves to the new queue, none is lost."""
@@ -190,12 +194,7 @@ class Dispatcher:
             SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason, partial_tokens=call.chunks)
         )
         call.queued_at = time.time()
-        if call.proc.state is State.STOPPED:
-            call.held = True
-            self.held.append(call)
-        else:
-            self.kernel.set_state(call.proc, State.READY)
-            self.policy.push(call)
+        self._enqueue(call)
 
     # -- signals ---------------------------------------------------------------------------
     def calls_of(self, pid: int) -> list[LLMCall]:
