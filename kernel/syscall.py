@@ -34,6 +34,7 @@ class LLMCall:
     proc: Process
     request: LLMRequest
     echo: bool = False
+    echoed: bool = False  # some of the answer has reached stdout
     seq: int = field(default_factory=lambda: next(_seq))
     queued_at: float = field(default_factory=time.time)
     dispatched_at: float | None = None

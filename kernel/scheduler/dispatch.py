@@ -109,7 +109,6 @@ class Dispatcher:
         now = time.time()
         call.dispatched_at = call.dispatched_at or now
         call.wait_s += now - call.queued_at
-        segment_start = call.chunks
         kernel.bus.publish(SyscallDispatched(pid=call.pid, sid=call.sid, slot=call.slot or 0))
         kernel.set_state(proc, State.WAITING, "llm")
         request = replace(call.request, partial=call.raw)
@@ -151,7 +150,7 @@ class Dispatcher:
             return  # cancel() did the bookkeeping
         t0 = time.perf_counter()
         if outcome is None:  # preempted at a token boundary
-            call.completion_tokens += call.chunks - segment_start
+            call.completion_tokens += call.segment_tokens
             self._park(call)
             self.policy.on_done(call)  # after the requeue: its user never looked idle
         else:
@@ -172,8 +171,9 @@ class Dispatcher:
             call.preempt = "slice"
         self.kernel.bus.publish(TokenGenerated(pid=call.pid, sid=call.sid, text=text))
         if call.echo:
-            shown = text.lstrip() if call.raw.strip() == text.strip() else text
+            shown = text if call.echoed else text.lstrip()  # the answer's leading blanks are not shown
             if shown:
+                call.echoed = True
                 self.kernel.emit_output(call.proc, shown)
 
     def _vacate(self, call: LLMCall) -> bool:
