@@ -32,7 +32,7 @@ from kernel.llm import Backend, LLMRequest, create_backend
 from kernel.permissions import PermissionBroker
 from kernel.process import Process, ProcessTable, Signal, State
 from kernel.programs import Program, load
-from kernel.scheduler import DEFAULT_POLICY, Dispatcher, make_policy
+from kernel.scheduler import DEFAULT_POLICY, POLICIES, Dispatcher, make_policy
 from kernel.storage import Storage, default_home
 from kernel.syscall import AgentContext, LLMCall, LLMResult
 
@@ -280,7 +280,9 @@ class Kernel:
 
     @staticmethod
     def _policy_params(name: str, slice: int | None) -> dict[str, Any]:
-        return {"slice": slice} if slice is not None and name in ("rr", "fair") else {}
+        """`slice` for the policies that declare it (rr, fair); the others have no use for it."""
+        takes_slice = "slice" in getattr(POLICIES.get(name), "params", ())
+        return {"slice": slice} if slice is not None and takes_slice else {}
 
     def sched(self, policy: str | None = None, slice: int | None = None, slots: int | None = None,
               sender: str | None = None) -> dict[str, Any]:
@@ -298,9 +300,10 @@ class Kernel:
                 raise InvalidArgument(str(exc)) from None
             self.dispatcher.set_policy(new)
         if slots is not None:
-            if slots < 1:
-                raise InvalidArgument("slots must be at least 1")
-            self.dispatcher.set_slots(slots)
+            try:
+                self.dispatcher.set_slots(slots)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
         return self.dispatcher.policy.describe() | {"slots": self.dispatcher.slots}
 
     @staticmethod
