@@ -17,6 +17,7 @@ import typer
 
 from aios_shell import __version__
 from aios_shell.render import make_console
+from kernel.errors import InvalidArgument
 from kernel.kernel import KernelConfig, boot
 from kernel.llm.backend import BackendError
 from kernel.llm.factory import BACKENDS
@@ -44,6 +45,9 @@ def aios(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="model name (env AIOS_MODEL)"),  # noqa: UP045
     slots: Optional[int] = typer.Option(None, "--slots", "-P", min=1, help="model calls served at once"),  # noqa: UP045
     user: Optional[str] = typer.Option(None, "--user", "-u", help="act as this aios user"),  # noqa: UP045
+    yes_for: Optional[list[str]] = typer.Option(  # noqa: UP045
+        None, "--yes-for", metavar="RULE", help="allow tool calls matching RULE without asking, e.g. 'shell(ls*)'"
+    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
 ) -> None:
     if backend is not None and backend.lower() not in BACKENDS:
@@ -57,6 +61,8 @@ def aios(
         config.slots = slots
     if user:
         config.user = user
+    if yes_for:
+        config.yes_for = tuple(yes_for)
     code = asyncio.run(_main(config, command, list(args or [])))
     raise typer.Exit(code)
 
@@ -65,7 +71,7 @@ async def _main(config: KernelConfig, command: str | None, args: list[str]) -> i
     err = make_console(stderr=True)
     try:
         kernel = await boot(config)
-    except (BackendError, StorageError) as exc:
+    except (BackendError, StorageError, InvalidArgument) as exc:
         err.print(f"aios: {exc}", markup=False, highlight=False)
         return 1
     from aios_shell.shell import Shell

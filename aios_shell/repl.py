@@ -21,6 +21,7 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
 
+from aios_shell.asker import PermissionAsker
 from aios_shell.completion import ShellCompleter
 from aios_shell.shell import Shell
 from kernel import Kernel
@@ -28,6 +29,10 @@ from kernel.events import TokenGenerated
 
 BANNER = "aios {version} — {backend} backend, model {model}. Type `help` for commands, `exit` or Ctrl-D to leave."
 RATE_WINDOW = 5.0  # seconds of tokens the toolbar's rate averages over
+
+
+class _Paused(Exception):
+    """The prompt steps aside for a permission question; what was typed is kept."""
 
 
 class TokenMeter:
@@ -60,6 +65,17 @@ class Repl:
         )
         self.shell.history = lambda: list(self.session.history.get_strings())
         self.shell.clear_screen = self._clear
+        self.asker = PermissionAsker(kernel, self.session, self.shell.print, self._pause_prompt)
+        self._prompting = False
+        self._typed = ""
+
+    def _pause_prompt(self) -> None:
+        app = self.session.app
+        if self._prompting and app.is_running:
+            try:
+                app.exit(exception=_Paused())
+            except Exception:  # already leaving
+                pass
 
     @staticmethod
     def _history_file(kernel: Kernel) -> History:
@@ -98,10 +114,16 @@ class Repl:
         if warm is not None:  # load the embedded model while the user types
             loop.create_task(self._warm(warm))
         loop.create_task(self._load_models())
+        self.asker.start()
         try:
             while self.shell.exit_code is None:
                 try:
-                    line = await self.read(self.prompt())
+                    line = await self.read(self.prompt(), default=self._typed)
+                    self._typed = ""
+                except _Paused:
+                    self._typed = self.session.default_buffer.text
+                    await self.asker.idle.wait()
+                    continue
                 except KeyboardInterrupt:
                     continue
                 except EOFError:
@@ -112,14 +134,21 @@ class Repl:
                     continue
                 await self.run_line(line)
         finally:
+            self.asker.stop()
             self.meter.unsubscribe()
         return self.shell.exit_code if self.shell.exit_code is not None else self.shell.status
 
     async def read(self, message: str, **kw: Any) -> str:
         """Prompt for a line. Only while the prompt shows is stdout patched (so background output prints
         above it); a command's own output goes straight to the terminal, before the next prompt."""
-        with patch_stdout(raw=True):
-            return await self.session.prompt_async(message, **kw)
+        if not self.asker.idle.is_set():  # a permission question comes first
+            await self.asker.idle.wait()
+        self._prompting = True
+        try:
+            with patch_stdout(raw=True):
+                return await self.session.prompt_async(message, **kw)
+        finally:
+            self._prompting = False
 
     async def _confirm_exit(self) -> bool:
         """Ctrl-D: leave at once, or ask first when agents still run (they are hung up on exit)."""

@@ -63,6 +63,7 @@ class Shell:
         self.err = err or make_console(stderr=True)
         self.interactive = interactive
         self.cwd = Path(cwd) if cwd is not None else Path.cwd()
+        self.login_user = kernel.config.user  # who started the shell; `su` needs them to be an admin
         self.status = 0
         self.exit_code: int | None = None  # set by `exit`
         self.stdin: Pipe | None = None  # what agents started here read (a pipe), or nothing

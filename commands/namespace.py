@@ -1,7 +1,8 @@
 """The read-only aios namespace that `ls` and `cat` show, as /proc shows a Unix kernel.
 
     /proc/PID/{status,context,log,tools}   a process: its state, its conversation, its output, its tool calls
-    /agents/NAME   /tools/NAME   /users/NAME   /models/NAME
+    /proc/PID/files/PATH                   the files its tools wrote (latest version; `files log` has them all)
+    /agents/NAME   /tools/NAME   /users/NAME   /models/NAME   /mem/ID   /audit
 
 Any other path is a file or directory of the real file system, read-only here too.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 from commands.registry import CommandError
 from kernel.errors import NoSuchProcess
 from kernel.programs import available
+from kernel.sanitize import strip_controls
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
     from kernel.process import Process
 
-ROOTS = ("agents", "models", "proc", "tools", "users")
+ROOTS = ("agents", "audit", "mem", "models", "proc", "tools", "users")
 PROC_FILES = ("status", "context", "log", "tools")
+PROC_DIRS = ("files",)
 
 
 @dataclass
@@ -65,15 +69,32 @@ def users(sh: Shell) -> list[str]:
 
 
 def tools(sh: Shell) -> dict[str, str]:
-    """Tool name → description, from the kernel's tool registry when it has one."""
-    registry = getattr(sh.kernel, "tools", None)
-    if registry is None:
-        return {}
-    describe = getattr(registry, "describe", None)
-    if callable(describe):
-        return {str(k): str(v) for k, v in dict(describe()).items()}
-    names = getattr(registry, "names", None)
-    return {str(n): "" for n in (names() if callable(names) else registry)}
+    """Tool name → description, from the kernel's tool registry."""
+    return {t.name: t.description for t in sh.kernel.tools}
+
+
+def audit_text(sh: Shell, limit: int | None = None) -> str:
+    """The audit log as lines; an admin sees every user's calls, anyone else their own."""
+    user = None if sh.kernel.is_admin(sh.kernel.user) else sh.kernel.user
+    lines = []
+    for r in sh.kernel.access.audit_rows(limit=limit, user=user):
+        args = json.dumps(r["args"], ensure_ascii=False)
+        lines.append(f"{r['id']} {fmt_ts(r['ts'])} {r['user']} pid={r['pid']} {r['program']} {r['tool']} {args} "
+                     f"{r['decision']} by={r['by']}{' (' + r['reason'] + ')' if r['reason'] else ''}\n")
+    return strip_controls("".join(lines))
+
+
+def fmt_ts(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def memories(sh: Shell) -> dict[str, str]:
+    return {str(r["id"]): r["text"] for r in sh.kernel.memory.list(sh.kernel.user, limit=1000)}
+
+
+def _owned(sh: Shell, proc: Process, path: str) -> None:
+    if proc.user != sh.kernel.user and not sh.kernel.is_admin(sh.kernel.user):
+        raise CommandError(f"{path}: Permission denied")
 
 
 async def models(sh: Shell) -> list[str]:
@@ -93,14 +114,21 @@ async def listdir(sh: Shell, path: str) -> list[Entry]:
     norm = normalize(path)
     parts = norm.strip("/").split("/") if norm != "/" else []
     if not parts:
-        return [Entry(name, "/" + name, "dir") for name in ROOTS]
+        return [Entry(name, "/" + name, "file" if name == "audit" else "dir") for name in ROOTS]
     root, rest = parts[0], parts[1:]
+    if root == "audit":
+        raise CommandError(f"{norm}: Not a directory")
     if root == "proc":
         if not rest:
             return [Entry(str(p.pid), f"/proc/{p.pid}", "dir") for p in sh.kernel.ps(all=True)]
         if len(rest) == 1:
             _proc(sh, rest[0], norm)
-            return [Entry(name, f"{norm}/{name}", "file") for name in PROC_FILES]
+            return [Entry(name, f"{norm}/{name}", "file") for name in PROC_FILES] + [
+                Entry(name, f"{norm}/{name}", "dir") for name in PROC_DIRS]
+        if len(rest) == 2 and rest[1] == "files":
+            proc = _proc(sh, rest[0], norm)
+            _owned(sh, proc, norm)
+            return [Entry(f["path"], f"{norm}/{f['path']}", "file") for f in sh.kernel.files.files(proc.pid)]
         if len(rest) == 2 and rest[1] in PROC_FILES:
             _proc(sh, rest[0], norm)
             raise CommandError(f"{norm}: Not a directory")
@@ -112,6 +140,8 @@ async def listdir(sh: Shell, path: str) -> list[Entry]:
         names = sorted(tools(sh))
     elif root == "users":
         names = users(sh)
+    elif root == "mem":
+        names = list(memories(sh))
     else:
         names = await models(sh)
     if not rest:
@@ -125,6 +155,17 @@ async def read(sh: Shell, path: str) -> str:
     """The text of a namespace file; raises CommandError for a directory or a missing path."""
     norm = normalize(path)
     parts = norm.strip("/").split("/") if norm != "/" else []
+    if parts == ["audit"]:
+        return audit_text(sh)
+    if parts[:1] == ["proc"] and len(parts) >= 4 and parts[2] == "files":
+        proc = _proc(sh, parts[1], norm)
+        _owned(sh, proc, norm)
+        rel = "/".join(parts[3:])
+        versions = sh.kernel.files.log(proc.pid, rel)
+        if not versions:
+            raise _missing(norm)
+        data = sh.kernel.files.get(proc.pid, rel, max(v["version"] for v in versions))
+        return strip_controls(data.decode("utf-8", errors="replace"))
     if len(parts) <= 1 or (parts[0] == "proc" and len(parts) == 2):
         await listdir(sh, norm)  # a missing one says so
         raise CommandError(f"{norm}: Is a directory")
@@ -141,10 +182,16 @@ async def read(sh: Shell, path: str) -> str:
             raise _missing(norm)
         return f"name: {name}\nsource: {found[name]}\nrun: run {name} ARGS…\n"
     if root == "tools":
-        found_tools = tools(sh)
-        if name not in found_tools:
+        tool = sh.kernel.tools.get(name)
+        if tool is None:
             raise _missing(norm)
-        return f"name: {name}\n{found_tools[name]}\n"
+        params = json.dumps(tool.schema["function"]["parameters"], indent=2)
+        return f"name: {name}\n{tool.description}\ntimeout: {tool.timeout:g}s\nparameters: {params}\n"
+    if root == "mem":
+        found_mem = memories(sh)
+        if name not in found_mem:
+            raise _missing(norm)
+        return strip_controls(found_mem[name]) + "\n"
     if root == "users":
         if name not in users(sh):
             raise _missing(norm)

@@ -25,7 +25,7 @@ SHAPE = [{
     "status": str, "waiting_on": (str, None), "exit_code": (int, None), "signal": (int, None),
     "error": (str, None), "created_at": float, "started_at": (float, None), "ended_at": (float, None),
     "prompt_tokens": int, "completion_tokens": int, "llm_time_s": float, "queue_wait_s": float,
-    "syscalls": int, "tool_calls": int, "ctx_switches": int, "ctx_tokens": int,
+    "syscalls": int, "tool_calls": int, "ctx_switches": int, "ctx_tokens": int, "workspace": (str, None),
 }]
 JSON_SHAPE = """\
 a list of processes, oldest first (or in --sort order):
@@ -35,7 +35,8 @@ a list of processes, oldest first (or in --sort order):
     "waiting_on": "llm|tool|permission"|null, "exit_code": int|null, "signal": int|null,
     "error": str|null, "created_at": float, "started_at": float|null, "ended_at": float|null,
     "prompt_tokens": int, "completion_tokens": int, "llm_time_s": float, "queue_wait_s": float,
-    "syscalls": int, "tool_calls": int, "ctx_switches": int, "ctx_tokens": int}]"""
+    "syscalls": int, "tool_calls": int, "ctx_switches": int, "ctx_tokens": int,
+    "workspace": str|null  (where its tools work; null: $AIOS_HOME/workspaces/PID)}]"""
 
 
 def _args(p: ArgParser) -> None:

@@ -120,6 +120,16 @@ class SyscallDone(Event):
 
 
 @dataclass(frozen=True)
+class ToolCalled(Event):
+    """A process asked for a tool (before access control decides); arguments redacted and cut short."""
+
+    pid: int
+    sid: int
+    tool: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class MessageLogged(Event):
     """One turn of a process's conversation with the model."""
 

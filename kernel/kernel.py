@@ -16,6 +16,7 @@ from typing import Any
 
 import psutil
 
+from kernel.access import AccessControl
 from kernel.errors import InvalidArgument, NoSuchProcess, PermissionDenied
 from kernel.events import (
     EventBus,
@@ -28,13 +29,18 @@ from kernel.events import (
     SignalDelivered,
     SyscallDone,
 )
+from kernel.files import FileVersions
 from kernel.llm import Backend, LLMRequest, create_backend
+from kernel.memory import Memory
 from kernel.permissions import PermissionBroker
 from kernel.process import Process, ProcessTable, Signal, State
 from kernel.programs import Program, load
 from kernel.scheduler import DEFAULT_POLICY, POLICIES, Dispatcher, make_policy
 from kernel.storage import Storage, default_home
 from kernel.syscall import AgentContext, LLMCall, LLMResult
+from kernel.tools import ToolResult, default_registry
+from kernel.tools.sandbox import Limits
+from kernel.tools.service import ToolService
 
 NICE_MIN, NICE_MAX = -20, 19
 OUTPUT_KEEP = 2000  # output pieces kept in memory per process
@@ -59,6 +65,7 @@ class KernelConfig:
     term_grace: float = 2.0
     policy: str = field(default_factory=lambda: os.environ.get("AIOS_POLICY") or DEFAULT_POLICY)
     slice: int | None = None  # tokens per slice for rr and fair
+    yes_for: tuple[str, ...] = ()  # rules allowed without asking for this session (`--yes-for RULE`)
 
 
 class Kernel:
@@ -78,6 +85,16 @@ class Kernel:
             raise InvalidArgument(str(exc)) from None
         self.dispatcher = Dispatcher(self, self.backend, policy)
         self.permissions = PermissionBroker(self.bus)  # tool calls wait here for a person's answer
+        try:
+            self.access = AccessControl(self.storage, config.home, admins=config.admins, yes_for=config.yes_for)
+        except ValueError as exc:  # a bad --yes-for rule
+            self.storage.close()
+            raise InvalidArgument(str(exc)) from None
+        self.memory = Memory(self.storage)
+        self.files = FileVersions(self.storage)
+        self.tools = default_registry()
+        self.toolsvc = ToolService(self.tools, self.access, self.permissions, self.bus, self.set_state,
+                                   services={"memory": self.memory, "files": self.files, "limits": Limits()})
         self.boot_time = time.time()
         self.lost_at_boot: list[int] = []
         self._sids = itertools.count(1)
@@ -104,6 +121,11 @@ class Kernel:
             self.signal(proc.pid, Signal.KILL, sender=proc.user)
         await self.dispatcher.drain()
         await self.backend.close()
+        self.close_storage()
+
+    def close_storage(self) -> None:
+        self.memory.close()
+        self.files.close()
         self.storage.close()
 
     async def __aenter__(self) -> Kernel:
@@ -118,7 +140,7 @@ class Kernel:
         return self.config.user
 
     def is_admin(self, user: str) -> bool:
-        return user in self.config.admins
+        return self.access.is_admin(user)
 
     def _check_owner(self, proc: Process, sender: str, what: str) -> None:
         if sender != proc.user and not self.is_admin(sender):
@@ -136,8 +158,12 @@ class Kernel:
         user: str | None = None,
         ppid: int = 0,
         stdin: Any = None,
+        workspace: str | Path | None = None,
     ) -> Process:
-        """Start agent `program` with `argv`; returns at once with the new process."""
+        """Start agent `program` with `argv`; returns at once with the new process.
+
+        Its tools work in `workspace` (default: a directory of its own, `$AIOS_HOME/workspaces/PID`).
+        """
         main = load(program, self.config.home)
         user = user or self.user
         nice = self._check_nice(nice)
@@ -147,6 +173,8 @@ class Kernel:
             pid=self.storage.allocate_pid(), ppid=ppid, user=user, program=program,
             argv=tuple(argv), nice=nice, kernel_pid=os.getpid(), stdin=stdin,
         )
+        if workspace is not None:
+            proc.workspace = str(Path(workspace).expanduser().resolve())
         self.procs.add(proc)
         self.storage.save_process(proc)
         self.bus.publish(ProcessSpawned(pid=proc.pid, ppid=ppid, user=user, program=program,
@@ -159,6 +187,13 @@ class Kernel:
         """The task ended without the process exiting: cancelled before it ever ran."""
         if proc.alive:
             self._exit(proc, signal=proc.pending_signal or Signal.KILL)
+
+    def workspace(self, pid: int | Process) -> Path:
+        """The directory a process's tools work in."""
+        proc = pid if isinstance(pid, Process) else self.lookup(pid)
+        if proc.workspace:
+            return Path(proc.workspace)
+        return self.config.home / "workspaces" / str(proc.pid)
 
     def get(self, pid: int) -> Process:
         proc = self.procs.get(pid)
@@ -390,6 +425,18 @@ class Kernel:
         proc.llm_time += call.service_s
         proc.queue_wait += call.wait_s
 
+    async def syscall_tool(self, proc: Process, name: str, args: dict[str, Any]) -> ToolResult:
+        """Call a tool for `proc`: access control (maybe a person's answer), audit, then the tool."""
+        await self._gate(proc)
+        proc.syscalls += 1
+        proc.tool_calls += 1
+        workspace = self.workspace(proc)
+        workspace.mkdir(parents=True, exist_ok=True)
+        try:
+            return await self.toolsvc.call(proc, next(self._sids), name, args, workspace)
+        finally:
+            self.storage.save_process(proc)
+
     async def syscall_write(self, proc: Process, text: str) -> None:
         await self._gate(proc)
         self.emit_output(proc, text)
@@ -420,6 +467,6 @@ async def boot(config: KernelConfig | None = None, backend: Backend | None = Non
     try:
         await kernel.start()
     except BaseException:
-        kernel.storage.close()
+        kernel.close_storage()
         raise
     return kernel

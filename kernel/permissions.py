@@ -2,7 +2,8 @@
 
 `await broker.request(...)` publishes `PermissionRequested` and waits for `broker.answer(id, decision)`
 from user space (the monitor's modal, the REPL). No answer in time means deny; either way a
-`PermissionDecided` event says what was decided and by whom.
+`PermissionDecided` event says what was decided and by whom. A front end that can ask a person
+`attach()`es while it can; with nobody attached (`aios -c`, scripts, CI) the kernel does not ask.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ class PermissionBroker:
         self.clock = clock
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
+        self.answerers = 0  # front ends that can ask a person right now
+
+    def attach(self) -> Callable[[], None]:
+        """A front end that can ask a person is here; call the returned function when it goes."""
+        self.answerers += 1
+        gone = False
+
+        def detach() -> None:
+            nonlocal gone
+            if not gone:
+                gone = True
+                self.answerers -= 1
+
+        return detach
 
     def pending(self) -> list[PermissionRequested]:
         """Requests still waiting for an answer, oldest first."""
@@ -43,6 +58,12 @@ class PermissionBroker:
     async def request(self, pid: int, user: str, program: str, tool: str, args: dict[str, Any],
                       timeout: float = DEFAULT_TIMEOUT) -> str:
         """Ask for a decision on `tool(args)` by process `pid`; returns once|session|always|deny."""
+        decision, _by = await self.decide(pid, user, program, tool, args, timeout)
+        return decision
+
+    async def decide(self, pid: int, user: str, program: str, tool: str, args: dict[str, Any],
+                     timeout: float = DEFAULT_TIMEOUT) -> tuple[str, str]:
+        """As `request`, also saying who decided: "user", "timeout"."""
         rid = next(self._ids)
         safe_args = {strip_controls(str(k)): strip_controls(str(v)) for k, v in args.items()}
         event = PermissionRequested(
@@ -65,7 +86,7 @@ class PermissionBroker:
         self._pending.pop(rid, None)
         self.bus.publish(PermissionDecided(request_id=rid, pid=pid, tool=event.tool, decision=decision, by=by,
                                            ts=self.clock()))
-        return decision
+        return decision, by
 
     def answer(self, request_id: int, decision: str) -> bool:
         """Answer an open request; False when it is no longer waiting (answered, timed out)."""

@@ -78,6 +78,7 @@ class Process:
     ctx_switches: int = 0
     ctx_tokens: int = 0  # size of its context at its last model call
     kernel_pid: int | None = None
+    workspace: str | None = None  # the directory its fs and shell tools work in
     output: list[str] = field(default_factory=list, repr=False)
     # runtime only, never stored
     task: asyncio.Task[Any] | None = field(default=None, repr=False, compare=False)
@@ -140,7 +141,7 @@ class Process:
             queue_wait=row.get("queue_wait") or 0.0, syscalls=row.get("syscalls") or 0,
             tool_calls=row.get("tool_calls") or 0, ctx_switches=row.get("ctx_switches") or 0,
             ctx_tokens=row.get("ctx_tokens") or 0,
-            kernel_pid=row.get("kernel_pid"),
+            kernel_pid=row.get("kernel_pid"), workspace=row.get("workspace"),
         )
         if row.get("output"):
             proc.output.append(row["output"])
@@ -174,6 +175,7 @@ class Process:
             "tool_calls": self.tool_calls,
             "ctx_switches": self.ctx_switches,
             "ctx_tokens": self.ctx_tokens,
+            "workspace": self.workspace,
         }
 
 

@@ -18,10 +18,18 @@ _ESCAPES = re.compile(
     re.VERBOSE,
 )
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# bidi overrides and isolates (U+202E turns "exe.txt" into "txt.exe" on screen), zero-width and BOM
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 def strip_controls(text: str) -> str:
     """Remove escape sequences and control characters, keeping newlines and tabs."""
     text = _ESCAPES.sub("", text)
     text = text.replace("\r\n", "\n")
-    return _CONTROLS.sub("", text)
+    return _INVISIBLE.sub("", _CONTROLS.sub("", text))
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """Untrusted text made safe to draw on one line, cut to `limit` characters."""
+    line = strip_controls(str(text)).replace("\n", " ").replace("\t", " ")
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -21,6 +21,7 @@ from typing import Any
 import sqlite_utils
 
 from kernel.events import Event, MessageLogged, ProcessOutput, TokenGenerated
+from kernel.redact import redact, redact_value
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = []
 
@@ -73,6 +74,67 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["meta"].insert({"key": "next_pid", "value": "1"})
 
 
+@migration
+def m002_access(db: sqlite_utils.Database) -> None:
+    """Users and groups, standing grants, trusted project configs, and the hash-chained audit log."""
+    db["users"].create({"name": str, "groups": str, "admin": int, "created_at": float}, pk="name")
+    db["grants"].create(
+        {"id": int, "user": str, "pattern": str, "effect": str, "by": str, "created_at": float}, pk="id"
+    )
+    db["grants"].create_index(["user"])
+    db["trusted"].create({"path": str, "sha256": str, "user": str, "ts": float}, pk="path")
+    db["audit"].create(
+        {
+            "id": int, "ts": float, "user": str, "pid": int, "program": str, "tool": str, "args": str,
+            "decision": str, "by": str, "reason": str, "prev": str, "hash": str,
+        },
+        pk="id",
+    )
+    db.execute(
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )
+
+
+@migration
+def m003_memory(db: sqlite_utils.Database) -> None:
+    """Long-term memory per user (pid set when a process wrote it), searched with FTS5."""
+    db["memory"].create({"id": int, "user": str, "pid": int, "text": str, "tags": str, "ts": float}, pk="id")
+    db["memory"].create_index(["user"])
+    db.execute(
+        "CREATE VIRTUAL TABLE memory_fts USING fts5(text, tags, content='memory', content_rowid='id', "
+        "tokenize='porter unicode61')"
+    )
+    db.execute(
+        "CREATE TRIGGER memory_ai AFTER INSERT ON memory BEGIN "
+        "INSERT INTO memory_fts(rowid, text, tags) VALUES (new.id, new.text, new.tags); END"
+    )
+    db.execute(
+        "CREATE TRIGGER memory_ad AFTER DELETE ON memory BEGIN "
+        "INSERT INTO memory_fts(memory_fts, rowid, text, tags) VALUES ('delete', old.id, old.text, old.tags); END"
+    )
+
+
+@migration
+def m004_files(db: sqlite_utils.Database) -> None:
+    """Versioned agent files: every write through the fs tools keeps a version."""
+    db["file_versions"].create(
+        {"id": int, "pid": int, "user": str, "path": str, "version": int, "content": bytes, "size": int,
+         "sha256": str, "ts": float},
+        pk="id",
+    )
+    db["file_versions"].create_index(["pid", "path", "version"], unique=True)
+
+
+@migration
+def m005_process_workspace(db: sqlite_utils.Database) -> None:
+    db["processes"].add_column("workspace", str)
+
+
 def default_home() -> Path:
     """`AIOS_HOME`, else the per-user data dir (XDG)."""
     if env := os.environ.get("AIOS_HOME"):
@@ -88,7 +150,7 @@ class StorageError(Exception):
 PROCESS_COLUMNS = (
     "pid", "ppid", "user", "program", "argv", "nice", "state", "waiting_on", "exit_code", "signal", "error",
     "lost", "created_at", "started_at", "ended_at", "prompt_tokens", "completion_tokens", "llm_time",
-    "queue_wait", "syscalls", "tool_calls", "ctx_switches", "ctx_tokens", "kernel_pid", "output",
+    "queue_wait", "syscalls", "tool_calls", "ctx_switches", "ctx_tokens", "kernel_pid", "output", "workspace",
 )
 UPSERT_PROCESS = (
     f"INSERT INTO processes ({', '.join(PROCESS_COLUMNS)}) VALUES ({', '.join('?' * len(PROCESS_COLUMNS))}) "
@@ -175,7 +237,7 @@ class Storage:
             proc.state.value, proc.waiting_on, proc.exit_code, proc.term_signal, proc.error, int(proc.lost),
             proc.created_at, proc.started_at, proc.ended_at, proc.prompt_tokens, proc.completion_tokens,
             proc.llm_time, proc.queue_wait, proc.syscalls, proc.tool_calls, proc.ctx_switches, proc.ctx_tokens,
-            proc.kernel_pid, "".join(proc.output)[-self.OUTPUT_CAP :],
+            proc.kernel_pid, redact("".join(proc.output)[-self.OUTPUT_CAP :]), proc.workspace,
         )
 
     def flush(self) -> None:
@@ -191,8 +253,12 @@ class Storage:
             with self.db.conn:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.conn.executemany(UPSERT_PROCESS, [self._process_row(p) for p in procs])
-                self.db.conn.executemany(INSERT_EVENT, events)
-                self.db.conn.executemany(INSERT_MESSAGE, messages)
+                # secrets are masked here, off the syscall path
+                self.db.conn.executemany(INSERT_EVENT, [
+                    (ts, kind, pid, json.dumps(redact_value(data), default=str)) for ts, kind, pid, data in events
+                ])
+                self.db.conn.executemany(INSERT_MESSAGE, [(pid, role, redact(text), ts)
+                                                          for pid, role, text, ts in messages])
         except sqlite3.Error as exc:
             self.write_errors += 1
             self.last_write_error = str(exc)
@@ -253,7 +319,7 @@ class Storage:
             self._messages.append((event.pid, event.role, event.content, event.ts))
         else:
             data = event.to_dict()
-            self._events.append((event.ts, event.kind, data.get("pid"), json.dumps(data, default=str)))
+            self._events.append((event.ts, event.kind, data.get("pid"), data))
         self._schedule()
 
     def integrity(self) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernel.errors import NoSuchProcess
 from kernel.llm.backend import LLMRequest, Message
+from kernel.tools.registry import ToolResult
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -24,6 +25,7 @@ class LLMResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    tool_calls: tuple[dict[str, Any], ...] = ()  # native tool calls: {"name": str, "arguments": dict}
 
 
 @dataclass(eq=False)
@@ -41,6 +43,7 @@ class LLMCall:
     first_token_at: float | None = None
     done_at: float | None = None
     raw: str = ""  # everything generated so far, across preemptions
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
     chunks: int = 0
     segment_tokens: int = 0  # tokens since it last got a slot
     segment_started: float | None = None  # when it last got a slot
@@ -148,18 +151,28 @@ class AgentContext:
         stop: tuple[str, ...] = (),
         echo: bool = False,
         options: dict[str, Any] | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> LLMResult:
         """Ask the model; waits for a slot as the scheduler decides. `echo` streams the answer to stdout.
 
         `options` go to the backend as they are (Ollama options; `tokens` fixes the simulated reply's length).
+        `tools` (schemas from `ctx.tools()`) let a model with native tool calling answer with `tool_calls`.
         """
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         request = LLMRequest(
             messages=list(messages), max_tokens=max_tokens, temperature=temperature, stop=tuple(stop),
-            options=dict(options or {}),
+            options=dict(options or {}), tools=list(tools or []),
         )
         return await self._kernel.syscall_llm(self._proc, request, echo=echo)
+
+    async def tool(self, name: str, **args: Any) -> ToolResult:
+        """Call a tool; access control may ask a person first. A denial or failure is an error result."""
+        return await self._kernel.syscall_tool(self._proc, name, args)
+
+    def tools(self) -> list[dict[str, Any]]:
+        """The tools this process may call, as function schemas for the model."""
+        return self._kernel.tools.schemas()
 
     async def write(self, text: str) -> None:
         """Write to the process's standard output."""
@@ -179,7 +192,7 @@ class AgentContext:
         """Start a child process (its ppid is this one; same user and niceness); returns its pid."""
         pipe = None if stdin is None else Pipe(stdin, closed=True)
         child = self._kernel.spawn(program, argv, nice=self._proc.nice, user=self._proc.user,
-                                   ppid=self._proc.pid, stdin=pipe)
+                                   ppid=self._proc.pid, stdin=pipe, workspace=self._kernel.workspace(self._proc))
         return child.pid
 
     async def wait(self, pid: int) -> int:

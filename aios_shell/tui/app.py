@@ -117,6 +117,7 @@ class MonitorApp(App[int]):
         self._views: list[View] = []
         self._panes: list[Any] = []
         self._unsubscribe: Callable[[], None] | None = None
+        self._detach: Callable[[], None] | None = None
         self._permissions: deque[PermissionRequested] = deque()
         self._asking: PermissionModal | None = None
         register_themes(self)
@@ -162,11 +163,15 @@ class MonitorApp(App[int]):
         broker = getattr(self.kernel, "permissions", None)
         if broker is not None:
             self._permissions.extend(broker.pending())
+            self._detach = broker.attach()  # the monitor can ask a person while it shows
         self.processes.table.focus()
         self.ready.set()
         self.refresh_now(force=True)
 
     async def on_unmount(self) -> None:
+        if self._detach is not None:
+            self._detach()
+            self._detach = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from commands.ps import fmt_time
-from kernel.sanitize import strip_controls
+from kernel.sanitize import one_line, strip_controls
 
 if TYPE_CHECKING:
     from kernel import Kernel
@@ -34,10 +34,7 @@ class Row:
     alive: bool
 
 
-def clean(text: object, limit: int = 200) -> str:
-    """Untrusted text made safe to draw on one line."""
-    line = strip_controls(str(text)).replace("\n", " ").replace("\t", " ")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+clean = one_line  # untrusted text made safe to draw on one line
 
 
 def window(kernel: Kernel) -> int:

@@ -26,6 +26,8 @@ class LLMRequest:
     # backend continues after it (it is not streamed again)
     partial: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    # tools the model may call (function schemas); backends with native tool calling pass them on
+    tools: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class Chunk:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
+    # native tool calls, as {"name": str, "arguments": dict}; usually on the last chunk
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 class BackendError(Exception):

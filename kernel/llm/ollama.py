@@ -4,6 +4,14 @@ Every failure of the client is mapped to one readable line: a dead server, a
 missing model (with the `pull` hint), an HTTP error, a stream cut mid-way, a
 server that does not answer in time. Closing the stream (cancellation) closes
 the HTTP response, so Ollama stops generating.
+
+Tool calling: `request.tools` (function schemas) go to `chat(tools=…)` only when
+there are some; `message.tool_calls` in the stream become `Chunk.tool_calls`
+({"name", "arguments"}). Messages in the kernel's neutral form are translated: an
+assistant message's `tool_calls` as {"name", "arguments"} are wrapped as Ollama's
+{"function": {…}}, and a tool message's `name` is sent as `tool_name`. A model
+without tool support makes Ollama answer 400 "… does not support tools"; that is
+raised as `ToolsUnsupported`, so an agent can fall back to tools described in text.
 """
 
 from __future__ import annotations
@@ -19,6 +27,10 @@ from kernel.llm.backend import BackendError, BackendUnavailable, Chunk, LLMReque
 
 DEFAULT_HOST = "127.0.0.1:11434"
 DEFAULT_MODEL = "gemma3:270m"
+
+
+class ToolsUnsupported(BackendError):
+    """The model cannot take `tools`; ask again without them (describe the tools in the prompt)."""
 
 
 def ollama_host() -> str:
@@ -52,6 +64,18 @@ def list_models(host: str, timeout: float = 2.0) -> list[str]:
     return [m.get("name") or m.get("model") for m in response.json().get("models", [])]
 
 
+def _to_ollama(message: dict[str, Any]) -> dict[str, Any]:
+    """A kernel message as Ollama wants it (tool calls wrapped in `function`, `tool_name` on results)."""
+    out = dict(message)
+    if out.get("tool_calls"):
+        out["tool_calls"] = [c if "function" in c else {"function": {"name": c.get("name", ""),
+                                                                      "arguments": c.get("arguments") or {}}}
+                             for c in out["tool_calls"]]
+    if out.get("role") == "tool" and "name" in out and "tool_name" not in out:
+        out["tool_name"] = out.pop("name")
+    return out
+
+
 class OllamaBackend:
     name: ClassVar[str] = "ollama"
 
@@ -80,6 +104,8 @@ class OllamaBackend:
         where = f"Ollama at {self.host}"
         if isinstance(exc, ollama.ResponseError):
             text = str(exc.error).strip()
+            if "does not support tools" in text.lower():
+                return ToolsUnsupported(f"model '{self.model}' on {where} does not support tool calling")
             if exc.status_code == 404 or "not found" in text.lower():
                 return ModelNotFound(f"model '{self.model}' not found on {where}; try: pull {self.model}")
             if exc.status_code and exc.status_code >= 400 and exc.status_code != -1:
@@ -98,7 +124,7 @@ class OllamaBackend:
         return max(1, (len(text) + 3) // 4) if text else 0
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
-        messages = list(request.messages)
+        messages = [_to_ollama(m) for m in request.messages]
         if request.partial:
             messages.append({"role": "assistant", "content": request.partial})
         options: dict[str, Any] = {"num_predict": request.max_tokens, "temperature": request.temperature}
@@ -107,16 +133,22 @@ class OllamaBackend:
         if request.seed is not None:
             options["seed"] = request.seed
         options.update(request.options)
+        extra: dict[str, Any] = {"tools": list(request.tools)} if request.tools else {}
         try:
             stream = await self.client.chat(
-                model=self.model, messages=messages, stream=True, options=options, keep_alive=self.keep_alive
+                model=self.model, messages=messages, stream=True, options=options, keep_alive=self.keep_alive,
+                **extra,
             )
         except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
             raise self._error(exc) from exc
         produced = 0
+        calls: list[dict[str, Any]] = []  # Ollama sends them in a chunk before the last; they go on the last
         try:
             async for part in stream:
                 text = part.message.content or "" if part.message else ""
+                if part.message and part.message.tool_calls:
+                    calls += [{"name": c.function.name, "arguments": dict(c.function.arguments or {})}
+                              for c in part.message.tool_calls]
                 if text:
                     produced += 1
                     yield Chunk(text=text)
@@ -126,6 +158,7 @@ class OllamaBackend:
                         prompt_tokens=part.prompt_eval_count or 0,
                         completion_tokens=part.eval_count or produced,
                         finish_reason=part.done_reason or "stop",
+                        tool_calls=tuple(calls),
                     )
                     return
         except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:

@@ -3,7 +3,11 @@
 Replies are words drawn from a seeded generator, so the same request always gets
 the same reply; a prompt that mentions `long` or `short` gets a long (512
 tokens) or short (8 tokens) reply. Time follows `prefill_tps` and `decode_tps`.
-Tests can script exact replies with `enqueue`, as simonw/llm's MockModel does;
+Tests can script exact replies with `enqueue`, as simonw/llm's MockModel does, or
+with a function, `script(fn)`, consulted for every request once the queue is empty:
+`fn(request)` returns a str, a `Reply` or an exception to raise. A `Reply` may carry
+tool calls: the simulated model has native tool calling, so they come out as
+`Chunk.tool_calls` on the final chunk (whether or not the request listed tools).
 `options={"tokens": n}` asks for a reply of exactly n tokens (benchmarks use it).
 `tick` > 1 sleeps once per `tick` tokens, for benchmarks with many agents.
 """
@@ -13,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kernel.llm.backend import BackendError, Chunk, LLMRequest
@@ -26,6 +31,18 @@ WORDS = (
 
 LONG_TOKENS = 200
 SHORT_TOKENS = 8
+
+
+@dataclass
+class Reply:
+    """A scripted answer: text, and native tool calls as {"name": str, "arguments": dict}."""
+
+    text: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+Scripted = str | Reply | BaseException
+ScriptFn = Callable[[LLMRequest], Scripted]
 
 
 class SimulatedBackend:
@@ -48,12 +65,37 @@ class SimulatedBackend:
         self.seed = seed
         self.context_window = context_window
         self.tick = max(1, tick)
-        self._script: list[str | BaseException] = []
+        self._script: list[Scripted] = []
+        self._script_fn: ScriptFn | None = None
+        # the reply chosen for a call that was preempted, so its resumption continues the same reply
+        self._in_flight: dict[int, tuple[list[Any], Reply]] = {}
         self.requests: list[LLMRequest] = []
 
-    def enqueue(self, *replies: str | BaseException) -> None:
-        """Queue exact replies (or errors to raise) for the next calls, in order."""
+    def enqueue(self, *replies: Scripted) -> None:
+        """Queue exact replies (str or `Reply`, or errors to raise) for the next calls, in order."""
         self._script.extend(replies)
+
+    def script(self, fn: ScriptFn | None) -> None:
+        """Answer every request (after the queue) with `fn(request)`; `None` goes back to generated replies."""
+        self._script_fn = fn
+
+    def _choose(self, request: LLMRequest) -> Reply:
+        key = id(request.messages)
+        kept = self._in_flight.get(key)
+        if request.partial and kept is not None and kept[0] is request.messages:
+            return kept[1]
+        scripted: Scripted
+        if self._script:
+            scripted = self._script.pop(0)
+        elif self._script_fn is not None:
+            scripted = self._script_fn(request)
+        else:
+            scripted = self.reply_for(request)
+        if isinstance(scripted, BaseException):
+            raise scripted
+        reply = scripted if isinstance(scripted, Reply) else Reply(str(scripted))
+        self._in_flight[key] = (request.messages, reply)
+        return reply
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -79,19 +121,15 @@ class SimulatedBackend:
         return " ".join(words) + "."
 
     def _pieces(self, reply: str) -> list[str]:
+        if not reply:
+            return []
         words = reply.split(" ")
         return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
         self.requests.append(request)
-        if self._script:
-            scripted = self._script.pop(0)
-            if isinstance(scripted, BaseException):
-                raise scripted
-            reply = scripted
-        else:
-            reply = self.reply_for(request)
-        pieces = self._pieces(reply)
+        reply = self._choose(request)
+        pieces = self._pieces(reply.text)
         done_text = ""
         skip = 0
         if request.partial:
@@ -107,6 +145,7 @@ class SimulatedBackend:
         produced = 0
         for piece in pieces[skip:]:
             if produced >= request.max_tokens:
+                self._in_flight.pop(id(request.messages), None)
                 yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
                             finish_reason="length")
                 return
@@ -114,8 +153,10 @@ class SimulatedBackend:
                 await asyncio.sleep(self.tick / self.decode_tps)  # one timer per `tick` tokens
             produced += 1
             yield Chunk(text=piece)
+        self._in_flight.pop(id(request.messages), None)
+        calls = tuple({"name": c["name"], "arguments": dict(c.get("arguments") or {})} for c in reply.tool_calls)
         yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
-                    finish_reason="stop")
+                    finish_reason="stop", tool_calls=calls)
 
     async def start(self) -> None:
         if self.slots < 1:

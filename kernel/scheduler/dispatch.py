@@ -121,11 +121,12 @@ class Dispatcher:
                     return
                 if call.preempt and not chunk.done:
                     break  # yield the slot at this token boundary; the token is not consumed
+                call.tool_calls.extend(chunk.tool_calls)
                 if chunk.done:
                     call.prompt_tokens = chunk.prompt_tokens
                     call.completion_tokens += chunk.completion_tokens
                     outcome = LLMResult(call.raw.strip(), call.prompt_tokens, call.completion_tokens,
-                                        chunk.finish_reason or "stop")
+                                        chunk.finish_reason or "stop", tool_calls=tuple(call.tool_calls))
                     break
                 if not chunk.text:
                     continue

@@ -3,6 +3,13 @@
 It speaks the real Ollama HTTP API over a real socket on 127.0.0.1, so the official
 ``ollama`` client (and plain httpx) work against it unmodified.  Behaviour switches and
 request records are plain attributes; see ``FakeOllama``.
+
+Tool calling as in Ollama: a scripted reply may be ``{"content": str, "tool_calls": [{"name":
+…, "arguments": {…}}]}``; when the /api/chat request has ``tools``, the calls are streamed as
+one message ``{"role": "assistant", "content": "", "tool_calls": [{"function": {"index": i,
+"name": …, "arguments": {…}}}]}`` before the final ``done`` line (without ``tools`` only the
+content is sent).  A model listed in ``no_tools`` answers a request with ``tools`` with
+400 ``registry.ollama.ai/library/<model> does not support tools``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 VERSION = "0.12.0"
 MODEL_SIZE = 291554930
 PULL_MISSING_ERROR = "pull model manifest: file does not exist"
+Reply = str | dict[str, Any]  # text, or {"content": str, "tool_calls": [{"name", "arguments"}]}
 
 
 class _ClientGone(Exception):
@@ -84,6 +92,23 @@ def _keep_alive_seconds(value: Any) -> float | None:
         return 300.0
     amount = float(match[1])
     return None if amount < 0 else amount * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def _registry_name(name: str) -> str:
+    """How Ollama names a model in errors: ``registry.ollama.ai/library/gemma3:270m``."""
+    name = _norm(name)
+    return f"registry.ollama.ai/{name if '/' in name else 'library/' + name}"
+
+
+def _reply_parts(reply: Any) -> tuple[str, list[dict[str, Any]]]:
+    """A scripted reply (str or {"content", "tool_calls"}) as text and calls in Ollama's wire form."""
+    if not isinstance(reply, dict):
+        return str(reply), []
+    calls = []
+    for i, call in enumerate(reply.get("tool_calls") or []):
+        fn = call.get("function", call)
+        calls.append({"function": {"index": i, "name": fn["name"], "arguments": dict(fn.get("arguments") or {})}})
+    return str(reply.get("content") or ""), calls
 
 
 def _words(text: Any) -> int:
@@ -292,6 +317,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, "model is required")
         if not fake.has_model(model):
             return self._error(404, f'model "{model}" not found, try pulling it first')
+        tools = body.get("tools") if kind == "chat" else None
+        if tools and fake.without_tools(model):
+            return self._error(400, f"{_registry_name(model)} does not support tools")
         if fake.fail_status is not None:
             return self._error(fake.fail_status, _status_text(fake.fail_status))
         keep_alive = _keep_alive_seconds(body.get("keep_alive"))
@@ -300,7 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
         if (kind == "chat" and not messages) or (kind == "generate" and not body.get("prompt")):
             reason = "unload" if keep_alive == 0 else "load"
             return self._send_json(200, {**self._piece(kind, model, ""), "done": True, "done_reason": reason})
-        text = fake._next_reply(model)
+        text, calls = _reply_parts(fake._next_reply(model))
         if kind == "chat" and messages[-1].get("role") == "assistant":
             prefix = messages[-1].get("content") or ""
             text = text[len(prefix):] if prefix and text.startswith(prefix) else text
@@ -311,6 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
         limit = options.get("num_predict")
         if isinstance(limit, int) and 0 <= limit < len(pieces):
             pieces, reason = pieces[:limit], "length"
+        calls = calls if tools and reason == "stop" else []
         if kind == "chat":
             prompt_count = sum(_words(m.get("content")) + 4 for m in messages)
         else:
@@ -319,7 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
                  "prompt_eval_duration": prompt_count * 100_000, "eval_count": len(pieces),
                  "eval_duration": len(pieces) * 1_000_000, "load_duration": 1_000_000}
         send = self._stream_reply if body.get("stream", True) else self._whole_reply
-        send(kind, model, pieces, stats)
+        send(kind, model, pieces, stats, calls)
 
     def _piece(self, kind: str, model: str, piece: str) -> dict[str, Any]:
         out: dict[str, Any] = {"model": model, "created_at": _now_iso()}
@@ -349,13 +378,18 @@ class _Handler(BaseHTTPRequestHandler):
         total = max(time.monotonic_ns() - t0, 1)
         return {**self._piece(kind, model, content), **stats, "total_duration": total}
 
-    def _stream_reply(self, kind: str, model: str, pieces: list[str], stats: dict[str, Any]) -> None:
+    def _stream_reply(self, kind: str, model: str, pieces: list[str], stats: dict[str, Any],
+                      calls: list[dict[str, Any]]) -> None:
         fake, t0, outcome = self.fake, time.monotonic_ns(), ""
         fake._stream_event(+1)
         try:
             self._start_stream()
             for piece in self._paced(pieces):
                 self._write_line(self._piece(kind, model, piece))
+            if calls:  # as Ollama does: the parsed calls in their own message, then the final line
+                line = self._piece(kind, model, "")
+                line["message"]["tool_calls"] = calls
+                self._write_line({**line, "done": False})
             self._write_line(self._final(kind, model, "", stats, t0))
             self._end_stream()
             outcome = "completed"
@@ -370,7 +404,8 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             fake._stream_event(-1, outcome)
 
-    def _whole_reply(self, kind: str, model: str, pieces: list[str], stats: dict[str, Any]) -> None:
+    def _whole_reply(self, kind: str, model: str, pieces: list[str], stats: dict[str, Any],
+                     calls: list[dict[str, Any]]) -> None:
         t0 = time.monotonic_ns()
         try:
             content = "".join(self._paced(pieces))
@@ -378,7 +413,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(500, str(exc))
         except _Reset:
             return self._reset()
-        self._send_json(200, self._final(kind, model, content, stats, t0))
+        final = self._final(kind, model, content, stats, t0)
+        if calls:
+            final["message"]["tool_calls"] = calls
+        self._send_json(200, final)
 
 
 def _status_text(status: int) -> str:
@@ -392,7 +430,8 @@ class FakeOllama:
 
     Switches (plain attributes, read per request, so tests may flip them at any time):
     ``models`` served/accepted names (``x`` == ``x:latest``); ``reply``/``replies`` (per model)/
-    ``queue`` (scripted, popped per chat/generate); ``chunk_words``, ``first_token_delay``,
+    ``queue`` (scripted, popped per chat/generate; each a str or ``{"content", "tool_calls"}``);
+    ``no_tools`` (models that answer 400 to a request with ``tools``); ``chunk_words``, ``first_token_delay``,
     ``chunk_delay`` (pacing); faults ``fail_status`` (HTTP error before streaming),
     ``error_after_chunks`` (in-stream ``{"error"}`` line, or HTTP 500 when not streaming),
     ``reset_after_chunks`` (TCP RST), ``hang`` (every request except HEAD waits until stop()
@@ -400,8 +439,9 @@ class FakeOllama:
     ``active_streams`` (chat/generate streams only), ``errors`` (bugs inside the fake).
     """
 
-    def __init__(self, models: list[str] | None = None, reply: str = "Hello from the fake model.",
-                 *, replies: dict[str, str] | None = None, queue: list[str] | None = None,
+    def __init__(self, models: list[str] | None = None, reply: Reply = "Hello from the fake model.",
+                 *, replies: dict[str, Reply] | None = None, queue: list[Reply] | None = None,
+                 no_tools: list[str] | None = None,
                  chunk_words: int = 1, first_token_delay: float = 0.0, chunk_delay: float = 0.0,
                  fail_status: int | None = None, error_after_chunks: int | None = None,
                  reset_after_chunks: int | None = None, hang: bool = False, port: int = 0,
@@ -409,6 +449,7 @@ class FakeOllama:
                  context_length: int = 32768) -> None:
         self.models: list[str] = list(models) if models is not None else ["gemma3:270m"]
         self.reply, self.replies, self.queue = reply, dict(replies or {}), list(queue or [])
+        self.no_tools: list[str] = list(no_tools or [])
         self.chunk_words = chunk_words
         self.first_token_delay, self.chunk_delay = first_token_delay, chunk_delay
         self.fail_status, self.error_after_chunks = fail_status, error_after_chunks
@@ -469,6 +510,9 @@ class FakeOllama:
         self.stop()
 
     # --------------------------------------------------------------- helpers
+    def without_tools(self, name: str) -> bool:
+        return _norm(name) in {_norm(m) for m in list(self.no_tools)}
+
     def has_model(self, name: str) -> bool:
         return bool(name) and _norm(name) in {_norm(m) for m in list(self.models)}
 
@@ -487,7 +531,7 @@ class FakeOllama:
         with self._lock:
             self.requests.append({"path": path, "method": method, "body": body})
 
-    def _next_reply(self, model: str) -> str:
+    def _next_reply(self, model: str) -> Reply:
         with self._lock:
             if self.queue:
                 return self.queue.pop(0)

@@ -1,0 +1,97 @@
+"""files ls PID | files log PID PATH | files restore PID PATH@N — the kept versions of an agent's files."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from commands.kill import parse_pid
+from commands.mem import when
+from commands.registry import ArgParser, CommandError, UsageError, command
+
+if TYPE_CHECKING:
+    from aios_shell.shell import Shell
+    from kernel.files import FileVersions
+
+LS_SHAPE = [{"path": str, "versions": int, "size": int, "ts": float}]
+LOG_SHAPE = [{"version": int, "size": int, "sha256": str, "ts": float}]
+JSON_SHAPE = """\
+files ls: [{"path": str, "versions": int, "size": int (of the latest), "ts": float (of the latest)}]
+files log: [{"version": int, "size": int, "sha256": str, "ts": float}], oldest first"""
+
+
+def _args(p: ArgParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ls|log|restore", required=True, prog="files")
+    ls = sub.add_parser("ls", help="the files of process PID that have versions")
+    ls.add_argument("pid", help="process id (or %%N)")
+    ls.add_argument("--json", action="store_true", help="print JSON (shape below)")
+    log = sub.add_parser("log", help="the versions of one file")
+    log.add_argument("pid", help="process id (or %%N)")
+    log.add_argument("path", help="the file, relative to the process's workspace")
+    log.add_argument("--json", action="store_true", help="print JSON (shape below)")
+    restore = sub.add_parser("restore", help="write version N back into the workspace (kept as a new version)")
+    restore.add_argument("pid", help="process id (or %%N)")
+    restore.add_argument("spec", metavar="PATH@N", help="the file and the version to bring back")
+    p.epilog = "Only the owner of a process or an admin may read or restore its files."
+
+
+def versions(sh: Shell) -> FileVersions:
+    found = getattr(sh.kernel, "files", None)
+    if found is None:
+        raise CommandError("file versions are not available")
+    return found
+
+
+def owned_pid(sh: Shell, text: str) -> int:
+    """The pid `text` names, if the user may see that process's files."""
+    pid = parse_pid(sh, text)
+    proc = sh.kernel.lookup(pid)
+    user = sh.kernel.user
+    if proc.user != user and not sh.kernel.is_admin(user):
+        raise CommandError(f"({pid}) - Permission denied: {user} may not read {proc.user}'s files")
+    return pid
+
+
+def parse_spec(spec: str) -> tuple[str, int]:
+    path, at, number = spec.rpartition("@")
+    if not at or not path:
+        raise UsageError(f"{spec}: expected PATH@N, e.g. notes.txt@2")
+    try:
+        version = int(number)
+    except ValueError:
+        raise UsageError(f"{spec}: the version after @ must be a number") from None
+    if version < 1:
+        raise UsageError(f"{spec}: versions start at 1")
+    return path, version
+
+
+@command("files", "the versions kept of each file an agent wrote: list, show history, restore",
+         usage="files ls PID [--json] | files log PID PATH [--json] | files restore PID PATH@N",
+         args=_args, json_shape=JSON_SHAPE,
+         examples=("files ls 12", "files log 12 notes.txt", "files restore 12 notes.txt@1"))
+async def files(sh: Shell, args: argparse.Namespace) -> int:
+    store = versions(sh)
+    pid = owned_pid(sh, args.pid)
+    if args.action == "ls":
+        rows = store.files(pid)
+        if args.json:
+            sh.json(rows)
+        elif rows:
+            sh.table(["PATH", "VERSIONS", "SIZE", "MODIFIED"],
+                     [[r["path"], r["versions"], r["size"], when(r["ts"])] for r in rows], right=("VERSIONS", "SIZE"))
+        return 0
+    if args.action == "log":
+        rows = store.log(pid, args.path)
+        if not rows:
+            raise CommandError(f"{args.path}: no versions kept for process {pid}")
+        if args.json:
+            sh.json(rows)
+        else:
+            sh.table(["VERSION", "SIZE", "SHA256", "WHEN"],
+                     [[r["version"], r["size"], r["sha256"][:12], when(r["ts"])] for r in rows],
+                     right=("VERSION", "SIZE"))
+        return 0
+    path, version = parse_spec(args.spec)
+    new = store.restore(pid, path, version, sh.kernel.workspace(pid))
+    sh.print(f"{path}: restored version {version} as version {new}")
+    return 0

@@ -1,0 +1,81 @@
+"""perm — list, add and revoke permission grants; trust a project's policy file.
+
+    perm                         rules and grants that apply to you (policy file, --yes-for, grants)
+    perm allow RULE [--always]   allow without asking, for this session (or always, for you)
+    perm deny RULE [--always]    refuse, whatever else allows it
+    perm revoke RULE             take a grant back
+    perm trust DIR               let DIR/.aios/policy.toml count (until it changes)
+    perm check TOOL [TARGET]     what a call would get: allow, deny or ask
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from commands.registry import ArgParser, CommandError, UsageError, command
+from kernel.errors import PermissionDenied
+
+if TYPE_CHECKING:
+    from aios_shell.shell import Shell
+
+JSON_SHAPE = """\
+perm / perm list: [{"user": str, "rule": str, "effect": "allow|deny", "scope": "policy|yes-for|session|always|…",
+                    "by": str, "created_at": float|null}]"""
+
+
+def _args(p: ArgParser) -> None:
+    p.add_argument("action", nargs="?", default="list",
+                   choices=["list", "allow", "deny", "revoke", "trust", "check"], help="what to do (default: list)")
+    p.add_argument("rule", nargs="*", help="a rule such as 'shell(git status*)', a directory, or TOOL [TARGET]")
+    p.add_argument("--always", action="store_true", help="keep the grant (per user) instead of for this session")
+    p.add_argument("-u", "--user", help="whose grants (an admin may act for another user)")
+    p.add_argument("--json", action="store_true", help="print JSON (shape below)")
+
+
+@command("perm", "list, add and revoke permission grants", usage="perm [list|allow|deny|revoke|trust|check] …",
+         args=_args, json_shape=JSON_SHAPE,
+         examples=("perm", "perm allow 'shell(git status*)' --always", "perm revoke 'shell(git status*)'",
+                   "perm check shell 'git status'", "perm trust ~/project"))
+async def perm(sh: Shell, args: argparse.Namespace) -> int:
+    access = sh.kernel.access
+    me = sh.kernel.user
+    user = args.user or me
+    if user != me and not sh.kernel.is_admin(me):
+        raise CommandError(f"only an admin may act on {user}'s grants")
+    text = " ".join(args.rule)
+    if args.action == "list":
+        rows = [g for g in access.grants(user)]
+        if args.json:
+            sh.json(rows)
+            return 0
+        if access.policy_error:
+            sh.error(f"perm: {access.policy_error}")
+        sh.table(["USER", "EFFECT", "RULE", "SCOPE", "BY"],
+                 [[g["user"], g["effect"], g["rule"], g["scope"], g.get("by") or ""] for g in rows])
+        return 0
+    if not text:
+        raise UsageError(f"perm {args.action}: expected an argument")
+    if args.action in ("allow", "deny"):
+        try:
+            rule = access.grant(user, text, scope="always" if args.always else "session", effect=args.action, by=me)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        sh.print(f"{args.action} {rule} for {user} ({'always' if args.always else 'this session'})")
+    elif args.action == "revoke":
+        if not access.revoke(user, text):
+            raise CommandError(f"no such grant for {user}: {text}")
+        sh.print(f"revoked {text} for {user}")
+    elif args.action == "trust":
+        path = Path(text).expanduser()
+        try:
+            access.trust(path if path.is_absolute() else sh.cwd / path, me)
+        except (OSError, ValueError, PermissionDenied) as exc:
+            raise CommandError(str(exc)) from None
+        sh.print(f"trusted {path}")
+    else:
+        tool, _, target = text.partition(" ")
+        verdict = access.check(user, tool, target)
+        sh.print(f"{verdict.effect}" + (f" ({verdict.source}: {verdict.rule})" if verdict.rule else ""))
+    return 0

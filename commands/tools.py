@@ -1,0 +1,46 @@
+"""tools [NAME] [--json] — the tools agents can call, with their arguments."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from commands.registry import ArgParser, CommandError, command
+
+if TYPE_CHECKING:
+    from aios_shell.shell import Shell
+
+JSON_SHAPE = """\
+a list of function schemas, as models see them:
+  [{"type": "function", "function": {"name": str, "description": str, "parameters": {JSON schema}}}]"""
+
+
+def _args(p: ArgParser) -> None:
+    p.add_argument("name", nargs="*", help="show only these tools")
+    p.add_argument("--json", action="store_true", help="print the schemas as JSON")
+
+
+def _signature(schema: dict) -> str:
+    params = schema["function"]["parameters"]
+    required = set(params.get("required", []))
+    parts = []
+    for name, prop in params.get("properties", {}).items():
+        kind = prop.get("type", "any")
+        parts.append(f"{name}: {kind}" if name in required else f"[{name}: {kind}]")
+    return ", ".join(parts)
+
+
+@command("tools", "list the tools agents can call, with their arguments", usage="tools [NAME…] [--json]",
+         args=_args, json_shape=JSON_SHAPE, examples=("tools", "tools shell --json"))
+async def tools(sh: Shell, args: argparse.Namespace) -> int:
+    registry = sh.kernel.tools
+    unknown = [n for n in args.name if registry.get(n) is None]
+    if unknown:
+        raise CommandError(f"no such tool: {', '.join(unknown)}")
+    schemas = registry.schemas(args.name or None)
+    if args.json:
+        sh.json(schemas)
+        return 0
+    rows = [[s["function"]["name"], _signature(s), s["function"]["description"]] for s in schemas]
+    sh.table(["TOOL", "ARGUMENTS", "DESCRIPTION"], rows)
+    return 0

@@ -1,0 +1,59 @@
+"""users [--json] | users add NAME [-g GROUP…] [--admin] — and `su USER` to act as another user (admins)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from commands.registry import ArgParser, CommandError, UsageError, command
+from kernel.errors import PermissionDenied
+
+if TYPE_CHECKING:
+    from aios_shell.shell import Shell
+
+
+def _args(p: ArgParser) -> None:
+    p.add_argument("action", nargs="?", default="list", choices=["list", "add"], help="list (default) or add")
+    p.add_argument("name", nargs="?", help="the user to add")
+    p.add_argument("-g", "--group", action="append", default=[], help="a group of the new user (repeatable)")
+    p.add_argument("--admin", action="store_true", help="the new user is an admin")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("users", "list aios users and their groups; an admin may add users", usage="users [add NAME [-g G] [--admin]]",
+         args=_args, examples=("users", "users add bob -g dev"))
+async def users(sh: Shell, args: argparse.Namespace) -> int:
+    access = sh.kernel.access
+    if args.action == "add":
+        if not args.name:
+            raise UsageError("users add: expected a user name")
+        try:
+            access.add_user(args.name, list(args.group), admin=args.admin, by=sh.kernel.user)
+        except (PermissionDenied, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        sh.print(f"added {args.name}")
+        return 0
+    rows = access.users()
+    if args.json:
+        sh.json(rows)
+        return 0
+    sh.table(["USER", "ADMIN", "GROUPS"], [[u["name"], "yes" if u["admin"] else "", ",".join(u["groups"])]
+                                           for u in rows])
+    return 0
+
+
+def _su_args(p: ArgParser) -> None:
+    p.add_argument("user", help="the user to act as")
+
+
+@command("su", "act as another aios user (admins only; `su` back to yourself is always allowed)", usage="su USER",
+         args=_su_args, examples=("su alice",))
+async def su(sh: Shell, args: argparse.Namespace) -> int:
+    kernel = sh.kernel
+    login = sh.login_user
+    if args.user != login and not kernel.is_admin(login):
+        raise CommandError(f"su: only an admin may act as another user ({login} is not one)")
+    if not args.user.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise UsageError(f"{args.user}: not a valid user name")
+    kernel.config.user = args.user
+    return 0

@@ -1,0 +1,101 @@
+"""The tool syscall: access check, permission request, audit, then the call itself.
+
+Every call is audited exactly once, with the decision and who made it, before the tool runs:
+- a rule or grant decides → allow/deny by "policy", "grant:always", "grant:session", "yes-for", …;
+- nothing decides → a permission request, answered by a person (`once`, `session`, `always`,
+  `deny`); with no one to ask (`aios -c`, scripts, CI) or no answer in time → deny.
+A denial reaches the agent as an error result ("permission denied: …"); the agent goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kernel.events import EventBus, SyscallDone, ToolCalled
+from kernel.process import Process, State
+from kernel.redact import redact, redact_value
+from kernel.sanitize import strip_controls
+from kernel.tools.registry import ToolContext, ToolError, ToolRegistry, ToolResult
+
+if TYPE_CHECKING:
+    from kernel.access import AccessControl
+    from kernel.permissions import PermissionBroker
+
+PERMISSION_TIMEOUT = float(os.environ.get("AIOS_PERMISSION_TIMEOUT", "60"))
+
+
+@dataclass
+class ToolService:
+    registry: ToolRegistry
+    access: AccessControl
+    broker: PermissionBroker
+    bus: EventBus
+    set_state: Callable[[Process, State, str | None], None]
+    services: dict[str, Any] = field(default_factory=dict)
+    permission_timeout: float = PERMISSION_TIMEOUT
+
+    async def call(self, proc: Process, sid: int, name: str, args: dict[str, Any], workspace: Path) -> ToolResult:
+        started = time.time()
+        shown = {str(k): strip_controls(str(v))[:500] for k, v in redact_value(dict(args)).items()}
+        self.bus.publish(ToolCalled(pid=proc.pid, sid=sid, tool=strip_controls(name), args=shown))
+        try:
+            result = await self._call(proc, name, args, workspace)
+        finally:
+            self.set_state(proc, State.RUNNING, None)
+        self.bus.publish(SyscallDone(pid=proc.pid, sid=sid, call=f"tool:{strip_controls(name)}", ok=result.ok,
+                                     service_s=result.duration_s, wait_s=max(0.0, time.time() - started
+                                                                              - result.duration_s),
+                                     error=result.error))
+        return result
+
+    def _audit(self, proc: Process, name: str, args: dict[str, Any], decision: str, by: str, reason: str) -> None:
+        self.access.audit(user=proc.user, pid=proc.pid, program=proc.program, tool=name, args=args,
+                          decision=decision, by=by, reason=reason)
+
+    async def _call(self, proc: Process, name: str, args: dict[str, Any], workspace: Path) -> ToolResult:
+        tool = self.registry.get(name)
+        if tool is None:
+            self._audit(proc, name, args, "error", "kernel", "no such tool")
+            return ToolResult(False, error=f"no such tool: {name} (try: tools)")
+        try:
+            checked = tool.validate(args)
+        except ToolError as exc:
+            self._audit(proc, name, args, "error", "kernel", str(exc))
+            return ToolResult(False, error=str(exc))
+        target = tool.rule_target(workspace, checked)
+        verdict = self.access.check(proc.user, name, target, workspace)
+        decision, by, reason = verdict.effect, verdict.source, verdict.rule or ""
+        if decision == "ask":
+            decision, by, reason = await self._ask(proc, name, checked, target)
+        self._audit(proc, name, checked, "allow" if decision != "deny" else "deny", by, reason)
+        if decision == "deny":
+            why = f" ({reason})" if reason else ""
+            return ToolResult(False, error=f"permission denied: {name}({target}){why}")
+        self.set_state(proc, State.WAITING, "tool")
+        ctx = ToolContext(pid=proc.pid, user=proc.user, workspace=workspace, program=proc.program,
+                          services=self.services)
+        result = await self.registry.call(name, ctx, checked)
+        # secrets never leave a tool: not to the agent, the model, the transcript or the screen
+        return ToolResult(result.ok, redact(result.output), redact(result.error) if result.error else None,
+                          result.duration_s)
+
+    async def _ask(self, proc: Process, name: str, args: dict[str, Any], target: str) -> tuple[str, str, str]:
+        """No rule decided: ask a person, if one can be asked. Returns (decision, by, reason)."""
+        from kernel.access import Rule
+
+        if not self.broker.answerers:
+            return "deny", "no terminal", "no rule allows it and there is no one to ask"
+        self.set_state(proc, State.WAITING, "permission")
+        answer, by = await self.broker.decide(proc.pid, proc.user, proc.program, name,
+                                              redact_value(dict(args)), timeout=self.permission_timeout)
+        if answer in ("session", "always"):
+            rule = self.access.grant(proc.user, Rule.for_call(name, target), scope=answer, by=proc.user)
+            return "allow", f"{by}:{answer}", str(rule)
+        if answer == "once":
+            return "allow", f"{by}:once", ""
+        return "deny", by, "no answer in time" if by == "timeout" else "denied by the user"
