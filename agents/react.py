@@ -8,7 +8,8 @@ sees (`error: permission denied: …`); the agent goes on. The loop ends at an a
 
 Models without native tools (the embedded Gemma; an Ollama model that answers "does not support
 tools", after which the tools are no longer passed) use a **text protocol**, described in the system
-message with one line per tool (`calc(expression: string): Evaluate …`):
+message with one line per tool (`calc(expression: string): Evaluate …`), followed by worked examples
+as earlier turns (for `calc` and `fs.list`, when offered: a base model copies what it has seen):
 
     CALL {"tool": "calc", "args": {"expression": "6*7"}}     one line per call; several lines run in parallel
     ANSWER: 42                                                 the final answer (may go on over more lines)
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernel.llm.ollama import ToolsUnsupported
+from kernel.redact import redact
 from kernel.sanitize import strip_controls
 from kernel.syscall import AgentContext
 from kernel.tools.registry import ToolResult
@@ -37,16 +39,19 @@ USAGE = "usage: run react [--max-steps N] [--tools a,b] TASK…  (or: … | run 
 DEFAULT_MAX_STEPS = 8
 RESULT_CHARS = 2000  # a tool result longer than this reaches the model cut
 SHOWN_CHARS = 160  # how much of a call's arguments or result a step line shows
+TEMPERATURE = 0.2  # calls need exact names and JSON more than they need variety
 
 SYSTEM = (
     "You are an assistant that uses tools. Tools:\n{tools}\n"
-    "To use a tool, reply with one line: CALL {{\"tool\": \"name\", \"args\": {{...}}}}\n"
+    'To use a tool, reply with one line: CALL {{"tool": "name", "args": {{...}}}}\n'
     "You get back: RESULT name: output\n"
-    "When you know the answer, reply: ANSWER: your answer\n"
-    "Example. User: What is 2+3?\n"
-    "Assistant: CALL {{\"tool\": \"calc\", \"args\": {{\"expression\": \"2+3\"}}}}\n"
-    "User: RESULT calc: 5\n"
-    "Assistant: ANSWER: 5"
+    "When you know the answer, reply: ANSWER: your answer"
+)
+# worked examples, as earlier turns of the conversation (a base model copies what it has seen);
+# one is shown only when its tool is offered
+EXAMPLES = (
+    ("calc", "What is 12/4? use calc", {"expression": "12/4"}, "3", "3"),
+    ("fs.list", "Which files are here?", {"path": "."}, "notes.txt", "There is one file, notes.txt."),
 )
 NOT_UNDERSTOOD = 'your call was not understood ({why}); write: CALL {{"tool": "name", "args": {{...}}}}'
 NUDGE = "Reply with a CALL line, or with ANSWER: your answer."
@@ -167,6 +172,18 @@ def describe_tools(schemas: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def examples(allowed: set[str]) -> list[dict[str, Any]]:
+    """The worked examples for the tools on offer, as user/assistant turns."""
+    turns: list[dict[str, Any]] = []
+    for name, question, args, output, answer in EXAMPLES:
+        if name in allowed:
+            turns += [{"role": "user", "content": question},
+                      {"role": "assistant", "content": "CALL " + json.dumps({"tool": name, "args": args})},
+                      {"role": "user", "content": f"RESULT {name}: {output}"},
+                      {"role": "assistant", "content": f"ANSWER: {answer}"}]
+    return turns
+
+
 # -- the agent ----------------------------------------------------------------------------------------
 
 
@@ -206,7 +223,7 @@ def _for_model(result: ToolResult) -> str:
 async def _run_calls(ctx: AgentContext, calls: list[Call], allowed: set[str]) -> list[ToolResult]:
     """Run one step's calls in parallel; what could not be run becomes an error result."""
     for call in calls:
-        shown = json.dumps(call.args, ensure_ascii=False) if call.problem is None else f"({call.problem})"
+        shown = redact(json.dumps(call.args, ensure_ascii=False)) if call.problem is None else f"({call.problem})"
         await ctx.write(f"→ {call.name} {_first_line(shown)}\n")
 
     async def one(call: Call) -> ToolResult:
@@ -216,8 +233,6 @@ async def _run_calls(ctx: AgentContext, calls: list[Call], allowed: set[str]) ->
             return ToolResult(False, error=f"no such tool: {call.name} (tools: {', '.join(sorted(allowed))})")
         try:
             return await ctx.tool(call.name, **call.args)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            raise
         except Exception as exc:  # whatever went wrong, the model hears of it and the agent goes on
             return ToolResult(False, error=f"{type(exc).__name__}: {exc}")
 
@@ -257,17 +272,15 @@ async def main(ctx: AgentContext) -> int:
             return 2
         schemas = [s for s in schemas if s.get("function", s).get("name") in names]
     allowed = {s.get("function", s).get("name") for s in schemas}
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": SYSTEM.format(tools=describe_tools(schemas) or "(none)")},
-        {"role": "user", "content": task},
-    ]
+    messages = [{"role": "system", "content": SYSTEM.format(tools=describe_tools(schemas) or "(none)")},
+                *examples(allowed), {"role": "user", "content": task}]
     native = bool(schemas)  # pass the schemas until the model says it cannot take them
     for step in range(1, max_steps + 1):
         try:
-            result = await ctx.llm(messages, tools=schemas if native else None, temperature=0.2)
+            result = await ctx.llm(messages, tools=schemas if native else None, temperature=TEMPERATURE)
         except ToolsUnsupported:
             native = False
-            result = await ctx.llm(messages, temperature=0.2)
+            result = await ctx.llm(messages, temperature=TEMPERATURE)
         if result.tool_calls:
             calls = _native_calls(result.tool_calls)
             if step == max_steps:
@@ -280,7 +293,7 @@ async def main(ctx: AgentContext) -> int:
             continue
         parsed = parse_reply(result.text)
         if not parsed.calls and parsed.answer:
-            await ctx.write(parsed.answer + "\n")
+            await ctx.write(strip_controls(parsed.answer) + "\n")
             return 0
         if step == max_steps:
             break

@@ -11,7 +11,7 @@ after the question. Two agents asking at once get two questions, one after the o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prompt_toolkit import PromptSession
@@ -30,7 +30,7 @@ class PermissionAsker:
     """Asks the person at the terminal; `pause_prompt` makes the shell's prompt step aside."""
 
     def __init__(self, kernel: Kernel, session: PromptSession[str], print: Callable[[str], None],
-                 pause_prompt: Callable[[], None]) -> None:
+                 pause_prompt: Callable[[], Awaitable[None]]) -> None:
         self.kernel = kernel
         self.session = session
         self.print = print
@@ -76,7 +76,7 @@ class PermissionAsker:
             request = await self.queue.get()
             try:
                 if request.request_id not in self.decided:
-                    self.pause_prompt()
+                    await self.pause_prompt()
                     answer = await self.ask(request)
                     if answer and self.kernel.permissions.answer(request.request_id, answer):
                         self.print(f"  → {SAID[answer]}")

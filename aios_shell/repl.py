@@ -67,15 +67,19 @@ class Repl:
         self.shell.clear_screen = self._clear
         self.asker = PermissionAsker(kernel, self.session, self.shell.print, self._pause_prompt)
         self._prompting = False
+        self._prompt_gone = asyncio.Event()
+        self._prompt_gone.set()
         self._typed = ""
 
-    def _pause_prompt(self) -> None:
+    async def _pause_prompt(self) -> None:
+        """Make the prompt step aside and wait until it has let go of the terminal."""
         app = self.session.app
         if self._prompting and app.is_running:
             try:
                 app.exit(exception=_Paused())
             except Exception:  # already leaving
                 pass
+        await self._prompt_gone.wait()
 
     @staticmethod
     def _history_file(kernel: Kernel) -> History:
@@ -144,11 +148,13 @@ class Repl:
         if not self.asker.idle.is_set():  # a permission question comes first
             await self.asker.idle.wait()
         self._prompting = True
+        self._prompt_gone.clear()
         try:
             with patch_stdout(raw=True):
                 return await self.session.prompt_async(message, **kw)
         finally:
             self._prompting = False
+            self._prompt_gone.set()
 
     async def _confirm_exit(self) -> bool:
         """Ctrl-D: leave at once, or ask first when agents still run (they are hung up on exit)."""

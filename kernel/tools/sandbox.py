@@ -25,9 +25,11 @@ RLIMIT_AS makes allocations fail inside the program (Python: MemoryError), it is
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import resource
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -123,13 +125,34 @@ def _rlimit_setter(limits: Limits, dedicated_uid: bool) -> Callable[[], None]:
     return apply
 
 
+def _check_program(program: str, cwd: Path, path: str) -> None:
+    """FileNotFoundError when `program` is on no PATH entry (or, with a slash, not there relative to cwd).
+    Checked here because exec reports EACCES, not ENOENT, when some PATH entry was unreadable to the child."""
+    if "/" in program:
+        found = (cwd / program).exists()
+    else:
+        found = shutil.which(program, path=path) is not None
+    if not found:
+        raise FileNotFoundError(errno.ENOENT, "command not found", program)
+
+
+def ensure_workspace(path: Path) -> Path:
+    """Create the workspace directory if needed; as root, give it to the sandbox uid so programs can write it
+    (the fs tools give what they create there the same owner)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if _as_root():
+        st = os.stat(path)
+        if (st.st_uid, st.st_gid) != (SANDBOX_UID, SANDBOX_GID):
+            os.chown(path, SANDBOX_UID, SANDBOX_GID)
+    return path
+
+
 def _credentials(cwd: Path) -> dict[str, object]:
     """Arguments that drop root to the sandbox uid (and let it write the workspace); none for other users."""
     if not _as_root():
         return {}
-    st = os.stat(cwd)
-    if (st.st_uid, st.st_gid) != (SANDBOX_UID, SANDBOX_GID):
-        os.chown(cwd, SANDBOX_UID, SANDBOX_GID)
+    ensure_workspace(cwd)
     return {"user": SANDBOX_UID, "group": SANDBOX_GID, "extra_groups": []}
 
 
@@ -223,17 +246,27 @@ async def run_sandboxed(argv: list[str], cwd: Path, limits: Limits, env: dict[st
         raise ValueError("empty command")
     cwd = Path(cwd)
     started = time.monotonic()
+    child_env = sandbox_env(cwd, env)
+    _check_program(argv[0], cwd, child_env["PATH"])
     creds = _credentials(cwd)
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, env=sandbox_env(cwd, env), stdin=asyncio.subprocess.DEVNULL,
+    spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env=child_env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
         preexec_fn=_rlimit_setter(limits, bool(creds)), **creds,  # type: ignore[arg-type]
-    )
+    ))
+    cancelled = False
+    try:
+        proc = await asyncio.shield(spawn)
+    except asyncio.CancelledError:  # cancelled while starting: let it start, so its session can be killed
+        proc = await spawn
+        cancelled = True
     assert proc.stdout is not None
     out, capped = bytearray(), asyncio.Event()
     reader = asyncio.create_task(_pump(proc.stdout, out, limits.output_bytes, capped))
     killed: str | None = None
     try:
+        if cancelled:
+            raise asyncio.CancelledError
         killed = await _supervise(proc, capped, limits.timeout_s)
     finally:
         # on exit, limit or cancellation alike: nothing of the session survives, and no task is left behind

@@ -153,7 +153,8 @@ async def test_tools_option_limits_what_the_model_sees_and_may_call(kernel: Kern
     proc = await run(kernel, "--tools=calc", "list files")
     assert proc.status == "EXITED(0)"
     assert names(sim.requests[0]) == ["calc"]
-    assert "fs.list" not in sim.requests[0].messages[0]["content"]
+    assert all("fs.list" not in m["content"] for m in sim.requests[0].messages)  # nor in the worked examples
+    assert sim.requests[0].messages[2]["content"].startswith('CALL {"tool": "calc"')
     assert "← error: no such tool: fs.list (tools: calc)" in out(proc)
     assert proc.tool_calls == 0
 
@@ -193,7 +194,7 @@ async def test_hostile_replies_and_results_do_not_break_the_agent(kernel: Kernel
 
     kernel.tools.register(noisy)
     kernel.access.grant("alice", "noisy", scope="session")
-    sim.enqueue("CALL calc " + "[" * 100_000, 'CALL {"tool": "noisy", "args": {}}', "ANSWER: survived")
+    sim.enqueue("CALL calc " + "[" * 100_000, 'CALL {"tool": "noisy", "args": {}}', "ANSWER: \x1b[2Jsurvived")
     proc = await run(kernel, "misbehave")
     assert proc.status == "EXITED(0)", proc.error
     assert out(proc).startswith("→ calc (invalid JSON") and out(proc).endswith("survived\n")

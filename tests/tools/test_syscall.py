@@ -16,6 +16,8 @@ AGENT = '''
 import json
 async def main(ctx):
     calls = json.loads(ctx.argv[0])
+    if len(ctx.argv) > 1:  # a delay before calling
+        await __import__("asyncio").sleep(float(ctx.argv[1]))
     results = await __import__("asyncio").gather(*(ctx.tool(c["tool"], **c["args"]) for c in calls))
     for r in results:
         await ctx.print(("ok " + r.output.rstrip()) if r.ok else ("ERR " + r.error))

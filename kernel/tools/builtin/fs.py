@@ -20,6 +20,7 @@ import stat
 from pathlib import Path
 
 from kernel.tools.registry import ToolContext, ToolError, tool
+from kernel.tools.sandbox import ensure_workspace
 
 MAX_READ = 1 << 20
 MAX_WRITE = 1 << 20
@@ -96,8 +97,7 @@ def _adopt(dir_fd: int, fd: int) -> None:
 
 def _open_dir(ctx: ToolContext, parts: list[str], shown: str, create: bool = False) -> int:
     """A descriptor of the directory `parts` below the workspace, never through a link."""
-    workspace = Path(ctx.workspace)
-    workspace.mkdir(parents=True, exist_ok=True)
+    workspace = ensure_workspace(Path(ctx.workspace))
     fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for name in parts:

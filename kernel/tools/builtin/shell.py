@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 
 from kernel.tools.registry import ToolContext, ToolError, tool
-from kernel.tools.sandbox import Limits, SandboxResult, run_sandboxed
+from kernel.tools.sandbox import Limits, SandboxResult, ensure_workspace, run_sandboxed
 
 TIMEOUT_MARGIN = 10.0  # the tool's own timeout is the sandbox's plus this (cleanup, slow start)
 
@@ -57,8 +57,7 @@ async def shell(ctx: ToolContext, command: str) -> str:
     if any("\x00" in a for a in argv):
         raise ToolError("cannot parse command: NUL byte")
     limits = ctx.services.get("limits") or Limits()
-    workspace = Path(ctx.workspace)
-    workspace.mkdir(parents=True, exist_ok=True)
+    workspace = ensure_workspace(Path(ctx.workspace))
     try:
         result = await run_sandboxed(argv, workspace, limits)
     except FileNotFoundError:
