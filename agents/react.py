@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernel.llm.ollama import ToolsUnsupported
+from kernel.llm.backend import ToolsUnsupported
 from kernel.redact import redact
 from kernel.sanitize import strip_controls
 from kernel.syscall import AgentContext

@@ -166,8 +166,10 @@ class AgentContext:
         )
         return await self._kernel.syscall_llm(self._proc, request, echo=echo)
 
-    async def tool(self, name: str, **args: Any) -> ToolResult:
-        """Call a tool; access control may ask a person first. A denial or failure is an error result."""
+    async def tool(self, name: str, /, **args: Any) -> ToolResult:
+        """Call a tool; access control may ask a person first. A denial or failure is an error result.
+
+        `name` is positional-only, so a tool may itself take an argument called `name`."""
         return await self._kernel.syscall_tool(self._proc, name, args)
 
     def tools(self) -> list[dict[str, Any]]:

@@ -45,6 +45,10 @@ class BackendError(Exception):
     """A model call failed; `str(exc)` is one line fit to show a user."""
 
 
+class ToolsUnsupported(BackendError):
+    """The model cannot take `tools`; ask again without them (describe the tools in the prompt)."""
+
+
 class BackendUnavailable(BackendError):
     """The backend cannot be reached (server down, refused, timed out)."""
 

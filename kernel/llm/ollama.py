@@ -23,14 +23,17 @@ from typing import Any, ClassVar
 import httpx
 import ollama
 
-from kernel.llm.backend import BackendError, BackendUnavailable, Chunk, LLMRequest, ModelNotFound
+from kernel.llm.backend import (
+    BackendError,
+    BackendUnavailable,
+    Chunk,
+    LLMRequest,
+    ModelNotFound,
+    ToolsUnsupported,
+)
 
 DEFAULT_HOST = "127.0.0.1:11434"
 DEFAULT_MODEL = "gemma3:270m"
-
-
-class ToolsUnsupported(BackendError):
-    """The model cannot take `tools`; ask again without them (describe the tools in the prompt)."""
 
 
 def ollama_host() -> str:

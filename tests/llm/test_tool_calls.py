@@ -8,8 +8,8 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from kernel.llm.backend import BackendError, Chunk, LLMRequest
-from kernel.llm.ollama import OllamaBackend, ToolsUnsupported
+from kernel.llm.backend import BackendError, Chunk, LLMRequest, ToolsUnsupported
+from kernel.llm.ollama import OllamaBackend
 from kernel.llm.simulated import Reply, SimulatedBackend
 from tests.fakes.ollama_server import FakeOllama
 

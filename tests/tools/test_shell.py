@@ -211,6 +211,22 @@ async def test_cancel_kills_the_process_group_and_leaves_no_task(ws: Path) -> No
     assert asyncio.all_tasks() <= before
 
 
+@pytest.mark.parametrize("yields", [0, 1, 2, 5])
+async def test_cancel_while_starting_leaves_nothing(ws: Path, yields: int) -> None:
+    ws.mkdir()
+    task = asyncio.create_task(run_sandboxed(["sh", "-c", "sleep 1000 & echo $! > bg.pid; wait"], ws, Limits()))
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    pidfile = ws / "bg.pid"
+    if pidfile.is_file() and pidfile.read_text().strip():
+        await until(lambda: not alive(int(pidfile.read_text())), timeout=5)
+    await until(lambda: not any(alive(p.pid) and p.info["name"] == "sleep" and p.info["cwd"] == str(ws)
+                                for p in psutil.process_iter(["name", "cwd"])), timeout=5)
+
+
 async def test_environment_is_scrubbed(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ws.mkdir()
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-for-children")
