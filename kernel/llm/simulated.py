@@ -10,6 +10,10 @@ tool calls: the simulated model has native tool calling, so they come out as
 `Chunk.tool_calls` on the final chunk (whether or not the request listed tools).
 `options={"tokens": n}` asks for a reply of exactly n tokens (benchmarks use it).
 `tick` > 1 sleeps once per `tick` tokens, for benchmarks with many agents.
+
+Offered tools, the model obeys a task that says `use TOOL: ARGUMENT` (e.g. `run react "use shell: ls"`):
+it calls TOOL once with ARGUMENT as its first parameter, then answers with the result's first line —
+enough to try tool calls and permission prompts by hand without a real model.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -29,6 +34,7 @@ WORDS = (
     "a process waits for the model then writes its answer to the shell"
 ).split()
 
+_DIRECTIVE = re.compile(r"\buse ([A-Za-z_][\w.]*): *(.+)$", re.M)
 LONG_TOKENS = 200
 SHORT_TOKENS = 8
 
@@ -89,6 +95,8 @@ class SimulatedBackend:
             scripted = self._script.pop(0)
         elif self._script_fn is not None:
             scripted = self._script_fn(request)
+        elif (directed := self._directed(request)) is not None:
+            scripted = directed
         else:
             scripted = self.reply_for(request)
         if isinstance(scripted, BaseException):
@@ -96,6 +104,25 @@ class SimulatedBackend:
         reply = scripted if isinstance(scripted, Reply) else Reply(str(scripted))
         self._in_flight[key] = (request.messages, reply)
         return reply
+
+    @staticmethod
+    def _directed(request: LLMRequest) -> Reply | None:
+        """`use TOOL: ARGUMENT` in a user message, with TOOL offered: call it once, then report."""
+        asked = [f for m in request.messages if m.get("role") == "user"
+                 for f in [_DIRECTIVE.search(str(m.get("content", "")))] if f]
+        if not asked:
+            return None
+        found = asked[-1]
+        name, argument = found.group(1), found.group(2).strip().strip("\"'")
+        schema = next((t["function"] for t in request.tools if t.get("function", {}).get("name") == name), None)
+        if schema is None:
+            return None
+        results = [str(m.get("content", "")) for m in request.messages if m.get("role") == "tool"]
+        if results:
+            first = (results[-1].strip().splitlines() or [""])[0]
+            return Reply(f"{name} said: {first}")
+        params = list(schema.get("parameters", {}).get("properties", {}))
+        return Reply(tool_calls=[{"name": name, "arguments": {params[0]: argument} if params else {}}])
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

@@ -256,7 +256,7 @@ async def run_sandboxed(argv: list[str], cwd: Path, limits: Limits, env: dict[st
     ))
     cancelled = False
     try:
-        proc = await spawn
+        proc = await asyncio.shield(spawn)
     except asyncio.CancelledError:  # cancelled while starting: let it start, so its session can be killed
         proc = await spawn
         cancelled = True

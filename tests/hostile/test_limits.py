@@ -1,0 +1,135 @@
+"""Resource limits of the shell tool, through the kernel (allowed by a grant): CPU, memory, output, processes,
+the uid it runs as, and what is left behind when the agent is killed or the call times out.
+
+Limits are made small per test (`kernel.toolsvc.services["limits"]`), so each case ends in about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+
+import psutil
+import pytest
+
+from kernel.kernel import Kernel
+from kernel.process import Signal
+from kernel.tools.sandbox import SANDBOX_UID, Limits
+from tests.conftest import until
+from tests.hostile.conftest import audit, call, processes_with, run_calls, start_calls
+
+pytestmark = pytest.mark.hostile
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def shell_ok(kernel: Kernel) -> Kernel:
+    """Any shell command is allowed (the limits, not access control, are under test)."""
+    kernel.access.grant("alice", "shell(*)", scope="always")
+    kernel.toolsvc.services["limits"] = Limits(timeout_s=15, cpu_s=1, memory_bytes=512 * MiB, nproc=32,
+                                               output_bytes=64 * 1024, file_bytes=8 * MiB)
+    return kernel
+
+
+def unique() -> str:
+    """A marker that only this test's processes carry in their command line (as sleep's fraction)."""
+    return f"{random.randrange(10**8, 10**9)}"
+
+
+async def one_shell(kernel: Kernel, command: str) -> tuple[int, str]:
+    proc, _ = await run_calls(kernel, [call("shell", command=command)])
+    assert audit(kernel, proc.pid) == [("shell", "allow", "grant:always", {"command": command})]
+    return proc.pid, "".join(proc.output)
+
+
+async def test_an_endless_loop_is_killed_at_the_cpu_limit(shell_ok: Kernel) -> None:
+    _, out = await one_shell(shell_ok, "sh -c 'while :; do :; done'")
+    assert out.startswith("ok ") and "[killed: cpu limit (1 s)]" in out, out
+
+
+async def test_a_2_gib_allocation_fails(shell_ok: Kernel) -> None:
+    _, out = await one_shell(shell_ok, "python3 -c 'b = bytearray(2 * 1024 ** 3); print(\"allocated\")'")
+    assert "MemoryError" in out and "[exit 1]" in out and "allocated" not in out, out
+
+
+async def test_100_mb_of_output_is_capped(shell_ok: Kernel) -> None:
+    pid, out = await one_shell(shell_ok, "sh -c 'yes | head -c 100000000'")
+    assert "[output truncated at 64 KiB]" in out
+    assert 64 * 1024 <= len(out) < 64 * 1024 + 200
+    proc = shell_ok.get(pid)
+    assert sum(len(piece) for piece in proc.output) == len(out)
+    assert len(shell_ok.storage.process_rows([pid])[0]["output"]) <= shell_ok.storage.OUTPUT_CAP
+
+
+async def test_the_sandbox_drops_root(shell_ok: Kernel) -> None:
+    _, out = await one_shell(shell_ok, "id -u")
+    uid = out.removeprefix("ok ").strip()
+    assert uid.isdigit() and (int(uid) != 0 or os.geteuid() != 0), out
+    if os.geteuid() == 0:
+        assert int(uid) == SANDBOX_UID
+
+
+async def test_a_fork_bomb_is_stopped_and_the_machine_is_fine_afterwards(shell_ok: Kernel) -> None:
+    marker = f"bomb-{unique()}"
+    shell_ok.toolsvc.services["limits"] = Limits(timeout_s=3, cpu_s=2, memory_bytes=256 * MiB, nproc=32)
+    pid, out = await one_shell(shell_ok, f"bash -c ':(){{ :|:& }};:' {marker}")
+    assert out.startswith("ok "), out
+    await until(lambda: not processes_with(marker), timeout=5)
+    if os.geteuid() == 0:  # nothing of the sandbox uid left from this run
+        assert not [p for p in processes_with(marker) if p.uids().real == SANDBOX_UID]
+    _, again = await one_shell(shell_ok, "echo still fine")
+    assert again == "ok still fine\n"
+    assert psutil.virtual_memory().available > 0 and shell_ok.get(pid).status == "EXITED(0)"
+
+
+async def test_killing_the_agent_mid_shell_leaves_no_descendant_and_no_task(shell_ok: Kernel) -> None:
+    marker = unique()
+    command = f"sh -c 'sleep 1000.{marker} & sleep 1001.{marker}'"
+    before = set(asyncio.all_tasks())
+    proc = start_calls(shell_ok, [call("shell", command=command)])
+    await until(lambda: len([p for p in processes_with(marker) if "sleep" in p.name()]) >= 2)
+    shell_ok.signal(proc.pid, Signal.KILL)
+    assert proc.status == "EXITED(SIGKILL)" or proc.exit_code == 128 + int(Signal.KILL)
+    await until(lambda: not processes_with(marker), timeout=5)
+    me = asyncio.current_task()
+    await until(lambda: not [t for t in asyncio.all_tasks() - before if t is not me and not t.done()], timeout=5)
+    assert audit(shell_ok, proc.pid) == [("shell", "allow", "grant:always", {"command": command})]
+
+
+async def test_the_sandbox_timeout_leaves_no_descendant(shell_ok: Kernel) -> None:
+    shell_ok.toolsvc.services["limits"] = Limits(timeout_s=1, cpu_s=5)
+    marker = unique()
+    before = set(asyncio.all_tasks())
+    _, out = await one_shell(shell_ok, f"sh -c 'sleep 1000.{marker} & sleep 1001.{marker}'")
+    assert "[killed: timeout after 1 s]" in out, out
+    await until(lambda: not processes_with(marker), timeout=5)
+    me = asyncio.current_task()
+    assert not [t for t in asyncio.all_tasks() - before if t is not me and not t.done()]
+
+
+async def test_the_tool_timeout_cancels_the_run_and_leaves_no_descendant(shell_ok: Kernel,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry's own timeout (shorter than the sandbox's here) cancels the run mid-way: cleanup still runs."""
+    tool = shell_ok.tools.get("shell")
+    assert tool is not None
+    monkeypatch.setattr(tool, "timeout", 1.0)
+    marker = unique()
+    before = set(asyncio.all_tasks())
+    _, out = await one_shell(shell_ok, f"sh -c 'sleep 1000.{marker} & sleep 1001.{marker}'")
+    assert out == "ERR shell timed out after 1 s\n", out
+    await until(lambda: not processes_with(marker), timeout=5)
+    me = asyncio.current_task()
+    assert not [t for t in asyncio.all_tasks() - before if t is not me and not t.done()]
+
+
+async def test_a_setsid_escape_is_swept(shell_ok: Kernel, tmp_path: Path) -> None:
+    """A grandchild that leaves the run's session (setsid) is still killed when the run ends (as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("only a kernel running as root can sweep the sandbox uid")
+    marker = unique()
+    _, out = await one_shell(shell_ok, f"sh -c 'setsid sleep 1000.{marker} & sleep 0.2'")
+    assert out.startswith("ok "), out
+    await until(lambda: not processes_with(marker), timeout=5)
