@@ -159,10 +159,12 @@ class Kernel:
         ppid: int = 0,
         stdin: Any = None,
         workspace: str | Path | None = None,
+        history: list[dict[str, Any]] | None = None,
     ) -> Process:
         """Start agent `program` with `argv`; returns at once with the new process.
 
         Its tools work in `workspace` (default: a directory of its own, `$AIOS_HOME/workspaces/PID`).
+        `history` is a conversation it carries on (`resume` passes the old process's), as `ctx.history`.
         """
         main = load(program, self.config.home)
         user = user or self.user
@@ -175,6 +177,7 @@ class Kernel:
         )
         if workspace is not None:
             proc.workspace = str(Path(workspace).expanduser().resolve())
+        proc.history = list(history or [])
         self.procs.add(proc)
         self.storage.save_process(proc)
         self.bus.publish(ProcessSpawned(pid=proc.pid, ppid=ppid, user=user, program=program,

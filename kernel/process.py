@@ -88,6 +88,7 @@ class Process:
     state_before_stop: State | None = field(default=None, repr=False, compare=False)
     waiting_before_stop: str | None = field(default=None, repr=False, compare=False)
     stdin: Any = field(default=None, repr=False, compare=False)  # a kernel.syscall.Pipe, or None
+    history: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # carried-on conversation
 
     def __post_init__(self) -> None:
         self.resumed.set()

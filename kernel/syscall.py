@@ -139,6 +139,11 @@ class AgentContext:
         return self._proc.user
 
     @property
+    def history(self) -> list[dict[str, Any]]:
+        """The conversation this process carries on (a resumed process gets its predecessor's); [] if none."""
+        return list(self._proc.history)
+
+    @property
     def model(self) -> str:
         return self._kernel.backend.model
 
