@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from kernel.process import Process
 
 COLUMNS = ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "CMD"]
-LONG = ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "WAIT", "CALLS", "SWITCHES", "CMD"]
+LONG = ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "WAIT", "CALLS", "SWITCHES", "QUOTA",
+        "CMD"]
 RIGHT = ("PID", "PPID", "PRI", "NI", "%CTX", "TOKENS", "TIME", "WAIT", "CALLS", "SWITCHES")
 SORT_KEYS: dict[str, Any] = {
     "pid": lambda p: p.pid, "ppid": lambda p: p.ppid, "user": lambda p: p.user, "nice": lambda p: p.nice,
@@ -42,7 +43,9 @@ a list of processes, oldest first (or in --sort order):
 def _args(p: ArgParser) -> None:
     p.add_argument("-a", "--all", action="store_true",
                    help="every process, exited ones and those of earlier runs included")
-    p.add_argument("-l", "--long", action="store_true", help="more columns: queue WAIT, model CALLS, SWITCHES")
+    p.add_argument("-l", "--long", action="store_true",
+                   help="more columns: queue WAIT, model CALLS, SWITCHES, the user's QUOTA (tokens in the last "
+                        "minute/limit)")
     p.add_argument("-u", "--user", metavar="USER", help="only this user's processes")
     p.add_argument("--sort", metavar="KEY", help=f"sort by {', '.join(SORT_KEYS)}; --sort=-KEY for descending")
     p.add_argument("--forest", action="store_true", help="show children under their parents")
@@ -100,7 +103,7 @@ async def ps(sh: Shell, args: argparse.Namespace) -> int:
         row = [p.pid, p.ppid, p.user, 20 + p.nice, p.nice, p.status, ctx,
                f"{p.prompt_tokens}/{p.completion_tokens}", fmt_time(p.llm_time)]
         if args.long:
-            row += [fmt_time(p.queue_wait), p.syscalls, p.ctx_switches]
+            row += [fmt_time(p.queue_wait), p.syscalls, p.ctx_switches, sh.kernel.quotas.describe(p.user)]
         rows.append([*row, cmd])
     sh.table(LONG if args.long else COLUMNS, rows, right=RIGHT)
     return 0

@@ -17,3 +17,7 @@ class PermissionDenied(KernelError):
 
 class InvalidArgument(KernelError):
     pass
+
+
+class ResourceLimit(KernelError):
+    """An admission limit or quota refused the request (too many processes, a full queue)."""

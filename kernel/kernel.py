@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 
 from kernel.access import AccessControl
-from kernel.errors import InvalidArgument, NoSuchProcess, PermissionDenied
+from kernel.errors import InvalidArgument, NoSuchProcess, PermissionDenied, ResourceLimit
 from kernel.events import (
     EventBus,
     MessageLogged,
@@ -35,6 +35,7 @@ from kernel.memory import Memory
 from kernel.permissions import PermissionBroker
 from kernel.process import Process, ProcessTable, Signal, State
 from kernel.programs import Program, load
+from kernel.quota import Quotas
 from kernel.scheduler import DEFAULT_POLICY, POLICIES, Dispatcher, make_policy
 from kernel.storage import Storage, default_home
 from kernel.syscall import AgentContext, LLMCall, LLMResult
@@ -95,6 +96,7 @@ class Kernel:
         self.tools = default_registry()
         self.toolsvc = ToolService(self.tools, self.access, self.permissions, self.bus, self.set_state,
                                    services={"memory": self.memory, "files": self.files, "limits": Limits()})
+        self.quotas = Quotas()  # admission limits and tokens per minute per user
         self.boot_time = time.time()
         self.lost_at_boot: list[int] = []
         self._sids = itertools.count(1)
@@ -171,6 +173,10 @@ class Kernel:
         nice = self._check_nice(nice)
         if nice < 0 and not self.is_admin(user):
             raise PermissionDenied(f"cannot set nice {nice}: only an admin may raise priority")
+        live = sum(1 for p in self.procs.alive() if p.user == user)
+        if live >= self.quotas.max_procs:
+            raise ResourceLimit(f"{user} already runs {live} processes (the limit, AIOS_MAX_PROCS); "
+                                "wait for some to finish")
         proc = Process(
             pid=self.storage.allocate_pid(), ppid=ppid, user=user, program=program,
             argv=tuple(argv), nice=nice, kernel_pid=os.getpid(), stdin=stdin,
@@ -376,6 +382,16 @@ class Kernel:
 
     async def syscall_llm(self, proc: Process, request: LLMRequest, echo: bool = False) -> LLMResult:
         await self._gate(proc)
+        if self.quotas.over(proc.user):  # over its tokens per minute: wait outside the queue
+            self.set_state(proc, State.WAITING, "quota")
+            try:
+                await self.quotas.admit(proc.user)
+            finally:
+                self.set_state(proc, State.RUNNING)
+            await self._gate(proc)
+        if len(self.dispatcher.policy) >= self.quotas.max_queued:
+            raise ResourceLimit(f"the model queue is full ({self.quotas.max_queued} calls waiting, "
+                                "AIOS_MAX_QUEUED); try again later")
         proc.syscalls += 1
         call = LLMCall(sid=next(self._sids), proc=proc, request=request, echo=echo)
         if request.messages and request.messages[-1].get("role") in ("user", "tool"):
@@ -399,6 +415,7 @@ class Kernel:
         if result is not None:
             proc.prompt_tokens += result.prompt_tokens
             proc.completion_tokens += result.completion_tokens
+            self.quotas.charge(proc.user, result.prompt_tokens + result.completion_tokens)
             proc.ctx_tokens = result.prompt_tokens + result.completion_tokens
             self.bus.publish(MessageLogged(pid=proc.pid, role="assistant", content=result.text))
         self.bus.publish(SyscallDone(
@@ -422,9 +439,10 @@ class Kernel:
             return
         proc = call.proc
         if call.chunks:
+            prompt = sum(self.backend.count_tokens(str(m.get("content", ""))) for m in call.request.messages)
             proc.completion_tokens += call.chunks
-            proc.prompt_tokens += sum(self.backend.count_tokens(str(m.get("content", "")))
-                                      for m in call.request.messages)
+            proc.prompt_tokens += prompt
+            self.quotas.charge(proc.user, prompt + call.chunks)
         proc.llm_time += call.service_s
         proc.queue_wait += call.wait_s
 

@@ -29,9 +29,18 @@ MiB = 1 << 20
 def shell_ok(kernel: Kernel) -> Kernel:
     """Any shell command is allowed (the limits, not access control, are under test)."""
     kernel.access.grant("alice", "shell(*)", scope="always")
-    kernel.toolsvc.services["limits"] = Limits(timeout_s=15, cpu_s=1, memory_bytes=512 * MiB, nproc=32,
+    kernel.toolsvc.services["limits"] = Limits(timeout_s=15, cpu_s=1, memory_bytes=512 * MiB, nproc=128,
                                                output_bytes=64 * 1024, file_bytes=8 * MiB)
     return kernel
+
+
+def sandbox_zombies() -> int:
+    """Killed runs' orphans of the sandbox uid that init has not reaped yet (they count against nproc)."""
+    count = 0
+    for p in psutil.process_iter(["uids", "status"]):
+        uids = p.info["uids"]
+        count += bool(uids and uids.real == SANDBOX_UID and p.info["status"] == psutil.STATUS_ZOMBIE)
+    return count
 
 
 def unique() -> str:
@@ -67,9 +76,8 @@ async def test_100_mb_of_output_is_capped(shell_ok: Kernel) -> None:
 async def test_the_sandbox_drops_root(shell_ok: Kernel) -> None:
     _, out = await one_shell(shell_ok, "id -u")
     uid = out.removeprefix("ok ").strip()
-    assert uid.isdigit() and (int(uid) != 0 or os.geteuid() != 0), out
-    if os.geteuid() == 0:
-        assert int(uid) == SANDBOX_UID
+    assert uid == str(SANDBOX_UID if os.geteuid() == 0 else os.getuid()), out
+    assert uid != "0"
 
 
 async def test_a_fork_bomb_is_stopped_and_the_machine_is_fine_afterwards(shell_ok: Kernel) -> None:
@@ -77,12 +85,12 @@ async def test_a_fork_bomb_is_stopped_and_the_machine_is_fine_afterwards(shell_o
     shell_ok.toolsvc.services["limits"] = Limits(timeout_s=3, cpu_s=2, memory_bytes=256 * MiB, nproc=32)
     pid, out = await one_shell(shell_ok, f"bash -c ':(){{ :|:& }};:' {marker}")
     assert out.startswith("ok "), out
-    await until(lambda: not processes_with(marker), timeout=5)
-    if os.geteuid() == 0:  # nothing of the sandbox uid left from this run
-        assert not [p for p in processes_with(marker) if p.uids().real == SANDBOX_UID]
-    _, again = await one_shell(shell_ok, "echo still fine")
+    await until(lambda: not processes_with(marker), timeout=5)  # every copy of the bomb is gone
+    if os.geteuid() == 0:  # its killed orphans go to init; once reaped, the uid's nproc budget is back
+        await until(lambda: sandbox_zombies() == 0, timeout=15)
+    _, again = await one_shell(shell_ok, "sh -c 'sleep 0 & wait; echo still fine'")
     assert again == "ok still fine\n"
-    assert psutil.virtual_memory().available > 0 and shell_ok.get(pid).status == "EXITED(0)"
+    assert shell_ok.get(pid).status == "EXITED(0)"
 
 
 async def test_killing_the_agent_mid_shell_leaves_no_descendant_and_no_task(shell_ok: Kernel) -> None:
@@ -92,7 +100,7 @@ async def test_killing_the_agent_mid_shell_leaves_no_descendant_and_no_task(shel
     proc = start_calls(shell_ok, [call("shell", command=command)])
     await until(lambda: len([p for p in processes_with(marker) if "sleep" in p.name()]) >= 2)
     shell_ok.signal(proc.pid, Signal.KILL)
-    assert proc.status == "EXITED(SIGKILL)" or proc.exit_code == 128 + int(Signal.KILL)
+    assert not proc.alive and proc.term_signal == int(Signal.KILL)
     await until(lambda: not processes_with(marker), timeout=5)
     me = asyncio.current_task()
     await until(lambda: not [t for t in asyncio.all_tasks() - before if t is not me and not t.done()], timeout=5)
