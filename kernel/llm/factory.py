@@ -1,11 +1,18 @@
-"""Pick and build a backend from `--backend`/`AIOS_BACKEND` and `--model`/`AIOS_MODEL`."""
+"""Pick and build a backend from `--backend`/`AIOS_BACKEND` and `--model`/`AIOS_MODEL`.
+
+`pool` takes its endpoints from `AIOS_POOL`, comma-separated: an Ollama `HOST:PORT`, or `sim:N`
+(a simulated endpoint with N slots, for tests and benchmarks). `@N` after an Ollama host gives its
+slots (what its OLLAMA_NUM_PARALLEL is); the default is `--slots`, else OLLAMA_NUM_PARALLEL, else 1.
+"""
 
 from __future__ import annotations
 
-from kernel.llm.backend import Backend, BackendError
+import os
+
+from kernel.llm.backend import Backend, BackendError, BackendUnavailable
 from kernel.llm.ollama import OllamaBackend, ollama_host, probe
 
-BACKENDS = ("auto", "ollama", "llamacpp", "simulated")
+BACKENDS = ("auto", "ollama", "llamacpp", "simulated", "pool")
 
 
 def create_backend(
@@ -14,15 +21,24 @@ def create_backend(
     slots: int | None = None,
     seed: int = 0,
     host: str | None = None,
+    pool: str | None = None,
 ) -> Backend:
-    """Build the backend `kind`; `auto` means Ollama if it answers, else the embedded model."""
+    """Build the backend `kind`; `auto` means Ollama if it answers, else the embedded model.
+
+    `ollama` asked for by name must answer now: else one line says so. `pool` reads `pool` or `AIOS_POOL`.
+    """
     kind = (kind or "auto").lower()
     if kind not in BACKENDS:
         raise BackendError(f"unknown backend '{kind}' (choose from {', '.join(BACKENDS)})")
     if kind == "auto":
         kind = "ollama" if probe(host or ollama_host()) else "llamacpp"
+    elif kind == "ollama" and not probe(host or ollama_host()):
+        raise BackendUnavailable(f"cannot reach Ollama at {host or ollama_host()} "
+                                 "(start it with `ollama serve`, set OLLAMA_HOST, or use --backend llamacpp)")
     if kind == "ollama":
         return OllamaBackend(model=model, host=host, slots=slots)
+    if kind == "pool":
+        return create_pool(pool if pool is not None else os.environ.get("AIOS_POOL", ""), model, slots, seed)
     if kind == "simulated":
         from kernel.llm.simulated import SimulatedBackend
 
@@ -30,3 +46,28 @@ def create_backend(
     from kernel.llm.llamacpp import LlamaCppBackend
 
     return LlamaCppBackend(model=model, slots=slots or 1, seed=seed)
+
+
+def create_pool(spec: str, model: str | None = None, slots: int | None = None, seed: int = 0) -> Backend:
+    """A `PoolBackend` from `host:port[@N],sim:N,…`."""
+    from kernel.llm.pool import PoolBackend, SimEndpoint
+
+    entries = [e.strip() for e in spec.split(",") if e.strip()]
+    if not entries:
+        raise BackendError("the pool backend needs its endpoints in AIOS_POOL, e.g. "
+                           "AIOS_POOL=127.0.0.1:11434,127.0.0.1:11435")
+    endpoints: list[Backend] = []
+    for i, entry in enumerate(entries):
+        simulated = entry.startswith("sim:")
+        where, _, count = (f"sim-{i}", "", entry[4:]) if simulated else entry.partition("@")
+        try:
+            n = int(count) if count else slots or int(os.environ.get("OLLAMA_NUM_PARALLEL") or 1)
+        except ValueError:
+            raise BackendError(f"AIOS_POOL entry '{entry}': slots must be a number") from None
+        if n < 1:
+            raise BackendError(f"AIOS_POOL entry '{entry}': slots must be at least 1")
+        if simulated:
+            endpoints.append(SimEndpoint(host=where, model=model or "sim-1", slots=n, seed=seed))
+        else:
+            endpoints.append(OllamaBackend(model=model, host=where, slots=n))
+    return PoolBackend(endpoints)

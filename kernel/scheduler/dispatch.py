@@ -5,17 +5,25 @@ goes next), serves each admitted call by streaming from the backend, and yields
 a slot at a token boundary when a call is preempted (its process stopped, or the
 policy wants the slot for another call). The partial output is kept and the call
 later continues from prompt + partial.
+
+A call that fails for a passing reason (see `kernel.llm.retry`) gives its slot back and is
+tried again after a back-off, keeping its partial output; its process shows `WAITING(llm)`
+meanwhile and a `SyscallPreempted(reason="retry: …")` event says why. A backend whose capacity
+changes (a pool with an endpoint down) offers `available_slots()`; then at most that many calls
+run, and it calls `wake()` when the capacity grows again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from kernel.events import SchedulerChanged, SyscallDispatched, SyscallPreempted, SyscallQueued, TokenGenerated
 from kernel.llm.backend import Backend, BackendError
+from kernel.llm.retry import RetryPolicy, explain, is_transient
 from kernel.process import State
 from kernel.scheduler.fifo import FifoPolicy
 from kernel.scheduler.policy import Policy
@@ -23,6 +31,8 @@ from kernel.syscall import LLMCall, LLMResult
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
+
+log = logging.getLogger("aios.dispatch")
 
 
 class Dispatcher:
@@ -36,6 +46,14 @@ class Dispatcher:
         self.held: list[LLMCall] = []
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.preemptions = 0
+        self.retry = RetryPolicy.from_env()
+        self.retried = 0  # retries started, all calls together
+        self.backing_off: dict[int, LLMCall] = {}  # sid -> a failed call waiting to be tried again
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._attempts: dict[int, int] = {}  # sid -> retries so far
+        self._live_slots = getattr(backend, "available_slots", None)
+        if self._live_slots is not None:
+            backend.wake = self._kick  # type: ignore[attr-defined]
 
     # -- the queue -------------------------------------------------------------------------
     def submit(self, call: LLMCall) -> None:
@@ -69,6 +87,9 @@ class Dispatcher:
         """Change P live; calls above a lowered P give their slot back at the next token."""
         if slots < 1:
             raise ValueError("slots must be at least 1")
+        if self._live_slots is not None:
+            raise ValueError(f"the {self.backend.name} backend's slots are its endpoints' ({self.slots}); "
+                             "change them on the endpoints")
         self.slots = slots
         for slot, call in list(self.running.items()):
             if slot >= slots:
@@ -80,6 +101,8 @@ class Dispatcher:
         return list(self.policy)
 
     def _free_slot(self) -> int | None:
+        if self._live_slots is not None and len(self.running) >= min(self.slots, self._live_slots()):
+            return None
         for slot in range(self.slots):
             if slot not in self.running:
                 return slot
@@ -157,8 +180,11 @@ class Dispatcher:
         else:
             self.policy.on_done(call)
             if isinstance(outcome, BaseException):
-                kernel.finish_llm(call, error=outcome)
+                if not self._back_off(call, outcome):
+                    self._attempts.pop(call.sid, None)
+                    kernel.finish_llm(call, error=explain(outcome, self.backend.model))
             else:
+                self._attempts.pop(call.sid, None)
                 kernel.finish_llm(call, result=outcome)
         call.overhead_s += time.perf_counter() - t0
         self._kick()
@@ -197,11 +223,46 @@ class Dispatcher:
         call.queued_at = time.time()
         self._enqueue(call)
 
+    # -- retries ---------------------------------------------------------------------------
+    def _back_off(self, call: LLMCall, error: BaseException) -> bool:
+        """Try a transient failure again later, without a slot; False when it must fail now."""
+        attempt = self._attempts.get(call.sid, 0) + 1
+        if attempt > self.retry.retries or not is_transient(error):
+            return False
+        self._attempts[call.sid] = attempt
+        self.retried += 1
+        call.completion_tokens += call.segment_tokens  # what it produced is kept: it continues from there
+        delay = self.retry.delay(attempt)
+        error = explain(error, self.backend.model)
+        self.kernel.set_state(call.proc, State.WAITING, "llm")
+        reason = f"retry: {error} (attempt {attempt} of {self.retry.retries} in {delay:.1f}s)"
+        log.info("pid %d: %s", call.pid, reason)
+        self.kernel.bus.publish(SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason,
+                                                 partial_tokens=call.chunks))
+        self.backing_off[call.sid] = call
+        self._timers[call.sid] = asyncio.get_running_loop().call_later(delay, self._retry_due, call)
+        return True
+
+    def _retry_due(self, call: LLMCall) -> None:
+        self._timers.pop(call.sid, None)
+        if self.backing_off.pop(call.sid, None) is None or call.cancelled:
+            return
+        call.queued_at = time.time()
+        self._enqueue(call)
+        self._kick()
+
+    def _forget_retry(self, call: LLMCall) -> None:
+        self.backing_off.pop(call.sid, None)
+        self._attempts.pop(call.sid, None)
+        if (timer := self._timers.pop(call.sid, None)) is not None:
+            timer.cancel()
+
     # -- signals ---------------------------------------------------------------------------
     def calls_of(self, pid: int) -> list[LLMCall]:
         calls = [c for c in self.running.values() if c.pid == pid]
         calls += [c for c in self.policy if c.pid == pid]
         calls += [c for c in self.held if c.pid == pid]
+        calls += [c for c in self.backing_off.values() if c.pid == pid]
         return calls
 
     def hold(self, pid: int) -> None:
@@ -232,6 +293,7 @@ class Dispatcher:
             return
         self.kernel.account_cancelled(call)
         call.cancelled = True
+        self._forget_retry(call)
         self.policy.remove(call)
         if call in self.held:
             self.held.remove(call)
@@ -253,6 +315,8 @@ class Dispatcher:
             self.cancel(call)
 
     async def drain(self) -> None:
+        for call in list(self.backing_off.values()):
+            self._forget_retry(call)
         for task in list(self._tasks.values()):
             task.cancel()
         if self._tasks:

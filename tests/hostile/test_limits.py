@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from pathlib import Path
 
 import psutil
 import pytest
@@ -133,7 +132,7 @@ async def test_the_tool_timeout_cancels_the_run_and_leaves_no_descendant(shell_o
     assert not [t for t in asyncio.all_tasks() - before if t is not me and not t.done()]
 
 
-async def test_a_setsid_escape_is_swept(shell_ok: Kernel, tmp_path: Path) -> None:
+async def test_a_setsid_escape_is_swept(shell_ok: Kernel) -> None:
     """A grandchild that leaves the run's session (setsid) is still killed when the run ends (as root)."""
     if os.geteuid() != 0:
         pytest.skip("only a kernel running as root can sweep the sandbox uid")

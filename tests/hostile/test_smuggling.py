@@ -6,6 +6,9 @@ audited, with a person attached it is asked (never allowed by the rule) — and 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,34 @@ async def test_a_once_answer_to_an_exact_command_does_not_cover_a_longer_one(ker
     assert audit(kernel) == [("shell", "allow", "user:session", {"command": "echo hi"}),
                              ("shell", "deny", "user", {"command": "echo hi; touch marker"})]
     assert smuggled_files(kernel.workspace(second)) == []
+
+
+@pytest.fixture
+def open_workspace() -> Iterator[Path]:
+    """A workspace whose parents the sandbox uid can traverse (pytest's tmp dirs are root-only), so git runs."""
+    parent = Path(tempfile.mkdtemp(prefix="aios-hostile-"))
+    parent.chmod(0o755)
+    try:
+        yield parent / "ws"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+@pytest.mark.xfail(strict=True, reason="`shell(git status*)` plus fs.write lets an agent run any program: it writes "
+                                       ".git/config with core.fsmonitor, and the allowed `git status` runs it "
+                                       "(kernel/tools/builtin/shell.py runs git with the workspace's own config)")
+async def test_git_status_cannot_be_turned_into_any_command_through_the_repository_config(
+        kernel: Kernel, open_workspace: Path) -> None:
+    kernel.access.grant("alice", "shell(git status*)", scope="always")
+    kernel.access.grant("alice", "fs.write(workspace/**)", scope="always")
+    proc, out = await run_calls(kernel, [
+        call("fs.write", path=".git/HEAD", content="ref: refs/heads/main\n"),
+        call("fs.write", path=".git/config", content="[core]\n\tfsmonitor = touch marker; false\n"),
+        call("fs.write", path=".git/objects/.keep", content=""),
+        call("fs.write", path=".git/refs/.keep", content=""),
+        call("shell", command="git status"),
+    ], workspace=open_workspace)
+    assert "On branch main" in out and not [line for line in out if line.startswith("ERR")], out  # git ran
+    assert [(t, d, b) for t, d, b, _ in audit(kernel, proc.pid)][-1] == ("shell", "allow", "grant:always")
+    assert smuggled_files(open_workspace) == []

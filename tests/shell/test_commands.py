@@ -36,7 +36,8 @@ async def test_proc_namespace(home: Path) -> None:
         await s.run("run chat hello")
         s.take()
         assert await s.run("ls; ls /proc/1") == 0
-        assert s.take()[0].split() == ["agents", "models", "proc", "tools", "users", *ps_cmd_files()]
+        assert s.take()[0].split() == ["agents", "audit", "mem", "models", "proc", "tools", "users",
+                                       *ps_cmd_files(), "files"]
         await s.run("cat /proc/1/status")
         status = dict(line.split(": ", 1) for line in s.take()[0].splitlines())
         assert status["pid"] == "1" and status["status"] == "EXITED(0)" and status["argv"] == '["hello"]'
@@ -44,7 +45,7 @@ async def test_proc_namespace(home: Path) -> None:
         assert s.take()[0] == "The answer.\n[user]\nhello\n\n[assistant]\nThe answer.\n\n"
         await s.run("ls /agents /users /models")
         out = s.take()[0]
-        assert "/agents:\nchat\n" in out and "/users:\nalice\nroot\n" in out and "/models:\nsim-1\n" in out
+        assert "/agents:\nchat\nreact\n" in out and "/users:\nalice\nroot\n" in out and "/models:\nsim-1\n" in out
         await s.run("cat /users/alice /agents/chat")
         out = s.take()[0]
         assert "admin: no\nprocesses: 1 (0 running)" in out and "source: agents.chat:main" in out
@@ -80,7 +81,7 @@ async def test_ps_options(home: Path) -> None:
         await s.run("ps -a -l")
         header = s.take()[0].splitlines()[0].split()
         assert header == ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "WAIT",
-                          "CALLS", "SWITCHES", "CMD"]
+                          "CALLS", "SWITCHES", "QUOTA", "CMD"]
         await s.run("ps -a -u bob; ps -a -u alice --json")
         out = s.take()[0]
         assert out.startswith("PID") and len(json.loads(out.split("\n", 1)[1])) == 3

@@ -30,7 +30,7 @@ async def test_completion_of_commands_flags_pids_agents_users_models_and_paths(h
     async with session(home, SimulatedBackend(decode_tps=20, prefill_tps=0)) as s:
         await s.run("run chat long &")
         c = ShellCompleter(s.shell, ["sim-1", "gemma3:270m"])
-        assert complete(c, "re") == ["renice"]
+        assert complete(c, "ren") == ["renice"]
         assert complete(c, "ps --f") == ["--forest"]
         assert "-STOP" in complete(c, "kill -S")
         assert complete(c, "kill ") == ["%1", "1"]
@@ -39,7 +39,7 @@ async def test_completion_of_commands_flags_pids_agents_users_models_and_paths(h
         assert complete(c, "ps -u ") == ["alice", "root"]
         assert complete(c, "pull ge") == ["gemma3:270m"]
         assert complete(c, "cat /proc/1/st") == ["/proc/1/status"]
-        assert complete(c, "ls /a") == ["/agents"]
+        assert complete(c, "ls /a") == ["/agents", "/audit"]
         assert complete(c, "true && wa") == ["wait"]
         assert complete(c, 'run chat "open quote') == []
 

@@ -1,0 +1,1 @@
+"""Backend faults through the Ollama stand-in server: retries, back-off, the pool's failover."""
