@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -59,5 +60,11 @@ def table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[Any]
         console.print(line(row), markup=False, highlight=False, soft_wrap=True)
 
 
+# JSON escapes C0 controls but not C1 (0x9b is a CSI on some terminals) nor bidi/zero-width characters
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
 def to_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+    """Pretty JSON, lossless, with every character that could steer a terminal written as a \\u escape."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

@@ -233,8 +233,9 @@ class Storage:
 
     def _process_row(self, proc: Any) -> tuple[Any, ...]:
         return (
-            proc.pid, proc.ppid, proc.user, proc.program, json.dumps(list(proc.argv)), proc.nice,
-            proc.state.value, proc.waiting_on, proc.exit_code, proc.term_signal, proc.error, int(proc.lost),
+            proc.pid, proc.ppid, proc.user, proc.program, json.dumps(redact_value(list(proc.argv))), proc.nice,
+            proc.state.value, proc.waiting_on, proc.exit_code, proc.term_signal, redact(proc.error or "") or None,
+            int(proc.lost),
             proc.created_at, proc.started_at, proc.ended_at, proc.prompt_tokens, proc.completion_tokens,
             proc.llm_time, proc.queue_wait, proc.syscalls, proc.tool_calls, proc.ctx_switches, proc.ctx_tokens,
             proc.kernel_pid, redact("".join(proc.output)[-self.OUTPUT_CAP :]), proc.workspace,

@@ -81,12 +81,23 @@ def looks_secret(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
+# git reads config that can run commands; a tool's git uses no system/global config and no hooks or fsmonitor
+_GIT_GUARD = {
+    "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0",
+    "GIT_CONFIG_COUNT": "3",
+    "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": "false",
+    "GIT_CONFIG_KEY_1": "core.hooksPath", "GIT_CONFIG_VALUE_1": "/dev/null",
+    "GIT_CONFIG_KEY_2": "core.pager", "GIT_CONFIG_VALUE_2": "cat",
+}
+
+
 def sandbox_env(cwd: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The child's environment: an allowlist of the parent's, HOME=cwd, TERM=dumb, plus `extra` minus secrets."""
     env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ and not looks_secret(k)}
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("LANG", "C.UTF-8")
     env.update(HOME=str(cwd), TERM="dumb")
+    env.update(_GIT_GUARD)
     for k, v in (extra or {}).items():
         if not looks_secret(k):
             env[k] = v

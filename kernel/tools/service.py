@@ -94,8 +94,10 @@ class ToolService:
         answer, by = await self.broker.decide(proc.pid, proc.user, proc.program, name,
                                               redact_value(dict(args)), timeout=self.permission_timeout)
         if answer in ("session", "always"):
-            rule = self.access.grant(proc.user, Rule.for_call(name, target), scope=answer, by=proc.user)
-            return "allow", f"{by}:{answer}", str(rule)
+            # a call that carries a secret is never written down as a standing grant: for this session only
+            scope = "session" if redact(target) != target else answer
+            rule = self.access.grant(proc.user, Rule.for_call(name, target), scope=scope, by=proc.user)
+            return "allow", f"{by}:{scope}", redact(str(rule))
         if answer == "once":
             return "allow", f"{by}:once", ""
         return "deny", by, "no answer in time" if by == "timeout" else "denied by the user"

@@ -149,8 +149,6 @@ async def test_a_permission_request_carries_clean_text(kernel: Kernel) -> None:
     assert audit(kernel, proc.pid) == [("shell", "deny", "user", {"command": command})]  # the record is exact
 
 
-@pytest.mark.xfail(strict=True, reason="--json output is written raw: json.dumps(ensure_ascii=False) keeps C1 "
-                                       "controls (U+009B, U+009D) and U+202E (aios_shell/render.py to_json)")
 async def test_json_output_carries_no_raw_c1_or_bidi_controls(home: Path) -> None:
     async with session(home) as s:
         proc = s.kernel.spawn("sleeper", ["\x9b2J\x9d0;x\x07\u202etxt.exe"])
@@ -206,8 +204,6 @@ async def test_what_the_agent_receives_from_a_tool_is_redacted(kernel: Kernel) -
     assert KEY.encode() not in db_bytes(kernel)
 
 
-@pytest.mark.xfail(strict=True, reason="a person's `always` answer stores the exact call as a rule, secret and all, "
-                                       "in the grants table (kernel/tools/service.py _ask → AccessControl.grant)")
 async def test_an_always_answer_for_a_call_with_a_key_keeps_no_key(kernel: Kernel) -> None:
     detach = kernel.permissions.attach()
     try:
@@ -221,8 +217,6 @@ async def test_an_always_answer_for_a_call_with_a_key_keeps_no_key(kernel: Kerne
     assert KEY.encode() not in db_bytes(kernel)
 
 
-@pytest.mark.xfail(strict=True, reason="a process's argv is stored unredacted in processes.argv "
-                                       "(kernel/storage.py Storage._process_row)")
 async def test_a_key_in_a_prompt_is_not_kept_in_the_process_table(home: Path) -> None:
     sim = SimulatedBackend(decode_tps=5000)
     async with session(home, sim=sim) as s:

@@ -6,7 +6,9 @@ audited, with a person attached it is asked (never allowed by the rule) — and 
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,21 +171,34 @@ def open_workspace() -> Iterator[Path]:
         shutil.rmtree(parent, ignore_errors=True)
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-@pytest.mark.xfail(strict=True, reason="`shell(git status*)` plus fs.write lets an agent run any program: it writes "
-                                       ".git/config with core.fsmonitor, and the allowed `git status` runs it "
-                                       "(kernel/tools/builtin/shell.py runs git with the workspace's own config)")
-async def test_git_status_cannot_be_turned_into_any_command_through_the_repository_config(
+async def test_an_agent_cannot_plant_git_config_that_git_status_would_run(
         kernel: Kernel, open_workspace: Path) -> None:
     kernel.access.grant("alice", "shell(git status*)", scope="always")
     kernel.access.grant("alice", "fs.write(workspace/**)", scope="always")
     proc, out = await run_calls(kernel, [
         call("fs.write", path=".git/HEAD", content="ref: refs/heads/main\n"),
         call("fs.write", path=".git/config", content="[core]\n\tfsmonitor = touch marker; false\n"),
-        call("fs.write", path=".git/objects/.keep", content=""),
-        call("fs.write", path=".git/refs/.keep", content=""),
-        call("shell", command="git status"),
+        call("fs.write", path="sub/.GIT/config", content="[core]\n\tfsmonitor = touch marker; false\n"),
+        call("fs.write", path=".git", content="gitdir: evil\n"),
     ], workspace=open_workspace)
-    assert "On branch main" in out and not [line for line in out if line.startswith("ERR")], out  # git ran
-    assert [(t, d, b) for t, d, b, _ in audit(kernel, proc.pid)][-1] == ("shell", "allow", "grant:always")
+    assert all(line.startswith("ERR") and "writing git's own files is refused" in line for line in out), out
+    assert [d for _, d, _, _ in audit(kernel, proc.pid)] == ["allow"] * 4  # the grant allowed; the tool refused
+    assert smuggled_files(open_workspace) == [] and not (open_workspace / ".git").exists()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+async def test_git_status_in_a_repository_with_hostile_config_runs_no_command(
+        kernel: Kernel, open_workspace: Path) -> None:
+    """A repository that arrived with an fsmonitor/hook config (a clone): the tool's git ignores them."""
+    open_workspace.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(open_workspace)], check=True)
+    (open_workspace / ".git" / "config").write_text(
+        "[core]\n\tfsmonitor = touch marker; false\n\thooksPath = hooks\n[safe]\n\tdirectory = *\n")
+    os.chown(open_workspace, 65533, 65533) if os.geteuid() == 0 else None
+    for path in open_workspace.rglob("*"):
+        os.chown(path, 65533, 65533) if os.geteuid() == 0 else None
+    kernel.access.grant("alice", "shell(git status*)", scope="always")
+    proc, out = await run_calls(kernel, [call("shell", command="git status")], workspace=open_workspace)
+    assert "On branch main" in "\n".join(out), out  # git ran
+    assert [(t, d, b) for t, d, b, _ in audit(kernel, proc.pid)] == [("shell", "allow", "grant:always")]
     assert smuggled_files(open_workspace) == []

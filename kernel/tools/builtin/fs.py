@@ -185,6 +185,9 @@ def fs_write(ctx: ToolContext, path: str, content: str, append: bool = False) ->
         raise ToolError(f"{path}: content is not valid text ({exc.reason})") from None
     if len(data) > MAX_WRITE:
         raise ToolError(f"{path}: content too large: {len(data)} bytes (limit {MAX_WRITE} bytes)")
+    if any(part.lower() == ".git" for part in path.replace("\\", "/").split("/")):
+        # a planted .git/config (core.fsmonitor, hooks, filters) would turn an allowed `git status` into any command
+        raise ToolError(f"{path}: writing git's own files is refused (they can run commands)")
     fd, parts = _open_file(ctx, path, os.O_RDWR | os.O_CREAT | (os.O_APPEND if append else 0))
     try:
         if not append:
