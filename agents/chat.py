@@ -13,6 +13,14 @@ USAGE = "usage: run chat PROMPT…  (or: … | run chat [PROMPT…])"
 
 
 async def main(ctx: AgentContext) -> int:
+    history = [m for m in ctx.history if m.get("role") in ("user", "assistant")]
+    if history:  # resumed: the saved conversation already holds the prompt and what was piped in
+        if history[-1]["role"] == "assistant":  # it had answered; only its exit was lost
+            await ctx.write(str(history[-1]["content"]) + "\n")
+            return 0
+        await ctx.llm(history, echo=True)
+        await ctx.write("\n")
+        return 0
     prompt = " ".join(ctx.argv).strip()
     piped = (await ctx.stdin.read()).strip()
     if piped:

@@ -251,18 +251,31 @@ def _native_calls(raw: tuple[dict[str, Any], ...]) -> list[Call]:
     return calls
 
 
+def carried_on(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The saved conversation as messages to continue: user, assistant and tool turns, in order."""
+    return [{k: v for k, v in m.items() if k in ("role", "content", "name")} for m in history
+            if m.get("role") in ("user", "assistant", "tool")]
+
+
 async def main(ctx: AgentContext) -> int:
     try:
         max_steps, names, task = parse_args(ctx.argv)
     except ValueError as exc:
         await ctx.write(f"{exc}\n{USAGE}\n")
         return 2
-    piped = (await ctx.stdin.read()).strip()
+    history = carried_on(ctx.history)  # a resumed process goes on with its predecessor's conversation
+    piped = "" if history else (await ctx.stdin.read()).strip()
     if piped:
         task = f"{task}\n\n{piped}" if task else piped
-    if not task:
+    if not task and not history:
         await ctx.write(USAGE + "\n")
         return 2
+    if history and history[-1]["role"] == "assistant":
+        parsed = parse_reply(history[-1]["content"])
+        if parsed.answer and not parsed.calls:  # it had answered; only its exit was lost
+            await ctx.write(strip_controls(parsed.answer) + "\n")
+            return 0
+        history.pop()  # ask again for the step it was taking
     schemas = ctx.tools()
     known = {s.get("function", s).get("name") for s in schemas}
     if names is not None:
@@ -273,7 +286,7 @@ async def main(ctx: AgentContext) -> int:
         schemas = [s for s in schemas if s.get("function", s).get("name") in names]
     allowed = {s.get("function", s).get("name") for s in schemas}
     messages = [{"role": "system", "content": SYSTEM.format(tools=describe_tools(schemas) or "(none)")},
-                *examples(allowed), {"role": "user", "content": task}]
+                *examples(allowed), *(history or [{"role": "user", "content": task}])]
     native = bool(schemas)  # pass the schemas until the model says it cannot take them
     for step in range(1, max_steps + 1):
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import itertools
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -188,6 +189,9 @@ class Kernel:
         self.storage.save_process(proc)
         self.bus.publish(ProcessSpawned(pid=proc.pid, ppid=ppid, user=user, program=program,
                                         argv=proc.argv, nice=nice))
+        for m in proc.history:  # its transcript starts with what it carries on, so it can be resumed again
+            if m.get("role") in ("user", "assistant", "tool"):
+                self._log(proc, m["role"], str(m.get("content", "")))
         proc.task = asyncio.get_running_loop().create_task(self._run(proc, main), name=f"pid-{proc.pid}")
         proc.task.add_done_callback(lambda _task: self._reap(proc))
         return proc
@@ -394,9 +398,7 @@ class Kernel:
                                 "AIOS_MAX_QUEUED); try again later")
         proc.syscalls += 1
         call = LLMCall(sid=next(self._sids), proc=proc, request=request, echo=echo)
-        if request.messages and request.messages[-1].get("role") in ("user", "tool"):
-            last = request.messages[-1]
-            self.bus.publish(MessageLogged(pid=proc.pid, role=last["role"], content=str(last.get("content", ""))))
+        self._log_turn(proc, request.messages)
         self.dispatcher.submit(call)
         try:
             return await call.future
@@ -405,6 +407,23 @@ class Kernel:
             raise
         finally:
             self.set_state(proc, State.RUNNING)
+
+    def _log_turn(self, proc: Process, messages: list[Any]) -> None:
+        """Keep the new user/tool turn of a conversation: the messages after the last assistant one."""
+        tail: list[Any] = []
+        for m in reversed(messages):
+            if m.get("role") not in ("user", "tool"):
+                break
+            tail.append(m)
+        tail.reverse()
+        if not tail or (tail[-1].get("role"), str(tail[-1].get("content", ""))) == proc.last_logged:
+            return  # nothing new (a resumed process asking again about what it carried over)
+        for m in tail:
+            self._log(proc, m["role"], str(m.get("content", "")))
+
+    def _log(self, proc: Process, role: str, content: str) -> None:
+        proc.last_logged = (role, content)
+        self.bus.publish(MessageLogged(pid=proc.pid, role=role, content=content))
 
     def finish_llm(self, call: LLMCall, result: LLMResult | None = None, error: BaseException | None = None) -> None:
         """The dispatcher hands back a finished call: account for it and wake the process."""
@@ -417,7 +436,9 @@ class Kernel:
             proc.completion_tokens += result.completion_tokens
             self.quotas.charge(proc.user, result.prompt_tokens + result.completion_tokens)
             proc.ctx_tokens = result.prompt_tokens + result.completion_tokens
-            self.bus.publish(MessageLogged(pid=proc.pid, role="assistant", content=result.text))
+            calls = "".join(f"\nCALL {json.dumps({'tool': c.get('name'), 'args': c.get('arguments')})}"
+                            for c in result.tool_calls)
+            self._log(proc, "assistant", (result.text + calls).strip())
         self.bus.publish(SyscallDone(
             pid=proc.pid, sid=call.sid, call="llm", ok=error is None,
             prompt_tokens=result.prompt_tokens if result else 0,

@@ -89,6 +89,7 @@ class Process:
     waiting_before_stop: str | None = field(default=None, repr=False, compare=False)
     stdin: Any = field(default=None, repr=False, compare=False)  # a kernel.syscall.Pipe, or None
     history: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # carried-on conversation
+    last_logged: tuple[str, str] | None = field(default=None, repr=False, compare=False)  # last transcript entry
 
     def __post_init__(self) -> None:
         self.resumed.set()
