@@ -265,6 +265,7 @@ class Kernel:
         self.bus.publish(ProcessExited(pid=proc.pid, status=proc.status, exit_code=proc.exit_code,
                                        signal=proc.term_signal, error=error))
         proc.exited.set()
+        self.procs.exited(proc)
 
     def set_state(self, proc: Process, state: State, waiting_on: str | None = None) -> None:
         """Move a process to `state`; a stopped process only remembers where to go on CONT."""

@@ -182,13 +182,24 @@ class Process:
 
 
 class ProcessTable:
-    """The live processes of this kernel, by pid."""
+    """The processes of this kernel, by pid: every live one, and the most recent `keep_exited` that exited
+    (older ones live on in the database, where `ps -a` and `lookup` find them), so memory stays flat."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_exited: int = 1000) -> None:
         self._procs: dict[int, Process] = {}
+        self._exited: dict[int, None] = {}  # pids in the order they exited
+        self.keep_exited = keep_exited
 
     def add(self, proc: Process) -> None:
         self._procs[proc.pid] = proc
+
+    def exited(self, proc: Process) -> None:
+        """`proc` has exited: keep it a while, forget the oldest exited beyond `keep_exited`."""
+        self._exited[proc.pid] = None
+        while len(self._exited) > self.keep_exited:
+            oldest = next(iter(self._exited))
+            del self._exited[oldest]
+            self._procs.pop(oldest, None)
 
     def get(self, pid: int) -> Process | None:
         return self._procs.get(pid)

@@ -103,6 +103,8 @@ class SimulatedBackend:
             raise scripted
         reply = scripted if isinstance(scripted, Reply) else Reply(str(scripted))
         self._in_flight[key] = (request.messages, reply)
+        if len(self._in_flight) > 10_000:  # calls killed mid-reply never come back for theirs
+            del self._in_flight[next(iter(self._in_flight))]
         return reply
 
     @staticmethod
@@ -155,6 +157,8 @@ class SimulatedBackend:
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
         self.requests.append(request)
+        if len(self.requests) > 10_000:  # tests look at recent requests; a soak must not grow without bound
+            del self.requests[:5_000]
         reply = self._choose(request)
         pieces = self._pieces(reply.text)
         done_text = ""
