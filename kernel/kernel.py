@@ -77,9 +77,13 @@ class Kernel:
         self.procs = ProcessTable()
         self.storage = Storage(config.home)
         self.bus.on(self.storage.record)
-        self.backend: Backend = backend or create_backend(
-            config.backend, config.model, config.slots, seed=config.seed
-        )
+        try:
+            self.backend: Backend = backend or create_backend(
+                config.backend, config.model, config.slots, seed=config.seed
+            )
+        except BaseException:
+            self.storage.close()
+            raise
         try:
             policy = make_policy(config.policy, **self._policy_params(config.policy, config.slice))
         except ValueError as exc:

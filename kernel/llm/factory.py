@@ -58,6 +58,8 @@ def create_pool(spec: str, model: str | None = None, slots: int | None = None, s
                            "AIOS_POOL=127.0.0.1:11434,127.0.0.1:11435")
     endpoints: list[Backend] = []
     for i, entry in enumerate(entries):
+        if entry.startswith("openai:"):
+            raise BackendError(f"AIOS_POOL entry '{entry}': OpenAI-compatible endpoints are not supported yet")
         simulated = entry.startswith("sim:")
         where, _, count = (f"sim-{i}", "", entry[4:]) if simulated else entry.partition("@")
         try:

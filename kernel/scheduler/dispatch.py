@@ -231,6 +231,7 @@ class Dispatcher:
             return False
         self._attempts[call.sid] = attempt
         self.retried += 1
+        call.preempt = None  # it has left its slot already; a STOP is seen when it comes due
         call.completion_tokens += call.segment_tokens  # what it produced is kept: it continues from there
         delay = self.retry.delay(attempt)
         error = explain(error, self.backend.model)

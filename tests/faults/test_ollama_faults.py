@@ -16,10 +16,10 @@ import pytest
 import tests.fakes.ollama_server as stand_in
 from kernel.events import SyscallPreempted
 from kernel.kernel import Kernel, boot
-from kernel.llm.backend import BackendUnavailable
+from kernel.llm.backend import BackendError, BackendUnavailable, ModelNotFound, ToolsUnsupported
 from kernel.llm.factory import create_backend
 from kernel.llm.ollama import OllamaBackend
-from kernel.llm.retry import RetryPolicy
+from kernel.llm.retry import RetryPolicy, explain, is_transient
 from kernel.process import Process, Signal
 from tests.conftest import make_config, until
 from tests.fakes.ollama_server import FakeOllama
@@ -105,6 +105,58 @@ def oom_text(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The stand-in answers its `fail_status` with Ollama's out-of-memory text."""
     monkeypatch.setattr(stand_in, "_status_text", lambda status: OOM)
     yield
+
+
+# -- the rules ------------------------------------------------------------------------------------------
+def test_the_back_off_doubles_is_capped_and_jittered() -> None:
+    assert [RetryPolicy(jitter=0).delay(n) for n in range(1, 7)] == [0.5, 1, 2, 4, 8, 8]
+    jittered = [RetryPolicy().delay(2) for _ in range(50)]
+    assert all(0.8 <= d <= 1.2 for d in jittered) and len(set(jittered)) > 1
+
+
+def test_retry_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOS_LLM_RETRIES", "5")
+    monkeypatch.setenv("AIOS_LLM_BACKOFF", "0.1")
+    assert (RetryPolicy.from_env().retries, RetryPolicy.from_env().base) == (5, 0.1)
+    monkeypatch.setenv("AIOS_LLM_RETRIES", "many")
+    monkeypatch.setenv("AIOS_LLM_BACKOFF", "-1")
+    assert (RetryPolicy.from_env().retries, RetryPolicy.from_env().base) == (3, 0.0)
+
+
+@pytest.mark.parametrize(("error", "transient"), [
+    (BackendUnavailable("cannot reach Ollama at h:1"), True),
+    (BackendUnavailable("Ollama at h:1 did not answer in time"), True),
+    (BackendError("connection to Ollama at h:1 lost mid-stream"), True),
+    (BackendError("Ollama at h:1 failed (500): internal server error"), True),
+    (BackendError("Ollama at h:1 failed (503): service unavailable"), True),
+    (BackendError(f"Ollama at h:1 failed (500): {OOM}"), True),
+    (BackendError("Ollama at h:1 reported an error: unexpected EOF"), True),
+    (BackendError("Ollama at h:1 failed (400): bad request"), False),
+    (BackendError("Ollama at h:1 failed (401): unauthorized"), False),
+    (ModelNotFound("model 'x' not found on Ollama at h:1; try: pull x"), False),
+    (ToolsUnsupported("model 'x' on Ollama at h:1 does not support tool calling"), False),
+    (BackendError("prompt of 9000 tokens does not fit the 8192-token window"), False),
+    (ValueError("a bug"), False),
+])
+def test_which_failures_may_pass(error: BaseException, transient: bool) -> None:
+    assert is_transient(error) is transient
+
+
+def test_a_backend_may_say_itself_whether_a_failure_passes() -> None:
+    error = BackendError("the GPU is busy")
+    assert not is_transient(error)
+    error.transient = True  # type: ignore[attr-defined]
+    assert is_transient(error)
+
+
+def test_out_of_memory_is_said_plainly() -> None:
+    clear = explain(BackendError(f"Ollama at 127.0.0.1:1234 failed (500): {OOM}"), MODEL)
+    assert str(clear) == f"Ollama at 127.0.0.1:1234 is out of memory for model {MODEL}"
+    assert str(explain(BackendError("Ollama at h:1 reported an error: out of memory"), "m")) == (
+        "Ollama at h:1 is out of memory for model m")
+    assert explain(clear, "other") is clear
+    other = BackendError("Ollama at h:1 failed (500): internal server error")
+    assert explain(other, MODEL) is other
 
 
 # -- down at start --------------------------------------------------------------------------------

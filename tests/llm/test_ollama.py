@@ -88,7 +88,8 @@ async def test_server_error_500(home: Path, fake_ollama: FakeOllama) -> None:
         assert proc.error == f"Ollama at {fake_ollama.host} failed (500): internal server error"
 
 
-async def test_error_in_the_stream(home: Path, fake_ollama: FakeOllama) -> None:
+async def test_error_in_the_stream(home: Path, fake_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOS_LLM_RETRIES", "0")  # the wording of the error itself (tests/faults/ retry it)
     fake_ollama.error_after_chunks = 2
     fake_ollama.error_message = "out of memory"
     async with await ollama_kernel(home, fake_ollama) as kernel:
@@ -99,8 +100,9 @@ async def test_error_in_the_stream(home: Path, fake_ollama: FakeOllama) -> None:
         assert len(proc.output) == 2  # what streamed before the error is kept
 
 
-async def test_reset_mid_stream_fails_that_process_and_the_others_go_on(home: Path,
-                                                                         fake_ollama: FakeOllama) -> None:
+async def test_reset_mid_stream_fails_that_process_and_the_others_go_on(
+        home: Path, fake_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOS_LLM_RETRIES", "0")
     fake_ollama.reply = REPLY
     fake_ollama.chunk_delay = 0.01
     fake_ollama.first_token_delay = 0.2
