@@ -237,7 +237,9 @@ async def test_environment_is_scrubbed(ws: Path, monkeypatch: pytest.MonkeyPatch
                             Limits(), env={"GITHUB_TOKEN": "ghp-x", "COLOR": "blue"})
     env = json.loads(r.output)
     assert "not-for-children" not in r.output and "ghp-x" not in r.output and "10.0.0.1" not in r.output
-    assert set(env) - {"LANG", "LC_ALL", "TZ", "LC_CTYPE"} == {"PATH", "HOME", "TERM", "COLOR"}
+    git_guard = {k for k in env if k.startswith("GIT_")}  # git's config that can run commands is switched off
+    assert env.get("GIT_CONFIG_NOSYSTEM") == "1" and env.get("GIT_CONFIG_GLOBAL") == "/dev/null"
+    assert set(env) - {"LANG", "LC_ALL", "TZ", "LC_CTYPE"} - git_guard == {"PATH", "HOME", "TERM", "COLOR"}
     assert env["HOME"] == str(ws) and env["TERM"] == "dumb" and env["COLOR"] == "blue"
 
 
