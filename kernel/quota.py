@@ -57,6 +57,7 @@ class Quotas:
     def charge(self, user: str, tokens: int) -> None:
         if tokens > 0:
             self._spent.setdefault(user, deque()).append((self.clock(), tokens))
+            self.used(user)  # drop what left the window, so a user without a quota costs no memory
 
     def over(self, user: str) -> bool:
         limit = self.limit(user)
