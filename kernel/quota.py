@@ -37,6 +37,7 @@ class Quotas:
     per_user: dict[str, int] = field(default_factory=dict)  # user → tokens per minute, beats the default
     clock: Callable[[], float] = time.monotonic
     _spent: dict[str, deque[tuple[float, int]]] = field(default_factory=dict, repr=False)
+    _total: dict[str, int] = field(default_factory=dict, repr=False)  # the sum of each user's window
 
     def limit(self, user: str) -> int:
         return self.per_user.get(user, self.tokens_per_minute)
@@ -48,15 +49,16 @@ class Quotas:
             return 0
         cutoff = self.clock() - WINDOW
         while spent and spent[0][0] <= cutoff:
-            spent.popleft()
+            self._total[user] -= spent.popleft()[1]
         if not spent:
-            del self._spent[user]
+            del self._spent[user], self._total[user]
             return 0
-        return sum(n for _, n in spent)
+        return self._total[user]
 
     def charge(self, user: str, tokens: int) -> None:
         if tokens > 0:
             self._spent.setdefault(user, deque()).append((self.clock(), tokens))
+            self._total[user] = self._total.get(user, 0) + tokens
             self.used(user)  # drop what left the window, so a user without a quota costs no memory
 
     def over(self, user: str) -> bool:
