@@ -74,6 +74,8 @@ class PermissionAsker:
     async def _serve(self) -> None:
         while True:
             request = await self.queue.get()
+            while self.kernel.permissions.screen is not None and request.request_id not in self.decided:
+                await asyncio.sleep(0.1)  # the monitor is up: its dialog asks; ours comes back if it quits first
             try:
                 if request.request_id not in self.decided:
                     await self.pause_prompt()

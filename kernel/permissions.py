@@ -37,6 +37,7 @@ class PermissionBroker:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self.answerers = 0  # front ends that can ask a person right now
+        self.screen: object | None = None  # a full-screen front end (the monitor) that asks while it shows
 
     def attach(self) -> Callable[[], None]:
         """A front end that can ask a person is here; call the returned function when it goes."""

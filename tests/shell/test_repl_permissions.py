@@ -90,3 +90,23 @@ async def test_two_agents_asking_at_once_get_two_questions_in_turn(home: Path) -
     await kernel.shutdown()
     assert first == 1  # one question at a time
     assert sorted(r["decision"] for r in rows) == ["allow", "deny"]
+
+
+async def test_while_the_monitor_shows_the_inline_prompt_stands_aside(home: Path) -> None:
+    install_agent(home)
+    kernel, shell, out, err, history = await start_repl(home, SimulatedBackend())
+    with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
+        repl = Repl(kernel, input=inp, output=DummyOutput(), history=history, shell=shell)
+        task = asyncio.create_task(repl.run())
+        kernel.permissions.screen = object()  # what the monitor sets while it is up
+        inp.send_text(f"run tooly {calls('echo m')} &\n")
+        await until(lambda: kernel.permissions.pending())
+        await asyncio.sleep(0.3)
+        assert "wants to call" not in out.getvalue()  # the monitor's dialog asks, not the shell
+        kernel.permissions.screen = None  # the monitor quit without an answer: the shell asks now
+        await until(lambda: "wants to call" in out.getvalue())
+        inp.send_text("y")
+        await until(lambda: "→ allowed once" in out.getvalue())
+        inp.send_text("exit 0\n")
+        assert await asyncio.wait_for(task, 10) == 0
+    await kernel.shutdown()
