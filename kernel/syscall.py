@@ -119,12 +119,55 @@ class Pipe:
         return piece
 
 
+class MemoryView:
+    """`ctx.memory`: the user's long-term memory, with what this process added marked as its own."""
+
+    def __init__(self, kernel: Kernel, proc: Process) -> None:
+        self._kernel, self._proc = kernel, proc
+
+    async def add(self, text: str, tags: str = "") -> int:
+        """Remember `text` (secrets are masked); returns its id."""
+        await self._kernel._gate(self._proc)
+        return await asyncio.to_thread(self._kernel.memory.add, self._proc.user, text, tags, self._proc.pid)
+
+    async def search(self, query: str, limit: int = 5, mine: bool = False) -> list[dict[str, Any]]:
+        """Best matches first, from all of the user's memory (or only this process's with `mine`)."""
+        await self._kernel._gate(self._proc)
+        pid = self._proc.pid if mine else None
+        return await asyncio.to_thread(self._kernel.memory.search, self._proc.user, query, limit, pid)
+
+
+class FilesView:
+    """`ctx.files`: the process's workspace through the fs tools, so access control, audit and versions apply."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self._ctx = ctx
+
+    async def _call(self, tool: str, **args: Any) -> str:
+        result = await self._ctx.tool(tool, **args)
+        if not result.ok:
+            raise OSError(result.error)
+        return result.output
+
+    async def read(self, path: str) -> str:
+        return await self._call("fs.read", path=path)
+
+    async def write(self, path: str, content: str, append: bool = False) -> str:
+        return await self._call("fs.write", path=path, content=content, append=append)
+
+    async def list(self, path: str = ".") -> list[str]:
+        return (await self._call("fs.list", path=path)).splitlines()
+
+
 class AgentContext:
-    """What an agent program can do: talk to the model, write output, read its arguments."""
+    """What an agent program can do: talk to the model, call tools, remember (`memory`), keep files
+    (`files`), write output, read its arguments and input, start children."""
 
     def __init__(self, kernel: Kernel, proc: Process) -> None:
         self._kernel = kernel
         self._proc = proc
+        self.memory = MemoryView(kernel, proc)
+        self.files = FilesView(self)
 
     @property
     def pid(self) -> int:
