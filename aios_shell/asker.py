@@ -11,16 +11,19 @@ after the question. Two agents asking at once get two questions, one after the o
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.key_binding import KeyBindings
+from prompt_toolkit.keys import Keys
 
 from kernel import Kernel
 from kernel.events import PermissionDecided, PermissionRequested
 from kernel.sanitize import one_line as clean
 
+GRACE = 0.5  # seconds during which keys cannot answer (they were typed before the question showed)
 KEYS = {"y": "once", "s": "session", "a": "always", "n": "deny"}
 SAID = {"once": "allowed once", "session": "allowed for this session", "always": "always allowed",
         "deny": "denied"}
@@ -97,10 +100,18 @@ class PermissionAsker:
     async def ask(self, request: PermissionRequested) -> str:
         """One key: y, s, a or n (Enter or Ctrl-C deny). Returns "" when it was decided elsewhere."""
         keys = KeyBindings()
+        shown = time.monotonic()
+
+        def answer(event: Any, decision: str) -> None:
+            # keys typed in the first moments were meant for the shell's prompt, not for this question
+            if time.monotonic() - shown >= GRACE:
+                event.app.exit(result=decision)
+
+        keys.add(Keys.Any)(lambda event: None)  # other keys do nothing: no text goes into the answer
         for key, decision in KEYS.items():
-            keys.add(key)(lambda event, d=decision: event.app.exit(result=d))
+            keys.add(key)(lambda event, d=decision: answer(event, d))
         for key in ("enter", "c-c", "c-d", "escape"):
-            keys.add(key)(lambda event: event.app.exit(result="deny"))
+            keys.add(key)(lambda event: answer(event, "deny"))
         left = max(0, round(request.deadline - self.kernel.permissions.clock()))
         question: PromptSession[str] = PromptSession(input=self.session.input, output=self.session.output,
                                                      key_bindings=keys)

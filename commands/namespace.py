@@ -213,11 +213,27 @@ def proc_file(sh: Shell, proc: Process, name: str) -> str:
     if name == "log":
         return "".join(proc.output)
     if name == "context":
-        return "".join(f"[{m['role']}]\n{m['content']}\n\n" for m in sh.kernel.storage.messages(proc.pid))
+        return context_header(sh, proc) + "".join(
+            f"[{m['role']}]\n{m['content']}\n\n" for m in sh.kernel.storage.messages(proc.pid))
     calls = [e["data"] for e in sh.kernel.storage.events(pid=proc.pid, types=("SyscallDone",))]
     return "".join(f"{c.get('call')} ok={c.get('ok')} wait={c.get('wait_s', 0):.3f}s "
                    f"service={c.get('service_s', 0):.3f}s{' error=' + c['error'] if c.get('error') else ''}\n"
                    for c in calls if c.get("call") != "llm")
+
+
+def context_header(sh: Shell, proc: Process) -> str:
+    """Used/window tokens, compactions and switches: from the events, so earlier runs' processes have them too."""
+    window = proc.ctx_window or sh.kernel.context.window()
+    events = sh.kernel.storage.events(pid=proc.pid, types=("ContextCompacted", "ContextSwitched"))
+    compacted = [e["data"] for e in events if e["type"] == "ContextCompacted"]
+    cost = sum(e["data"].get("cost_s", 0.0) for e in events if e["type"] == "ContextSwitched")
+    last = compacted[-1] if compacted else None
+    note = (f" (last: {last['dropped_turns']} turns dropped, {last['before_tokens']} → {last['after_tokens']} "
+            f"tokens, {last['how']})" if last else "")
+    return (f"used: {proc.ctx_tokens} / {window} tokens ({100 * proc.ctx_tokens / window:.0f}%)\n"
+            f"compactions: {len(compacted)}{note}\n"
+            f"switches: {proc.ctx_switches}\n"
+            f"switch cost: {1000 * cost:.1f} ms total\n\n")
 
 
 def real_path(sh: Shell, path: str) -> Path:

@@ -139,6 +139,34 @@ class MessageLogged(Event):
 
 
 @dataclass(frozen=True)
+class ContextCompacted(Event):
+    """A process's context neared the model's window: older turns were dropped (and marked) or cut.
+
+    `how` is `dropped`, `cut` or `dropped+cut`; tokens are as the backend's tokenizer counts them."""
+
+    pid: int
+    before_tokens: int
+    after_tokens: int
+    dropped_turns: int
+    how: str
+
+
+@dataclass(frozen=True)
+class ContextSwitched(Event):
+    """A call that left its slot (preempted, stopped) produced again: what resuming it cost.
+
+    `tokens` is what the model had to read again (prompt + partial answer); `resume_s` the time from
+    its new slot to its first new token; `cost_s` that less the call's usual time per token."""
+
+    pid: int
+    sid: int
+    reason: str
+    tokens: int
+    resume_s: float
+    cost_s: float
+
+
+@dataclass(frozen=True)
 class SchedulerChanged(Event):
     policy: str
     slots: int

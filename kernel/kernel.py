@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 
 from kernel.access import AccessControl
+from kernel.context import ContextManager
 from kernel.errors import InvalidArgument, NoSuchProcess, PermissionDenied, ResourceLimit
 from kernel.events import (
     EventBus,
@@ -90,6 +91,7 @@ class Kernel:
             self.storage.close()
             raise InvalidArgument(str(exc)) from None
         self.dispatcher = Dispatcher(self, self.backend, policy)
+        self.context = ContextManager(self.backend, self.bus)  # token accounting, compaction, switch costs
         self.permissions = PermissionBroker(self.bus)  # tool calls wait here for a person's answer
         try:
             self.access = AccessControl(self.storage, config.home, admins=config.admins, yes_for=config.yes_for)
@@ -402,8 +404,9 @@ class Kernel:
             raise ResourceLimit(f"the model queue is full ({self.quotas.max_queued} calls waiting, "
                                 "AIOS_MAX_QUEUED); try again later")
         proc.syscalls += 1
-        call = LLMCall(sid=next(self._sids), proc=proc, request=request, echo=echo)
-        self._log_turn(proc, request.messages)
+        call = LLMCall(sid=next(self._sids), proc=proc, request=self.context.fit(proc, request), echo=echo)
+        self._log_turn(proc, request.messages)  # the conversation as the agent has it, not as compacted
+        self.context.track(call)
         self.dispatcher.submit(call)
         try:
             return await call.future
@@ -411,6 +414,7 @@ class Kernel:
             self.dispatcher.cancel(call)
             raise
         finally:
+            self.context.done(call)
             self.set_state(proc, State.RUNNING)
 
     def _log_turn(self, proc: Process, messages: list[Any]) -> None:
@@ -440,7 +444,7 @@ class Kernel:
             proc.prompt_tokens += result.prompt_tokens
             proc.completion_tokens += result.completion_tokens
             self.quotas.charge(proc.user, result.prompt_tokens + result.completion_tokens)
-            proc.ctx_tokens = result.prompt_tokens + result.completion_tokens
+            self.context.account(proc, call, result)
             calls = "".join(f"\nCALL {json.dumps({'tool': c.get('name'), 'args': c.get('arguments')})}"
                             for c in result.tool_calls)
             self._log(proc, "assistant", (result.text + calls).strip())

@@ -77,6 +77,9 @@ class Process:
     tool_calls: int = 0
     ctx_switches: int = 0
     ctx_tokens: int = 0  # size of its context at its last model call
+    ctx_window: int = 0  # the model's window at its last model call (0: none yet)
+    compactions: int = 0  # times its context was compacted (this run; ContextCompacted events keep them)
+    switch_cost_s: float = 0.0  # time its calls spent resuming after switches (ContextSwitched events)
     kernel_pid: int | None = None
     workspace: str | None = None  # the directory its fs and shell tools work in
     output: list[str] = field(default_factory=list, repr=False)

@@ -42,7 +42,8 @@ async def test_proc_namespace(home: Path) -> None:
         status = dict(line.split(": ", 1) for line in s.take()[0].splitlines())
         assert status["pid"] == "1" and status["status"] == "EXITED(0)" and status["argv"] == '["hello"]'
         await s.run("cat /proc/1/log /proc/1/context")
-        assert s.take()[0] == "The answer.\n[user]\nhello\n\n[assistant]\nThe answer.\n\n"
+        assert s.take()[0] == ("The answer.\nused: 7 / 8192 tokens (0%)\ncompactions: 0\nswitches: 0\n"
+                               "switch cost: 0.0 ms total\n\n[user]\nhello\n\n[assistant]\nThe answer.\n\n")
         await s.run("ls /agents /users /models")
         out = s.take()[0]
         assert "/agents:\nchat\nreact\n" in out and "/users:\nalice\nroot\n" in out and "/models:\nsim-1\n" in out

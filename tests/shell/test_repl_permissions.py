@@ -6,15 +6,23 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 from prompt_toolkit.application import create_app_session
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
+from aios_shell import asker
 from aios_shell.repl import Repl
 from kernel.llm.simulated import SimulatedBackend
 from tests.conftest import until
 from tests.shell.test_repl import start_repl
 from tests.tools.test_syscall import install_agent
+
+
+@pytest.fixture(autouse=True)
+def _no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers typed by the tests come right after the question; the grace period has its own test."""
+    monkeypatch.setattr(asker, "GRACE", 0.0)
 
 
 def calls(*commands: str) -> str:
@@ -110,3 +118,25 @@ async def test_while_the_monitor_shows_the_inline_prompt_stands_aside(home: Path
         inp.send_text("exit 0\n")
         assert await asyncio.wait_for(task, 10) == 0
     await kernel.shutdown()
+
+
+async def test_keys_typed_as_the_question_appears_do_not_answer_it(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asker, "GRACE", 0.5)
+    install_agent(home)
+    kernel, shell, out, err, history = await start_repl(home, SimulatedBackend())
+    with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
+        repl = Repl(kernel, input=inp, output=DummyOutput(), history=history, shell=shell)
+        task = asyncio.create_task(repl.run())
+        inp.send_text(f"run tooly {calls('echo g')} &\n")
+        await until(lambda: "wants to call" in out.getvalue())
+        inp.send_text("ps")  # meant for the shell: the `s` must not allow anything
+        await asyncio.sleep(0.2)
+        assert kernel.permissions.pending() and "→" not in out.getvalue()
+        await asyncio.sleep(0.4)
+        inp.send_text("n")
+        await until(lambda: "→ denied" in out.getvalue())
+        inp.send_text("exit 0\n")
+        assert await asyncio.wait_for(task, 10) == 0
+    rows = kernel.access.audit_rows()
+    await kernel.shutdown()
+    assert [(r["decision"], r["by"]) for r in rows] == [("deny", "user")]

@@ -45,12 +45,14 @@ def test_the_inline_permission_prompt_in_tmux(tmp_path: Path) -> None:
         wait_for_prompt(name, 1)
         type_line(name, 'run -w . react "use shell: ls"')
         asked = wait_for(name, "[s] session")
+        time.sleep(0.6)  # keys typed as the question appears do not answer it
         tmux("send-keys", "-t", name, "s")
         wait_for_prompt(name, 2)
         type_line(name, 'run -w . react "use shell: ls"')  # the same call again: no question
         wait_for_prompt(name, 3)
         type_line(name, 'run -w . react "use shell: rm notes.txt"')
         wait_for(name, "[s] session", count=2)
+        time.sleep(0.6)
         tmux("send-keys", "-t", name, "n")
         wait_for_prompt(name, 4)
         type_line(name, "audit")

@@ -1,22 +1,92 @@
-"""The process table: htop's columns, sort by any column, `/` filter, tree view by parent."""
+"""The process table: htop's columns, sort by any column, `/` filter, tree view by parent.
+
+Under load (500 processes, hundreds of events a second) most rows do not change between two refreshes.
+`CachedRowTable` is a DataTable whose rows can be replaced in place so that only those rows are drawn
+again: DataTable's own `update_cell` bumps the one counter every render cache is keyed on, so a single
+changed cell re-renders every visible row (and `clear()` + `add_row` re-measures all 500).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable, Input
+from textual.widgets.data_table import CellType, RowDoesNotExist, RowKey
 
 from aios_shell.tui import view
 from aios_shell.tui.view import COLUMNS, NUMERIC, WIDTHS, Row
 from kernel.events import Event
 
+REBUILD_OVER = 64  # rows coming or going in one refresh beyond which the table is simply rebuilt
+_CACHES = ("_data", "_row_locations", "_row_render_cache", "_cell_render_cache", "_row_renderable_cache",
+           "_line_cache")
 
-class ProcessTable(DataTable):
+
+class CachedRowTable(DataTable):
+    """A DataTable that replaces rows in place and repaints only the lines of the rows that changed.
+
+    `update_rows` writes the new cells, drops what the table cached for those rows only, and refreshes
+    their lines; the render caches of every other row stay valid. Counters for tests and the bench:
+    `rows_updated` (rows replaced in place) and `lines_painted` (body lines drawn).
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.rows_updated = 0
+        self.lines_painted = 0
+        # relies on DataTable's caches; a Textual without them gets update_cell (correct, only slower)
+        self._in_place = all(hasattr(self, name) for name in _CACHES)
+
+    def update_rows(self, changes: Mapping[str, Sequence[CellType]]) -> None:
+        """Replace the cells of the rows keyed in `changes` (all columns, in column order)."""
+        if not changes:
+            return
+        for key in changes:
+            if RowKey(key) not in self.rows:
+                raise RowDoesNotExist(f"no row {key!r}")
+        self.rows_updated += len(changes)
+        columns = [column.key for column in self.ordered_columns]
+        if not self._in_place:
+            for key, cells in changes.items():
+                for column, cell in zip(columns, cells, strict=False):
+                    self.update_cell(key, column, cell)
+            return
+        stale = {RowKey(key) for key in changes}
+        for key in stale:
+            self._data[key].update(zip(columns, changes[key.value], strict=False))  # type: ignore[index]
+        indexes = {self._row_locations.get(key) for key in stale}
+        top = self.header_height if self.show_header else 0
+        lines = {top + index for index in indexes}  # every row is one line high
+        for cache, drop in ((self._row_render_cache, lambda k: k[0] in stale),
+                            (self._cell_render_cache, lambda k: k[0] in stale),
+                            (self._row_renderable_cache, lambda k: k[1] in indexes),
+                            (self._line_cache, lambda k: k[0] in lines)):
+            for cache_key in [k for k in cache.keys() if drop(k)]:
+                cache.discard(cache_key)
+        for index in indexes:
+            self.refresh_row(index)
+
+    def render_line(self, y: int) -> Strip:
+        if y >= (self.header_height if self.show_header else 0):
+            self.lines_painted += 1
+        return super().render_line(y)
+
+
+class ProcessTable(CachedRowTable):
     """The table itself; Enter opens the process screen."""
+
+
+@dataclass(frozen=True)
+class _Shown:
+    row: Row
+    depth: int
 
 
 class ProcessPane(Vertical):
@@ -36,8 +106,11 @@ class ProcessPane(Vertical):
         self.tree_view = False
         self.filter_text = ""
         self.hide_exited = False
-        self._order: list[int] = []
-        self._cells: dict[int, tuple[str, ...]] = {}
+        self.rebuilds = 0  # times the table was cleared and filled again
+        self._order: list[int] = []  # pids in the table's order
+        self._shown: dict[int, _Shown] = {}
+        self._rows: dict[int, tuple[tuple[Any, ...], Row]] = {}  # pid → (what the row was made from, row)
+        self._window = -1
         self._styles_for: str = ""
 
     def compose(self) -> ComposeResult:
@@ -134,7 +207,27 @@ class ProcessPane(Vertical):
             parts.append(f"filter “{view.clean(self.filter_text, 30)}”")
         self.border_subtitle = " · ".join(parts)
 
-    # -- refresh ----------------------------------------------------------------------------
+    # -- rows ---------------------------------------------------------------------------------
+    def rows(self, kernel: Any) -> list[Row]:
+        """A Row per process, made again only for processes whose numbers changed since the last refresh."""
+        window, live = view.window(kernel), view.live_tokens(kernel)
+        if window != self._window:
+            self._rows.clear()
+            self._window = window
+        out: list[Row] = []
+        seen: dict[int, tuple[tuple[Any, ...], Row]] = {}
+        for proc in kernel.procs:
+            extra = live.get(proc.pid, 0)
+            made_from = (proc.status, proc.nice, proc.ctx_tokens, proc.prompt_tokens, proc.completion_tokens,
+                         extra, proc.llm_time)
+            cached = self._rows.get(proc.pid)
+            if cached is None or cached[0] != made_from:
+                cached = (made_from, view.row(proc, window, extra))
+            seen[proc.pid] = cached
+            out.append(cached[1])
+        self._rows = seen  # forgotten processes leave the cache
+        return out
+
     def _matches(self, r: Row) -> bool:
         if self.hide_exited and not r.alive:
             return False
@@ -179,8 +272,10 @@ class ProcessPane(Vertical):
             out.append(text)
         return out
 
+    # -- refresh ----------------------------------------------------------------------------
     def update_view(self, events: list[Event] | None = None, force: bool = False) -> None:
-        """Redraw from the process table; only changed cells are touched unless the order changed."""
+        """Redraw from the process table: rows that changed are replaced in place, new ones added, gone
+        ones removed, and the rows reordered only when the order changed."""
         kernel = getattr(self.app, "kernel", None)
         if kernel is None:
             return
@@ -188,26 +283,41 @@ class ProcessPane(Vertical):
         theme_name = self.app.theme
         force = force or theme_name != self._styles_for
         self._styles_for = theme_name
-        ordered = self._ordered([r for r in view.rows(kernel) if self._matches(r)])
-        order = [r.pid for r, _ in ordered]
-        table = self.table
-        if force or order != self._order:
-            selected = self.selected_pid()
-            table.clear()
-            for r, depth in ordered:
-                table.add_row(*self._styled(r, depth), key=str(r.pid))
-            self._order = order
-            self._cells = {r.pid: r.cells for r, _ in ordered}
-            if selected is not None and selected in self._cells:
-                self.select(selected)
+        wanted = {r.pid: _Shown(r, depth) for r, depth in self._ordered([r for r in self.rows(kernel)
+                                                                         if self._matches(r)])}
+        gone = [pid for pid in self._shown if pid not in wanted]
+        new = [pid for pid in wanted if pid not in self._shown]
+        if force or len(gone) + len(new) > REBUILD_OVER:
+            self._rebuild(wanted)
             return
-        for r, depth in ordered:
-            if self._cells.get(r.pid) == r.cells:
-                continue
-            old = self._cells.get(r.pid, ())
-            styled = self._styled(r, depth)
-            restyle = not old or old[4] != r.cells[4]
-            for i, name in enumerate(COLUMNS):
-                if restyle or old[i] != r.cells[i]:
-                    table.update_cell(str(r.pid), name, styled[i])
-            self._cells[r.pid] = r.cells
+        table = self.table
+        selected = self.selected_pid()
+        for pid in gone:
+            table.remove_row(str(pid))
+            del self._shown[pid]
+        self._order = [pid for pid in self._order if pid in wanted]
+        for pid in new:
+            table.add_row(*self._styled(wanted[pid].row, wanted[pid].depth), key=str(pid))
+            self._order.append(pid)
+        changed = {pid: shown for pid, shown in wanted.items() if pid not in new and self._shown[pid] != shown}
+        table.update_rows({str(pid): self._styled(shown.row, shown.depth) for pid, shown in changed.items()})
+        self._shown = wanted
+        order = list(wanted)
+        if order != self._order:
+            position = {str(pid): i for i, pid in enumerate(order)}
+            table.sort("PID", key=lambda pid_cell: position[str(pid_cell)])
+            self._order = order
+        if selected is not None and selected in wanted and self.selected_pid() != selected:
+            self.select(selected)
+
+    def _rebuild(self, wanted: dict[int, _Shown]) -> None:
+        selected = self.selected_pid()
+        table = self.table
+        table.clear()
+        for pid, shown in wanted.items():
+            table.add_row(*self._styled(shown.row, shown.depth), key=str(pid))
+        self._order = list(wanted)
+        self._shown = wanted
+        self.rebuilds += 1
+        if selected is not None and selected in wanted:
+            self.select(selected)
