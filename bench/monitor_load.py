@@ -5,9 +5,11 @@
 The kernel runs on the simulated model with P=4 slots decoding `rate / 4` tokens a second each, so the
 kernel itself publishes the events (a TokenGenerated per token, plus state changes). The monitor runs
 headless at 160x45 on the same loop. It reports, under load: batched refreshes per second (≤ 10 by
-design), the time one refresh takes, the event loop's lag (how late a 50 ms timer fires: what a key
-press waits), a key's round trip, and the process's CPU with and without the monitor; then, with every
-process stopped (no events), the monitor's idle CPU as a share of one core.
+design), the time one refresh takes (updating the panes, without the repaint), the event loop's lag
+(how late a 50 ms timer fires), a key's round trip (from the key event to the screen painted with the
+moved cursor, p50/p95), the process-table lines painted per refresh, and the process's CPU with and
+without the monitor; then, with every process stopped (no events), the monitor's idle CPU as a share
+of one core. Numbers depend on the machine: run it when nothing else is (see `uptime`).
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from textual import events
 
-from aios_shell.tui import make_monitor
+from aios_shell.tui import MonitorApp, make_monitor
 from kernel.kernel import Kernel, KernelConfig, boot
 from kernel.llm.simulated import SimulatedBackend
 from kernel.process import Signal
 
 SLOTS = 4
+KEY_EVERY = 0.3  # seconds between two key presses under load
 
 
 def cpu_seconds(me: psutil.Process) -> float:
@@ -51,6 +55,22 @@ async def measure_cpu(seconds: float) -> float:
     cpu0, wall0 = cpu_seconds(me), time.perf_counter()
     await asyncio.sleep(seconds)
     return 100 * (cpu_seconds(me) - cpu0) / (time.perf_counter() - wall0)
+
+
+async def key_roundtrip(app: MonitorApp, key: str) -> float:
+    """Seconds from a key event to the screen painted with its effect (the process table's cursor moved)."""
+    table = app.processes.table
+    before = table.cursor_coordinate
+    painted = asyncio.Event()
+    started = time.perf_counter()
+    event = events.Key(key, None)
+    event.set_sender(app)
+    app._driver.send_message(event)  # as Pilot.press does, without its wait for an idle process
+    while table.cursor_coordinate == before:
+        await asyncio.sleep(0.001)
+    app.screen.call_after_refresh(painted.set)
+    await painted.wait()
+    return time.perf_counter() - started
 
 
 def pct(values: list[float], q: float) -> float:
@@ -104,16 +124,17 @@ async def run(procs: int, rate: float, seconds: float, idle_seconds: float) -> d
             t0 = time.perf_counter()
             cpu_task = asyncio.create_task(measure_cpu(seconds))
             keys: list[float] = []
-            for _ in range(int(seconds)):
-                await asyncio.sleep(0.9)
-                k0 = time.perf_counter()
-                await pilot.press("down")
-                keys.append(time.perf_counter() - k0)
+            painted0 = getattr(app.processes.table, "lines_painted", 0)
+            for i in range(int(seconds / KEY_EVERY) - 1):
+                await asyncio.sleep(KEY_EVERY)
+                keys.append(await asyncio.wait_for(key_roundtrip(app, "down" if i % 20 < 10 else "up"), 10))
             result["load_cpu_pct"] = round(await cpu_task, 1)
             elapsed = time.perf_counter() - t0
             stop.set()
             await probe
             durations = list(app.refresh_seconds)
+            refreshes = max(1, app.refreshes - refreshes0)
+            painted = getattr(app.processes.table, "lines_painted", None)
             result.update({
                 "rows": app.processes.table.row_count,
                 "events_per_s": round((app.events_seen - events0) / elapsed, 1),
@@ -124,8 +145,12 @@ async def run(procs: int, rate: float, seconds: float, idle_seconds: float) -> d
                 "loop_lag_ms_p50": round(1000 * pct(lags, 0.5), 2),
                 "loop_lag_ms_p95": round(1000 * pct(lags, 0.95), 2),
                 "loop_lag_ms_max": round(1000 * max(lags, default=0.0), 2),
+                "key_presses": len(keys),
                 "key_roundtrip_ms_p50": round(1000 * pct(keys, 0.5), 2),
+                "key_roundtrip_ms_p95": round(1000 * pct(keys, 0.95), 2),
                 "key_roundtrip_ms_max": round(1000 * max(keys, default=0.0), 2),
+                "table_lines_painted_per_refresh": None if painted is None
+                else round((painted - painted0) / refreshes, 1),
             })
             result["monitor_share_cpu_pct"] = round(result["load_cpu_pct"] - result["kernel_alone_cpu_pct"], 1)
             # idle: every process stopped, nothing happens in the kernel

@@ -38,10 +38,7 @@ def _args(p: ArgParser) -> None:
 
 
 def memory(sh: Shell) -> Memory:
-    found = getattr(sh.kernel, "memory", None)
-    if found is None:
-        raise CommandError("memory is not available")
-    return found
+    return sh.kernel.memory
 
 
 def when(ts: float) -> str:

@@ -13,7 +13,8 @@ dropped are replaced by one marked message, `[compacted: N earlier turns (T toke
 the turns kept. An assistant message and the tool results that answer it are one turn (never split). A message
 too big on its own is cut from its middle (`[… N tokens cut …]`). Dropping is honest where a summary by a small
 model is not. The kept context stands in for those messages on later calls, so a conversation is compacted
-again only when it nears the window again, and the kernel's copy is what `/proc/PID/context` counts.
+again only when it nears the window again. (A process that keeps two conversations going at once is
+counted afresh at each call: still right, only without the saving.)
 
 **Switches.** A call that leaves its slot (preempted at a token boundary, or its process stopped) keeps its
 partial answer; `snapshot` records it (`ContextSnapshot`) and `restore` gives the request it resumes with —
@@ -176,11 +177,14 @@ class ContextManager:
         self._calls[call.sid] = (call, prompt + self.tools_tokens(call.request.tools))
 
     def account(self, proc: Process, call: LLMCall, result: LLMResult) -> int:
-        """The size of `proc`'s context after `call` (prompt + answer, as the backend counted); sets
-        `proc.ctx_tokens`."""
-        # a resumed call's last prompt held its earlier answer: only the last stretch is new
+        """The size of `proc`'s context after `call`, prompt + answer; sets `proc.ctx_tokens`.
+
+        The backend's figure when it is the larger (it counts its template too), ours when it is not (a
+        backend that reuses a cached prompt reports only what it read anew)."""
+        # a resumed call's last prompt held its earlier answer: only its last stretch came after
         answer = call.segment_tokens if call.sid in self._resumed else result.completion_tokens
-        proc.ctx_tokens = result.prompt_tokens + answer
+        counted = self._calls[call.sid][1] if call.sid in self._calls else self.count(call.request.messages)
+        proc.ctx_tokens = max(result.prompt_tokens + answer, counted + result.completion_tokens)
         return proc.ctx_tokens
 
     def done(self, call: LLMCall) -> None:
@@ -220,43 +224,48 @@ class ContextManager:
     def _compact(self, proc: Process, ctx: _Context, kept: list[Message], counts: list[int], budget: int,
                  before: int) -> tuple[list[Message], list[int]]:
         t0 = time.perf_counter()
-        units: list[list[int]] = []  # message indices; an assistant message and its tool results are one
+        # turns: an assistant message and the tool results that answer it are one; system messages stand alone
+        starts: list[int] = []
+        size: list[int] = []
+        keep: list[bool] = []  # pinned: system messages and the task
+        system = False
         for i, m in enumerate(kept):
-            if m.get("role") == "tool" and units and kept[units[-1][0]].get("role") != "system":
-                units[-1].append(i)
-            else:
-                units.append([i])
-        size = [sum(counts[i] for i in unit) for unit in units]
-        marker = [ctx.marker is not None and kept[unit[0]] is ctx.marker for unit in units]
-        keep = [kept[unit[0]].get("role") == "system" or (ctx.anchor is not None and kept[unit[0]] is ctx.anchor)
-                for unit in units]
-        keep[-1] = True
-        used = sum(s for s, k in zip(size, keep, strict=True) if k)
-        for u in range(len(units) - 2, -1, -1):  # the newest turns that fit
-            if keep[u] or marker[u]:
+            role = m.get("role")
+            if role == "tool" and starts and not system:
+                size[-1] += counts[i]
+                continue
+            system = role == "system"
+            starts.append(i)
+            size.append(counts[i])
+            keep.append(system or m is ctx.anchor)
+        marker = -1 if ctx.marker is None else next((u for u, i in enumerate(starts) if kept[i] is ctx.marker), -1)
+        keep[-1] = True  # the newest turn
+        # room for the marker too (sized with numbers at least as long as its own will be)
+        used = sum(n for n, k in zip(size, keep, strict=True) if k) + self._marker(ctx, len(size), sum(size))[1]
+        for u in range(len(starts) - 2, -1, -1):  # then the newest turns that fit
+            if keep[u] or u == marker:
                 continue
             if used + size[u] > budget:
                 break
             keep[u], used = True, used + size[u]
+        starts.append(len(kept))
         out: list[Message] = []
         out_counts: list[int] = []
         gap, dropped, dropped_tokens = -1, 0, 0
-        for u, unit in enumerate(units):
-            if keep[u]:
-                out += [kept[i] for i in unit]
-                out_counts += [counts[i] for i in unit]
+        for u, k in enumerate(keep):
+            if k:
+                out += kept[starts[u]:starts[u + 1]]
+                out_counts += counts[starts[u]:starts[u + 1]]
                 continue
             gap = len(out)
-            if not marker[u]:
+            if u != marker:  # the old marker's turns are counted in ctx already
                 dropped, dropped_tokens = dropped + 1, dropped_tokens + size[u]
         ctx.dropped_turns += dropped
         ctx.dropped_tokens += dropped_tokens
         if gap >= 0 and ctx.dropped_turns:
-            turns = ctx.dropped_turns
-            ctx.marker = {"role": "user", "content": MARKER.format(turns=turns, s="" if turns == 1 else "s",
-                                                                   tokens=ctx.dropped_tokens)}
+            ctx.marker, n = self._marker(ctx)
             out.insert(gap, ctx.marker)
-            out_counts.insert(gap, self.message_tokens(ctx.marker))
+            out_counts.insert(gap, n)
         cut = self._cut_to(out, out_counts, budget, ctx.marker)
         ctx.changed = True
         after = sum(out_counts) + (before - sum(counts))
@@ -267,6 +276,12 @@ class ContextManager:
         self.bus.publish(ContextCompacted(pid=proc.pid, before_tokens=before, after_tokens=after,
                                           dropped_turns=dropped, how=how))
         return out, out_counts
+
+    def _marker(self, ctx: _Context, more_turns: int = 0, more_tokens: int = 0) -> tuple[Message, int]:
+        """The message that stands for every turn dropped so far, and its size."""
+        turns, tokens = ctx.dropped_turns + more_turns, ctx.dropped_tokens + more_tokens
+        marker = {"role": "user", "content": MARKER.format(turns=turns, s="" if turns == 1 else "s", tokens=tokens)}
+        return marker, self.message_tokens(marker)
 
     def _cut_to(self, out: list[Message], counts: list[int], budget: int, marker: Message | None) -> bool:
         """Cut the biggest messages from their middle until `out` fits `budget` (system ones last)."""

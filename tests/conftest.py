@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from hypothesis import settings
 from kernel.events import Event
 from kernel.kernel import Kernel, KernelConfig, boot
 from kernel.llm.simulated import SimulatedBackend
+from kernel.storage import Storage
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -43,6 +44,14 @@ def make_config(home: Path, **kw: object) -> KernelConfig:
     base = dict(home=home, backend="simulated", user="alice", admins=frozenset({"root"}), term_grace=0.5)
     base.update(kw)
     return KernelConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def storage(home: Path) -> Iterator[Storage]:
+    """The database alone, without a kernel."""
+    s = Storage(home)
+    yield s
+    s.close()
 
 
 @pytest.fixture

@@ -1,12 +1,16 @@
-"""What the system pane reads from the machine (not from the kernel): CPU, memory, our RSS.
+"""What the system pane reads from outside the kernel: the machine (CPU, memory, our RSS) and the model server.
 
 `SystemProbe` reads psutil; tests pass a `FixedProbe` so pictures do not depend on the machine.
+`loaded_models` asks the Ollama server(s) behind a backend what they hold in memory (`ollama ps`); the
+pane calls it from a worker, at most every few seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -44,3 +48,32 @@ class FixedProbe:
 
     def sample(self) -> SystemSample:
         return self._sample
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model an Ollama server holds in memory (one line of `ollama ps`)."""
+
+    name: str
+    size: int  # bytes
+    vram: int  # bytes of it in GPU memory
+    context: int | None = None
+    where: str = ""  # the endpoint, when the backend is a pool
+
+
+def ollama_backends(backend: Any) -> list[tuple[str, Any]]:
+    """(where, backend) for every part of `backend` that can say what it has loaded (Ollama, pool members)."""
+    if callable(getattr(backend, "loaded", None)):
+        return [("", backend)]
+    return [(str(getattr(ep, "name", "")), ep.backend) for ep in getattr(backend, "endpoints", ())
+            if callable(getattr(getattr(ep, "backend", None), "loaded", None))]
+
+
+async def loaded_models(backend: Any, timeout: float = 3.0) -> list[LoadedModel]:
+    """What the Ollama server(s) behind `backend` hold in memory now; raises when one does not answer."""
+    out: list[LoadedModel] = []
+    for where, part in ollama_backends(backend):
+        for m in await asyncio.wait_for(part.loaded(), timeout):
+            out.append(LoadedModel(str(m.get("name") or "?"), int(m.get("size") or 0), int(m.get("size_vram") or 0),
+                                   m.get("context_length"), where))
+    return out

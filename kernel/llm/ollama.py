@@ -178,6 +178,18 @@ class OllamaBackend:
             raise self._error(exc) from exc
         return [m.model for m in response.models if m.model]
 
+    async def loaded(self) -> list[dict[str, Any]]:
+        """The models the server holds in memory now (`ollama ps`), each as {"name", "model", "size",
+        "size_vram" (bytes), "context_length" (or None), "expires_at" (ISO time or None)}."""
+        try:
+            response = await self.client.ps()
+        except (ollama.ResponseError, ConnectionError, httpx.HTTPError) as exc:
+            raise self._error(exc) from exc
+        return [{"name": m.name or m.model or "?", "model": m.model or m.name or "", "size": int(m.size or 0),
+                 "size_vram": int(m.size_vram or 0), "context_length": m.context_length,
+                 "expires_at": m.expires_at.isoformat() if m.expires_at else None}
+                for m in response.models]
+
     async def pull(self, model: str) -> AsyncIterator[dict[str, Any]]:
         """Download `model`; yields progress as {"status": str, "completed": int|None, "total": int|None}."""
         try:

@@ -16,13 +16,6 @@ from kernel.storage import Storage
 
 
 @pytest.fixture
-def storage(home: Path) -> Iterator[Storage]:
-    s = Storage(home)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def versions(storage: Storage) -> Iterator[FileVersions]:
     v = FileVersions(storage)
     yield v

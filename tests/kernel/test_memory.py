@@ -49,12 +49,6 @@ CORPUS = {
 }
 
 
-@pytest.fixture
-def storage(home: Path) -> Iterator[Storage]:
-    s = Storage(home)
-    yield s
-    s.close()
-
 
 @pytest.fixture
 def memory(storage: Storage) -> Iterator[Memory]:

@@ -1,20 +1,31 @@
-"""The machine and the model: CPU per core, memory, the kernel's own RSS, tokens/s, the backend."""
+"""The machine and the model: CPU per core, memory, the kernel's own RSS, tokens/s, the backend.
+
+With an Ollama backend (or a pool with Ollama members) the pane also lists the models the server holds
+in memory (`ollama ps`: name, size, VRAM), asked from a worker at most every POLL_EVERY seconds so a slow
+or dead server never holds up the screen; other backends show what `describe()` knows (the embedded
+model's file and threads, a pool's endpoints).
+"""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
+from textual.worker import Worker, WorkerState
 
-from aios_shell.tui.probe import SystemSample
+from aios_shell.tui.probe import LoadedModel, SystemSample, loaded_models, ollama_backends
 from aios_shell.tui.view import clean
 from kernel.events import Event, TokenGenerated
 
 HISTORY = 60  # seconds of tokens/s in the sparkline
 SAMPLE_EVERY = 1.0
+POLL_EVERY = 5.0  # seconds between two questions to the model server (`ollama ps`)
+POLL_TIMEOUT = 3.0
 
 
 def bar(pct: float, width: int, colour: str) -> Text:
@@ -37,6 +48,11 @@ class SystemPane(Vertical):
         self._tokens: Counter[int] = Counter()
         self._sample = SystemSample()
         self._lines = -1
+        self.models: list[LoadedModel] | None = None  # None: not asked yet (or not an Ollama backend)
+        self.models_error: str | None = None
+        self.polls = 0  # questions asked to the model server so far
+        self._polling = False
+        self._polled = float("-inf")  # monotonic time the last question ended
 
     def compose(self) -> ComposeResult:
         yield Static(id="sys-text")
@@ -49,7 +65,66 @@ class SystemPane(Vertical):
     def sample(self) -> None:
         """Read the machine (psutil) once a second; the kernel is only read from events."""
         self._sample = self.app.probe.sample()
+        self.poll_models()
         self.update_view()
+
+    # -- the model server ---------------------------------------------------------------------
+    def poll_models(self) -> bool:
+        """Ask the model server what it has loaded, in a worker, unless asked less than POLL_EVERY ago."""
+        kernel = getattr(self.app, "kernel", None)
+        if kernel is None or self._polling or time.monotonic() - self._polled < POLL_EVERY:
+            return False
+        if not ollama_backends(kernel.backend):
+            return False
+        self._polling = True
+        self.polls += 1
+        self.run_worker(loaded_models(kernel.backend, POLL_TIMEOUT), group="models", exclusive=True,
+                        exit_on_error=False)
+        return True
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "models" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR,
+                                                                   WorkerState.CANCELLED):
+            return
+        event.stop()
+        self._polling = False
+        self._polled = time.monotonic()
+        if event.state is WorkerState.SUCCESS:
+            self.models, self.models_error = list(event.worker.result or []), None
+        elif event.state is WorkerState.ERROR:
+            error = event.worker.error
+            text = str(error) or type(error).__name__
+            if isinstance(error, TimeoutError):
+                text = f"no answer in {POLL_TIMEOUT:.0f}s"
+            self.models_error = clean(text, 80)
+        self.update_view()
+
+    def backend_text(self, info: dict[str, Any], theme: Any) -> Text:
+        """The lines under `model`: loaded models (Ollama), the model file (embedded), endpoints (pool)."""
+        text = Text()
+        if info.get("path"):
+            text.append("file  ", style="dim")
+            text.append(f"{clean(info['path'], 40)} · threads {info.get('threads', '?')}\n")
+        for ep in info.get("endpoints") or ():
+            up = ep.get("state") == "up"
+            text.append("  ")
+            text.append("● " if up else "○ ", style=str(theme.success if up else theme.error))
+            text.append(f"{clean(ep.get('endpoint', '?'), 24)} {clean(ep.get('backend', '?'), 10)} "
+                        f"P={ep.get('slots', '?')} · {ep.get('calls', 0)} calls\n")
+        if self.models_error is not None:
+            text.append("loaded ", style="dim")
+            text.append(f"? {self.models_error}\n", style=str(theme.warning))
+        elif self.models is not None:
+            text.append("loaded ", style="dim")
+            text.append("none\n" if not self.models else f"{len(self.models)} (ollama ps)\n",
+                        style="" if self.models else "dim")
+            for m in self.models:
+                where = f" @{clean(m.where, 20)}" if m.where else ""
+                vram = f"vram {size(m.vram)}" if m.vram else "cpu only"
+                text.append("  ")
+                text.append(clean(m.name, 32), style=f"bold {theme.accent}")
+                text.append(f" {size(m.size)} · {vram}{where}\n")
+        return text
 
     def tokens_per_second(self, now: float) -> list[float]:
         second = int(now)
@@ -87,6 +162,7 @@ class SystemPane(Vertical):
             text.append("model ", style="dim")
             text.append(f"{clean(info.get('model', '?'), 40)} · {clean(info.get('backend', '?'), 20)} · "
                         f"P={info.get('slots', '?')} · ctx {info.get('context_window', '?')}\n")
+            text.append_text(self.backend_text(info, theme))
         text.append("tok/s ", style="dim")
         text.append(f"{rates[-2] if len(rates) > 1 else 0:.0f}", style=f"bold {theme.accent}")
         text.append(f"  peak {max(rates):.0f} over {HISTORY}s", style="dim")
