@@ -27,17 +27,19 @@ SHAPE = [{
     "error": (str, None), "created_at": float, "started_at": (float, None), "ended_at": (float, None),
     "prompt_tokens": int, "completion_tokens": int, "llm_time_s": float, "queue_wait_s": float,
     "syscalls": int, "tool_calls": int, "ctx_switches": int, "ctx_tokens": int, "workspace": (str, None),
+    "ctx_window": int, "compactions": int, "switch_cost_s": float,
 }]
 JSON_SHAPE = """\
 a list of processes, oldest first (or in --sort order):
   [{"pid": int, "ppid": int, "user": str, "program": str, "argv": [str], "cmd": str,
     "nice": int, "state": "NEW|READY|RUNNING|WAITING|STOPPED|EXITED",
     "status": str  (as the STATE column: "WAITING(llm)", "EXITED(0)", "EXITED(SIGKILL)", "EXITED(lost)"),
-    "waiting_on": "llm|tool|permission"|null, "exit_code": int|null, "signal": int|null,
+    "waiting_on": "llm|tool|permission|quota"|null, "exit_code": int|null, "signal": int|null,
     "error": str|null, "created_at": float, "started_at": float|null, "ended_at": float|null,
     "prompt_tokens": int, "completion_tokens": int, "llm_time_s": float, "queue_wait_s": float,
     "syscalls": int, "tool_calls": int, "ctx_switches": int, "ctx_tokens": int,
-    "workspace": str|null  (where its tools work; null: $AIOS_HOME/workspaces/PID)}]"""
+    "workspace": str|null  (where its tools work; null: $AIOS_HOME/workspaces/PID),
+    "ctx_window": int, "compactions": int, "switch_cost_s": float}]"""
 
 
 def _args(p: ArgParser) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +108,7 @@ class ContextManager:
         self._resumed: set[int] = set()  # sids that left a slot at least once
         self._snapshots: dict[int, ContextSnapshot] = {}  # pid -> its latest snapshot
         self._tools: tuple[list[dict[str, Any]], int] = ([], 0)
-        self._untokens: Any = None
+        self._untokens: Callable[[], None] | None = None  # unsubscribes the token listener
         bus.on(self._on_event, SyscallPreempted, SyscallDispatched, ProcessExited)
 
     # -- counting --------------------------------------------------------------------------------

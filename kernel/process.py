@@ -181,6 +181,9 @@ class Process:
             "ctx_switches": self.ctx_switches,
             "ctx_tokens": self.ctx_tokens,
             "workspace": self.workspace,
+            "ctx_window": self.ctx_window,
+            "compactions": self.compactions,
+            "switch_cost_s": round(self.switch_cost_s, 6),
         }
 
 

@@ -95,7 +95,7 @@ class SystemPane(Vertical):
             error = event.worker.error
             text = str(error) or type(error).__name__
             if isinstance(error, TimeoutError):
-                text = f"no answer in {POLL_TIMEOUT:.0f}s"
+                text = f"no answer in {POLL_TIMEOUT:g}s"
             self.models_error = clean(text, 80)
         self.update_view()
 
