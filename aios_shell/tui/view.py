@@ -22,6 +22,13 @@ NUMERIC = ("PID", "PRI", "NI", "%CTX", "TOKENS", "TIME")
 WIDTHS = {"PID": 5, "USER": 7, "PRI": 3, "NI": 3, "STATE": 15, "%CTX": 4, "TOKENS": 9, "TIME": 8, "CMD": None}
 
 
+def short_status(status: str) -> str:
+    """The STATE column's width: WAITING(permission) reads WAIT(perm)."""
+    if len(status) <= WIDTHS["STATE"]:
+        return status
+    return status.replace("WAITING(", "WAIT(").replace("permission", "perm")
+
+
 @dataclass(frozen=True)
 class Row:
     """One line of the process table, with the raw values it sorts by."""
@@ -53,7 +60,7 @@ def row(proc: Process, ctx_window: int, live: int = 0) -> Row:
     pct = 100 * proc.ctx_tokens / ctx_window if ctx_window else 0.0
     completion = proc.completion_tokens + live
     cells = (
-        str(proc.pid), clean(proc.user, 16), str(20 + proc.nice), str(proc.nice), proc.status,
+        str(proc.pid), clean(proc.user, 16), str(20 + proc.nice), str(proc.nice), short_status(proc.status),
         f"{pct:.0f}", f"{proc.prompt_tokens}/{completion}", fmt_time(proc.llm_time), clean(proc.cmdline),
     )
     keys = (proc.pid, proc.user, 20 + proc.nice, proc.nice, proc.status, pct,

@@ -53,12 +53,12 @@ async def test_a_row_that_moves_is_reordered_in_place_and_keeps_the_cursor(app_k
         app.processes.select(6)
         await pilot.pause()
         rebuilds = app.processes.rebuilds
-        assert visible_pids(app)[-1] == 5  # nice 5: last
+        assert visible_pids(app) == [1, 2, 3, 4, 6, 7, 5]  # nice 5: last
         app_kernel.renice(5, 0, sender="root")
         app_kernel.renice(6, 3)
         app.refresh_now()
         await pilot.pause()
-        assert visible_pids(app)[-1] == 6 and visible_pids(app)[-2] == 5
+        assert visible_pids(app) == [1, 2, 3, 4, 5, 7, 6]
         assert app.processes.selected_pid() == 6
         assert app.processes.rebuilds == rebuilds
 
@@ -146,6 +146,23 @@ def test_the_join_covers_timeouts_rules_strays_and_secrets() -> None:
     assert (stray.pid, stray.tool, stray.decision, stray.done) == (3, "shell", "once", False)
     calls.feed(ToolCalled(pid=6, sid=1, tool="calc", args={"expression": "1"}))
     assert [c.tool for c in calls.calls.values()] == ["fs.write", "shell", "calc"]  # the oldest left
+
+
+@pytest.mark.hostile
+async def test_hostile_tool_arguments_and_names_are_drawn_inert(app_kernel: Kernel) -> None:
+    """Events straight on the bus (not through the kernel's own cleaning): escapes, newlines and a key."""
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        app_kernel.bus.publish(ToolCalled(pid=2, sid=99, tool="sh\x1b[31mell\n", args={
+            "cmd\x1b]0;owned\x07": "echo hi\nrm -rf / \x1b[2J", "env": "OPENAI_API_KEY=sk-abcdefghijklmnopqrstuvwx"}))
+        app.refresh_now()
+        await pilot.pause()
+        pane = app.query_one(ToolLogPane)
+        (call,) = pane.log_calls.calls.values()
+        drawn = " ".join(str(pane.get_cell(call.key, c)) for c in ("TOOL", "ARGS")) + call.tool + call.args
+        assert "\x1b" not in drawn and "\x07" not in drawn and "\n" not in drawn
+        assert "sk-abcdefghijklmnopqrstuvwx" not in call.args and "echo hi rm -rf /" in call.args
 
 
 # -- the system pane: models loaded -----------------------------------------------------------------------

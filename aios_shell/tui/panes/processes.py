@@ -45,30 +45,37 @@ class CachedRowTable(DataTable):
         self._in_place = all(hasattr(self, name) for name in _CACHES)
 
     def update_rows(self, changes: Mapping[str, Sequence[CellType]]) -> None:
-        """Replace the cells of the rows keyed in `changes` (all columns, in column order)."""
-        if not changes:
-            return
-        for key in changes:
-            if RowKey(key) not in self.rows:
-                raise RowDoesNotExist(f"no row {key!r}")
-        self.rows_updated += len(changes)
+        """Replace the cells of the rows keyed in `changes` (all columns, in column order); only the cells
+        that differ are rendered again, and only the lines of rows that differ are repainted."""
         columns = [column.key for column in self.ordered_columns]
-        if not self._in_place:
-            for key, cells in changes.items():
-                for column, cell in zip(columns, cells, strict=False):
-                    self.update_cell(key, column, cell)
+        stale_cells: set[tuple[RowKey, Any]] = set()
+        stale_rows: set[RowKey] = set()
+        for key, cells in changes.items():
+            row_key = RowKey(key)
+            data = self._data.get(row_key)
+            if data is None:
+                raise RowDoesNotExist(f"no row {key!r}")
+            for column, cell in zip(columns, cells, strict=False):
+                if not same(data.get(column), cell):
+                    stale_cells.add((row_key, column))
+                    stale_rows.add(row_key)
+                    if self._in_place:
+                        data[column] = cell
+                    else:
+                        self.update_cell(row_key, column, cell)
+        self.rows_updated += len(stale_rows)
+        if not stale_rows or not self._in_place:
             return
-        stale = {RowKey(key) for key in changes}
-        for key in stale:
-            self._data[key].update(zip(columns, changes[key.value], strict=False))  # type: ignore[index]
-        indexes = {self._row_locations.get(key) for key in stale}
+        indexes = {self._row_locations.get(key) for key in stale_rows}
         top = self.header_height if self.show_header else 0
         lines = {top + index for index in indexes}  # every row is one line high
-        for cache, drop in ((self._row_render_cache, lambda k: k[0] in stale),
-                            (self._cell_render_cache, lambda k: k[0] in stale),
-                            (self._row_renderable_cache, lambda k: k[1] in indexes),
-                            (self._line_cache, lambda k: k[0] in lines)):
-            for cache_key in [k for k in cache.keys() if drop(k)]:
+        for cache, keys in ((self._cell_render_cache, [k for k in self._cell_render_cache.keys()
+                                                       if (k[0], k[1]) in stale_cells]),
+                            (self._row_render_cache, [k for k in self._row_render_cache.keys() if k[0] in stale_rows]),
+                            (self._row_renderable_cache, [k for k in self._row_renderable_cache.keys()
+                                                          if k[1] in indexes]),
+                            (self._line_cache, [k for k in self._line_cache.keys() if k[0] in lines])):
+            for cache_key in keys:
                 cache.discard(cache_key)
         for index in indexes:
             self.refresh_row(index)
@@ -79,14 +86,16 @@ class CachedRowTable(DataTable):
         return super().render_line(y)
 
 
+def same(a: object, b: object) -> bool:
+    """Whether two cells draw the same (rich's Text equality ignores the style of the whole text)."""
+    if isinstance(a, Text) and isinstance(b, Text):
+        return (a.plain == b.plain and a.style == b.style and a.justify == b.justify and a.spans == b.spans
+                and a.overflow == b.overflow and a.no_wrap == b.no_wrap)
+    return a == b
+
+
 class ProcessTable(CachedRowTable):
     """The table itself; Enter opens the process screen."""
-
-
-@dataclass(frozen=True)
-class _Shown:
-    row: Row
-    depth: int
 
 
 class ProcessPane(Vertical):
@@ -108,10 +117,11 @@ class ProcessPane(Vertical):
         self.hide_exited = False
         self.rebuilds = 0  # times the table was cleared and filled again
         self._order: list[int] = []  # pids in the table's order
-        self._shown: dict[int, _Shown] = {}
+        self._shown: dict[int, tuple[Row, int]] = {}  # pid → (row, depth) as in the table
         self._rows: dict[int, tuple[tuple[Any, ...], Row]] = {}  # pid → (what the row was made from, row)
         self._window = -1
         self._styles_for: str = ""
+        self._subtitle = ""
 
     def compose(self) -> ComposeResult:
         table = ProcessTable(cursor_type="row", zebra_stripes=False, id="proc-table")
@@ -205,7 +215,9 @@ class ProcessPane(Vertical):
             parts.append("tree")
         if self.filter_text:
             parts.append(f"filter “{view.clean(self.filter_text, 30)}”")
-        self.border_subtitle = " · ".join(parts)
+        subtitle = " · ".join(parts)
+        if subtitle != self._subtitle:  # setting it repaints the whole pane, even to the same text
+            self.border_subtitle = self._subtitle = subtitle
 
     # -- rows ---------------------------------------------------------------------------------
     def rows(self, kernel: Any) -> list[Row]:
@@ -218,8 +230,8 @@ class ProcessPane(Vertical):
         seen: dict[int, tuple[tuple[Any, ...], Row]] = {}
         for proc in kernel.procs:
             extra = live.get(proc.pid, 0)
-            made_from = (proc.status, proc.nice, proc.ctx_tokens, proc.prompt_tokens, proc.completion_tokens,
-                         extra, proc.llm_time)
+            made_from = (proc.state, proc.waiting_on, proc.exit_code, proc.term_signal, proc.lost, proc.nice,
+                         proc.ctx_tokens, proc.prompt_tokens, proc.completion_tokens, extra, proc.llm_time)
             cached = self._rows.get(proc.pid)
             if cached is None or cached[0] != made_from:
                 cached = (made_from, view.row(proc, window, extra))
@@ -238,7 +250,10 @@ class ProcessPane(Vertical):
 
     def _ordered(self, rows: list[Row]) -> list[tuple[Row, int]]:
         col = COLUMNS.index(self.sort_column)
-        ordered = sorted(rows, key=lambda r: (r.keys[col], r.pid), reverse=self.sort_reverse)
+        if col == 0 and not self.sort_reverse:
+            ordered = rows  # the kernel lists its processes by pid already
+        else:
+            ordered = sorted(rows, key=lambda r: (r.keys[col], r.pid), reverse=self.sort_reverse)
         if not self.tree_view:
             return [(r, 0) for r in ordered]
         pids = {r.pid for r in ordered}
@@ -283,10 +298,11 @@ class ProcessPane(Vertical):
         theme_name = self.app.theme
         force = force or theme_name != self._styles_for
         self._styles_for = theme_name
-        wanted = {r.pid: _Shown(r, depth) for r, depth in self._ordered([r for r in self.rows(kernel)
-                                                                         if self._matches(r)])}
-        gone = [pid for pid in self._shown if pid not in wanted]
-        new = [pid for pid in wanted if pid not in self._shown]
+        wanted = {r.pid: (r, depth) for r, depth in self._ordered([r for r in self.rows(kernel)
+                                                                   if self._matches(r)])}
+        shown = self._shown
+        gone = [pid for pid in shown if pid not in wanted]
+        new = [pid for pid in wanted if pid not in shown]
         if force or len(gone) + len(new) > REBUILD_OVER:
             self._rebuild(wanted)
             return
@@ -294,13 +310,15 @@ class ProcessPane(Vertical):
         selected = self.selected_pid()
         for pid in gone:
             table.remove_row(str(pid))
-            del self._shown[pid]
+            del shown[pid]
         self._order = [pid for pid in self._order if pid in wanted]
         for pid in new:
-            table.add_row(*self._styled(wanted[pid].row, wanted[pid].depth), key=str(pid))
+            table.add_row(*self._styled(*wanted[pid]), key=str(pid))
             self._order.append(pid)
-        changed = {pid: shown for pid, shown in wanted.items() if pid not in new and self._shown[pid] != shown}
-        table.update_rows({str(pid): self._styled(shown.row, shown.depth) for pid, shown in changed.items()})
+        # an unchanged process keeps its Row object (see `rows`): `is` finds the rows to redraw
+        changed = {str(pid): self._styled(*now) for pid, now in wanted.items()
+                   if pid in shown and (shown[pid][0] is not now[0] or shown[pid][1] != now[1])}
+        table.update_rows(changed)
         self._shown = wanted
         order = list(wanted)
         if order != self._order:
@@ -310,12 +328,12 @@ class ProcessPane(Vertical):
         if selected is not None and selected in wanted and self.selected_pid() != selected:
             self.select(selected)
 
-    def _rebuild(self, wanted: dict[int, _Shown]) -> None:
+    def _rebuild(self, wanted: dict[int, tuple[Row, int]]) -> None:
         selected = self.selected_pid()
         table = self.table
         table.clear()
-        for pid, shown in wanted.items():
-            table.add_row(*self._styled(shown.row, shown.depth), key=str(pid))
+        for pid, (row, depth) in wanted.items():
+            table.add_row(*self._styled(row, depth), key=str(pid))
         self._order = list(wanted)
         self._shown = wanted
         self.rebuilds += 1

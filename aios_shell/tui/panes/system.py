@@ -48,6 +48,7 @@ class SystemPane(Vertical):
         self._tokens: Counter[int] = Counter()
         self._sample = SystemSample()
         self._lines = -1
+        self._text = Text()
         self.models: list[LoadedModel] | None = None  # None: not asked yet (or not an Ollama backend)
         self.models_error: str | None = None
         self.polls = 0  # questions asked to the model server so far
@@ -127,10 +128,11 @@ class SystemPane(Vertical):
         return text
 
     def tokens_per_second(self, now: float) -> list[float]:
+        """Tokens generated in each of the last HISTORY complete seconds (the one under way is not done)."""
         second = int(now)
-        for old in [s for s in self._tokens if s <= second - HISTORY]:
+        for old in [s for s in self._tokens if s < second - HISTORY]:
             del self._tokens[old]
-        return [float(self._tokens.get(s, 0)) for s in range(second - HISTORY + 1, second + 1)]
+        return [float(self._tokens.get(s, 0)) for s in range(second - HISTORY, second)]
 
     def update_view(self, events: list[Event] | None = None, force: bool = False) -> None:
         for event in events or ():
@@ -164,9 +166,10 @@ class SystemPane(Vertical):
                         f"P={info.get('slots', '?')} · ctx {info.get('context_window', '?')}\n")
             text.append_text(self.backend_text(info, theme))
         text.append("tok/s ", style="dim")
-        text.append(f"{rates[-2] if len(rates) > 1 else 0:.0f}", style=f"bold {theme.accent}")
+        text.append(f"{rates[-1]:.0f}", style=f"bold {theme.accent}")
         text.append(f"  peak {max(rates):.0f} over {HISTORY}s", style="dim")
-        lines = text.plain.count("\n")
-        self.query_one("#sys-text", Static).update(text, layout=lines != self._lines)  # relayout on new height only
-        self._lines = lines
-        self.query_one("#sys-spark", Sparkline).data = rates
+        if text != self._text:  # under load most refreshes change nothing here: no repaint then
+            lines = text.plain.count("\n")
+            self.query_one("#sys-text", Static).update(text, layout=lines != self._lines)  # relayout: new height
+            self._lines, self._text = lines, text
+        self.query_one("#sys-spark", Sparkline).data = rates  # reactive: equal data repaints nothing

@@ -160,7 +160,7 @@ class ToolLogPane(CachedRowTable):
         decision_style = {"deny": bad, "asking": f"bold {ask}", "": "dim", "—": "dim"}.get(call.decision, ok)
         duration = "" if call.duration is None else (f"{call.duration:.2f}s" if call.duration < 10
                                                       else f"{call.duration:.0f}s")
-        outcome = "…" if not call.done else call.outcome
+        outcome = call.outcome if call.done else "denied" if call.decision == "deny" else "…"
         values = (
             (stamp(call.ts), "dim"), (str(call.pid).rjust(w["PID"]), "bold"), (call.tool, ""), (call.args, ""),
             (decision or "…", decision_style), (duration.rjust(w["DUR"]), "dim"),
