@@ -482,7 +482,10 @@ class Kernel:
         proc.syscalls += 1
         proc.tool_calls += 1
         workspace = self.workspace(proc)
-        workspace.mkdir(parents=True, exist_ok=True)
+        try:
+            workspace.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a workspace that went away or cannot be made: the call fails, the agent goes on
+            return ToolResult(False, error=f"workspace {workspace}: {exc.strerror or exc}")
         try:
             return await self.toolsvc.call(proc, next(self._sids), name, args, workspace)
         finally:

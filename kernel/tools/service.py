@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 PERMISSION_TIMEOUT = float(os.environ.get("AIOS_PERMISSION_TIMEOUT", "60"))
 
 
+class AuditFailed(Exception):
+    """The audit row could not be written, so the call is refused: nothing runs unrecorded."""
+
+
 @dataclass
 class ToolService:
     registry: ToolRegistry
@@ -45,6 +49,8 @@ class ToolService:
         self.bus.publish(ToolCalled(pid=proc.pid, sid=sid, tool=strip_controls(name), args=shown))
         try:
             result = await self._call(proc, name, args, workspace)
+        except AuditFailed as exc:
+            result = ToolResult(False, error=str(exc))
         finally:
             self.set_state(proc, State.RUNNING, None)
         self.bus.publish(SyscallDone(pid=proc.pid, sid=sid, call=f"tool:{strip_controls(name)}", ok=result.ok,
@@ -54,8 +60,12 @@ class ToolService:
         return result
 
     def _audit(self, proc: Process, name: str, args: dict[str, Any], decision: str, by: str, reason: str) -> None:
-        self.access.audit(user=proc.user, pid=proc.pid, program=proc.program, tool=name, args=args,
-                          decision=decision, by=by, reason=reason)
+        """Write the audit row; raises AuditFailed when it cannot be written (the call must not run then)."""
+        try:
+            self.access.audit(user=proc.user, pid=proc.pid, program=proc.program, tool=name, args=args,
+                              decision=decision, by=by, reason=reason)
+        except Exception as exc:  # a full disk, a locked database: fail closed
+            raise AuditFailed(f"the audit log cannot be written ({exc}); {name} refused") from exc
 
     async def _call(self, proc: Process, name: str, args: dict[str, Any], workspace: Path) -> ToolResult:
         tool = self.registry.get(name)
@@ -75,7 +85,7 @@ class ToolService:
         self._audit(proc, name, checked, "allow" if decision != "deny" else "deny", by, reason)
         if decision == "deny":
             why = f" ({reason})" if reason else ""
-            return ToolResult(False, error=f"permission denied: {name}({target}){why}")
+            return ToolResult(False, error=redact(f"permission denied: {name}({target}){why}"))
         self.set_state(proc, State.WAITING, "tool")
         ctx = ToolContext(pid=proc.pid, user=proc.user, workspace=workspace, program=proc.program,
                           services=self.services)

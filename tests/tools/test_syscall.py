@@ -128,3 +128,19 @@ async def test_many_agents_many_parallel_calls_each_audited_once(kernel: Kernel,
     assert sorted((r["pid"], r["args"]["expression"]) for r in rows) == sorted(
         (p.pid, f"{i}+1") for p in procs for i in range(20))
     assert kernel.access.verify().ok
+
+
+async def test_a_call_that_cannot_be_audited_does_not_run(kernel: Kernel, home: Path,
+                                                          monkeypatch) -> None:  # noqa: ANN001
+    import sqlite3
+
+    install_agent(home)
+
+    def full_disk(**_kw: object) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    kernel.access.grant("alice", "fs.write(*)", scope="session")  # allowed: only the audit stands in the way
+    monkeypatch.setattr(kernel.access, "audit", full_disk)
+    out = await run_calls(kernel, [{"tool": "fs.write", "args": {"path": "a.txt", "content": "x"}}])
+    assert out == ["ERR the audit log cannot be written (database or disk is full); fs.write refused"]
+    assert not (kernel.workspace(1) / "a.txt").exists()
