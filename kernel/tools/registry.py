@@ -42,6 +42,7 @@ class ToolContext:
     workspace: Path
     program: str = ""
     services: dict[str, Any] = field(default_factory=dict)  # e.g. "memory": the kernel's Memory
+    own_workspace: bool = True  # aios made the workspace (False: a directory the user chose with `run -w`)
 
 
 @dataclass(frozen=True)

@@ -147,23 +147,24 @@ def _check_program(program: str, cwd: Path, path: str) -> None:
         raise FileNotFoundError(errno.ENOENT, "command not found", program)
 
 
-def ensure_workspace(path: Path) -> Path:
+def ensure_workspace(path: Path, give: bool = True) -> Path:
     """Create the workspace directory if needed; as root, give it to the sandbox uid so programs can write it
-    (the fs tools give what they create there the same owner)."""
+    (the fs tools give what they create there the same owner). A directory the user chose (`run -w DIR`) is
+    never given away (`give=False`): there the sandboxed program has what the directory's modes allow."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    if _as_root():
+    if give and _as_root():
         st = os.stat(path)
         if (st.st_uid, st.st_gid) != (SANDBOX_UID, SANDBOX_GID):
             os.chown(path, SANDBOX_UID, SANDBOX_GID)
     return path
 
 
-def _credentials(cwd: Path) -> dict[str, object]:
+def _credentials(cwd: Path, give: bool = True) -> dict[str, object]:
     """Arguments that drop root to the sandbox uid (and let it write the workspace); none for other users."""
     if not _as_root():
         return {}
-    ensure_workspace(cwd)
+    ensure_workspace(cwd, give)
     return {"user": SANDBOX_UID, "group": SANDBOX_GID, "extra_groups": []}
 
 
@@ -251,15 +252,17 @@ def _signal_name(code: int) -> str | None:
         return f"signal {sig}"
 
 
-async def run_sandboxed(argv: list[str], cwd: Path, limits: Limits, env: dict[str, str] | None = None) -> SandboxResult:
-    """Run `argv` in `cwd` under `limits`; raises FileNotFoundError/PermissionError when it cannot start."""
+async def run_sandboxed(argv: list[str], cwd: Path, limits: Limits, env: dict[str, str] | None = None,
+                        give_cwd: bool = True) -> SandboxResult:
+    """Run `argv` in `cwd` under `limits`; raises FileNotFoundError/PermissionError when it cannot start.
+    `give_cwd=False` leaves a directory the user chose to its owner (see `ensure_workspace`)."""
     if not argv:
         raise ValueError("empty command")
     cwd = Path(cwd)
     started = time.monotonic()
     child_env = sandbox_env(cwd, env)
     _check_program(argv[0], cwd, child_env["PATH"])
-    creds = _credentials(cwd)
+    creds = _credentials(cwd, give_cwd)
     spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
         *argv, cwd=cwd, env=child_env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,

@@ -88,7 +88,7 @@ class ToolService:
             return ToolResult(False, error=redact(f"permission denied: {name}({target}){why}"))
         self.set_state(proc, State.WAITING, "tool")
         ctx = ToolContext(pid=proc.pid, user=proc.user, workspace=workspace, program=proc.program,
-                          services=self.services)
+                          services=self.services, own_workspace=proc.workspace is None)
         result = await self.registry.call(name, ctx, checked)
         # secrets never leave a tool: not to the agent, the model, the transcript or the screen
         return ToolResult(result.ok, redact(result.output), redact(result.error) if result.error else None,

@@ -144,3 +144,21 @@ async def test_a_call_that_cannot_be_audited_does_not_run(kernel: Kernel, home: 
     out = await run_calls(kernel, [{"tool": "fs.write", "args": {"path": "a.txt", "content": "x"}}])
     assert out == ["ERR the audit log cannot be written (database or disk is full); fs.write refused"]
     assert not (kernel.workspace(1) / "a.txt").exists()
+
+
+async def test_a_directory_the_user_chose_keeps_its_owner(kernel: Kernel, home: Path, tmp_path: Path) -> None:
+    """As root the sandbox runs as an unprivileged uid; it may get aios's own workspaces, never the user's."""
+    install_agent(home)
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "README").write_text("hello\n")
+    before = mine.stat().st_uid, mine.stat().st_gid
+    kernel.access.grant("alice", "shell(ls)", scope="session")
+    kernel.access.grant("alice", "fs.write(*)", scope="session")
+    calls = [{"tool": "shell", "args": {"command": "ls"}}, {"tool": "fs.write", "args": {"path": "new.txt",
+                                                                                         "content": "x"}}]
+    proc = kernel.spawn("tooly", [json.dumps(calls)], workspace=mine)
+    await kernel.wait(proc.pid)
+    assert "ok README" in "".join(proc.output)
+    assert (mine.stat().st_uid, mine.stat().st_gid) == before
+    assert (mine / "new.txt").stat().st_uid == before[0]

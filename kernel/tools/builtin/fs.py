@@ -97,7 +97,7 @@ def _adopt(dir_fd: int, fd: int) -> None:
 
 def _open_dir(ctx: ToolContext, parts: list[str], shown: str, create: bool = False) -> int:
     """A descriptor of the directory `parts` below the workspace, never through a link."""
-    workspace = ensure_workspace(Path(ctx.workspace))
+    workspace = ensure_workspace(Path(ctx.workspace), give=ctx.own_workspace)
     fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for name in parts:

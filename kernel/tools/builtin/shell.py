@@ -57,9 +57,9 @@ async def shell(ctx: ToolContext, command: str) -> str:
     if any("\x00" in a for a in argv):
         raise ToolError("cannot parse command: NUL byte")
     limits = ctx.services.get("limits") or Limits()
-    workspace = ensure_workspace(Path(ctx.workspace))
+    workspace = ensure_workspace(Path(ctx.workspace), give=ctx.own_workspace)
     try:
-        result = await run_sandboxed(argv, workspace, limits)
+        result = await run_sandboxed(argv, workspace, limits, give_cwd=ctx.own_workspace)
     except FileNotFoundError:
         raise ToolError(f"command not found: {argv[0]}") from None
     except OSError as exc:
