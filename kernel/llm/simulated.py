@@ -12,7 +12,8 @@ tool calls: the simulated model has native tool calling, so they come out as
 `tick` > 1 sleeps once per `tick` tokens, for benchmarks with many agents.
 
 Offered tools, the model obeys a task that says `use TOOL: ARGUMENT` (e.g. `run react "use shell: ls"`):
-it calls TOOL once with ARGUMENT as its first parameter, then answers with the result's first line —
+it calls TOOL once with ARGUMENT as its first parameter (a tool with two required parameters gets the
+first word and the rest: `use fs.write: notes.txt hello`), then answers with the result's first line —
 enough to try tool calls and permission prompts by hand without a real model.
 """
 
@@ -124,6 +125,10 @@ class SimulatedBackend:
             first = (results[-1].strip().splitlines() or [""])[0]
             return Reply(f"{name} said: {first}")
         params = list(schema.get("parameters", {}).get("properties", {}))
+        required = [p for p in params if p in schema.get("parameters", {}).get("required", [])]
+        if len(required) >= 2:  # `use fs.write: notes.txt some text`: the first word, then the rest
+            first, _, rest = argument.partition(" ")
+            return Reply(tool_calls=[{"name": name, "arguments": {required[0]: first, required[1]: rest}}])
         return Reply(tool_calls=[{"name": name, "arguments": {params[0]: argument} if params else {}}])
 
     def count_tokens(self, text: str) -> int:

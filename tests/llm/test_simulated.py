@@ -93,3 +93,21 @@ async def test_cancel_mid_stream_through_a_process(home: Path) -> None:
         assert proc.status == "EXITED(SIGTERM)"
         assert 2 <= len(proc.output) < LONG_TOKENS
         assert not kernel.dispatcher.running
+
+
+async def test_offered_tools_the_model_obeys_use_tool() -> None:
+    from kernel.llm.backend import LLMRequest
+    from kernel.llm.simulated import SimulatedBackend
+
+    sim = SimulatedBackend(decode_tps=0, prefill_tps=0)
+    tools = [{"type": "function", "function": {"name": "fs.write", "parameters": {
+        "properties": {"path": {}, "content": {}, "append": {}}, "required": ["path", "content"]}}}]
+    ask = LLMRequest(messages=[{"role": "user", "content": "use fs.write: notes.txt hello there"}], tools=tools)
+    chunks = [c async for c in sim.stream(ask)]
+    assert chunks[-1].tool_calls == ({"name": "fs.write", "arguments": {"path": "notes.txt",
+                                                                      "content": "hello there"}},)
+    answered = LLMRequest(messages=[*ask.messages, {"role": "tool", "content": "wrote 11 bytes"}], tools=tools)
+    text = "".join([c.text async for c in sim.stream(answered)])
+    assert text == "fs.write said: wrote 11 bytes"
+    plain = LLMRequest(messages=ask.messages)  # no tools offered: an ordinary answer
+    assert not [c async for c in sim.stream(plain)][-1].tool_calls
