@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,13 +10,6 @@ import pytest
 from kernel.access import AccessControl, Rule, Verdict
 from kernel.errors import PermissionDenied
 from kernel.storage import Storage
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> Iterator[Storage]:
-    s = Storage(tmp_path)
-    yield s
-    s.close()
 
 
 def write_policy(home: Path, text: str) -> None:
@@ -300,7 +292,7 @@ def test_session_grants_are_per_user_and_die_with_the_instance(storage: Storage)
 
 def test_always_grants_persist_per_user(storage: Storage, tmp_path: Path) -> None:
     make(storage).grant("alice", "shell(make*)", scope="always", by="alice")
-    other = Storage(tmp_path)  # a second kernel on the same database
+    other = Storage(storage.home)  # a second kernel on the same database
     try:
         ac = make(other)
         assert ac.check("alice", "shell", "make all") == Verdict("allow", "shell(make*)", "grant:always")

@@ -7,7 +7,6 @@ import itertools
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,6 @@ from kernel.access import AccessControl, _row_hash
 from kernel.storage import Storage
 
 FAKE_KEY = "sk-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5"  # 30 characters after sk-
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> Iterator[Storage]:
-    s = Storage(tmp_path)
-    yield s
-    s.close()
 
 
 @pytest.fixture
