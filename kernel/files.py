@@ -8,7 +8,6 @@ Paths are relative to the workspace (`notes/a.txt`); `./a` and `a` are the same 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import secrets
@@ -21,6 +20,8 @@ from typing import Any
 from kernel.errors import InvalidArgument, KernelError
 from kernel.memory import Database
 from kernel.storage import Storage
+from kernel.tools.builtin.fs import adopt, open_dir_below
+from kernel.tools.registry import ToolError
 
 
 class NoSuchVersion(KernelError):
@@ -115,28 +116,18 @@ class FileVersions:
 def write_inside(root: Path, path: str, data: bytes) -> None:
     """Replace `root/path` with `data` atomically, refusing symlinks on the way and at the end.
 
-    Each directory is opened relative to the one above with O_NOFOLLOW (missing ones are made), so a link
-    swapped in meanwhile cannot lead the write outside `root`; the bytes go to a new file renamed over the
-    old one, so a hard link to it from elsewhere is not written through.
+    The directories are opened as the fs tools open them (`open_dir_below`: relative to the one above,
+    O_NOFOLLOW, missing ones made), so a link swapped in meanwhile cannot lead the write outside `root`;
+    the bytes go to a new file renamed over the old one, so a hard link to it from elsewhere is not
+    written through.
     """
     parts = clean_path(path).split("/")
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for i, name in enumerate(parts[:-1]):
-            try:
-                os.mkdir(name, 0o755, dir_fd=fd)
-                made = True
-            except FileExistsError:
-                made = False
-            try:
-                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            except OSError as exc:
-                raise _refusal(fd, name, path, "/".join(parts[: i + 1]), exc) from None
-            if made:
-                _adopt(fd, sub)
-            os.close(fd)
-            fd = sub
+        fd = open_dir_below(root, parts[:-1], path, create=True)
+    except ToolError as exc:
+        raise InvalidArgument(str(exc)) from None
+    try:
         _replace(fd, parts[-1], data, path)
     finally:
         os.close(fd)
@@ -158,7 +149,7 @@ def _replace(dir_fd: int, name: str, data: bytes, path: str) -> None:
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     try:
         try:
-            _adopt(dir_fd, out)
+            adopt(dir_fd, out)
             view = memoryview(data)
             while view:
                 view = view[os.write(out, view):]
@@ -173,22 +164,3 @@ def _replace(dir_fd: int, name: str, data: bytes, path: str) -> None:
         except OSError:
             pass
         raise
-
-
-def _adopt(dir_fd: int, fd: int) -> None:
-    """As root, give what we create the owner of its directory (the workspace's owner), as fs.write does."""
-    if os.geteuid() == 0:
-        parent = os.fstat(dir_fd)
-        os.fchown(fd, parent.st_uid, parent.st_gid)
-
-
-def _refusal(dir_fd: int, name: str, path: str, where: str, exc: OSError) -> InvalidArgument:
-    try:
-        link = stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-    except OSError:
-        link = False
-    if link or exc.errno == errno.ELOOP:  # O_DIRECTORY on a link says ENOTDIR on Linux
-        return InvalidArgument(f"{path}: {where} is a symbolic link; refusing to follow it")
-    if exc.errno == errno.ENOTDIR:
-        return InvalidArgument(f"{path}: {where} is not a directory")
-    return InvalidArgument(f"{path}: {where}: {exc.strerror}")

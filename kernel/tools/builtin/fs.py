@@ -87,7 +87,7 @@ def _open_at(dir_fd: int, name: str, flags: int, shown: str, missing_ok: bool = 
         raise ToolError(f"{shown}: {exc.strerror or exc}") from None
 
 
-def _adopt(dir_fd: int, fd: int) -> None:
+def adopt(dir_fd: int, fd: int) -> None:
     """As root, give a new file or directory the owner of its directory (the workspace's owner)."""
     if os.geteuid() == 0:
         parent, st = os.fstat(dir_fd), os.fstat(fd)
@@ -97,8 +97,13 @@ def _adopt(dir_fd: int, fd: int) -> None:
 
 def _open_dir(ctx: ToolContext, parts: list[str], shown: str, create: bool = False) -> int:
     """A descriptor of the directory `parts` below the workspace, never through a link."""
-    workspace = ensure_workspace(Path(ctx.workspace), give=ctx.own_workspace)
-    fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return open_dir_below(ensure_workspace(Path(ctx.workspace), give=ctx.own_workspace), parts, shown, create)
+
+
+def open_dir_below(root: Path, parts: list[str], shown: str, create: bool = False) -> int:
+    """A descriptor of the directory `parts` below `root`, each opened relative to the one above with
+    O_NOFOLLOW (missing ones made when `create`), so no link can lead outside; refusals are ToolError lines."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for name in parts:
             nfd = _open_at(fd, name, _DIR, shown, missing_ok=create)
@@ -109,7 +114,7 @@ def _open_dir(ctx: ToolContext, parts: list[str], shown: str, create: bool = Fal
                     pass
                 nfd = _open_at(fd, name, _DIR, shown)
                 assert nfd is not None
-                _adopt(fd, nfd)
+                adopt(fd, nfd)
             os.close(fd)
             fd = nfd
         return fd
@@ -136,7 +141,7 @@ def _open_file(ctx: ToolContext, path: str, flags: int) -> tuple[int, list[str]]
             if st.st_nlink > 1:
                 raise ToolError(f"{path}: has {st.st_nlink} hard links; refused")
             if flags & os.O_CREAT:
-                _adopt(dir_fd, fd)
+                adopt(dir_fd, fd)
         except BaseException:
             os.close(fd)
             raise
