@@ -47,7 +47,7 @@ def owned_pid(sh: Shell, text: str) -> int:
     pid = parse_pid(sh, text)
     proc = sh.kernel.lookup(pid)
     user = sh.kernel.user
-    if proc.user != user and not sh.kernel.is_admin(user):
+    if not sh.kernel.may_manage(user, proc.user):
         raise CommandError(f"({pid}) - Permission denied: {user} may not read {proc.user}'s files")
     return pid
 

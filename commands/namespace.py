@@ -93,7 +93,7 @@ def memories(sh: Shell) -> dict[str, str]:
 
 
 def _owned(sh: Shell, proc: Process, path: str) -> None:
-    if proc.user != sh.kernel.user and not sh.kernel.is_admin(sh.kernel.user):
+    if not sh.kernel.may_manage(sh.kernel.user, proc.user):
         raise CommandError(f"{path}: Permission denied")
 
 

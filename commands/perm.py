@@ -42,7 +42,7 @@ async def perm(sh: Shell, args: argparse.Namespace) -> int:
     access = sh.kernel.access
     me = sh.kernel.user
     user = args.user or me
-    if user != me and not sh.kernel.is_admin(me):
+    if not sh.kernel.may_manage(me, user):
         raise CommandError(f"only an admin may act on {user}'s grants")
     text = " ".join(args.rule)
     if args.action == "list":

@@ -151,8 +151,13 @@ class Kernel:
     def is_admin(self, user: str) -> bool:
         return self.access.is_admin(user)
 
-    def _check_owner(self, proc: Process, sender: str, what: str) -> None:
-        if sender != proc.user and not self.is_admin(sender):
+    def may_manage(self, user: str, owner: str) -> bool:
+        """Whether `user` may act on what `owner` owns (their processes, files, grants): themselves or an admin."""
+        return user == owner or self.is_admin(user)
+
+    def check_owner(self, proc: Process, sender: str, what: str) -> None:
+        """PermissionDenied unless `sender` may `what` (signal, renice, resume…) `proc`."""
+        if not self.may_manage(sender, proc.user):
             raise PermissionDenied(
                 f"({proc.pid}) - Operation not permitted: {sender} may not {what} {proc.user}'s process"
             )
@@ -295,7 +300,7 @@ class Kernel:
         if not proc.alive:
             raise NoSuchProcess(pid)
         sender = sender or self.user
-        self._check_owner(proc, sender, "signal")
+        self.check_owner(proc, sender, "signal")
         self.bus.publish(SignalDelivered(pid=pid, signal=int(sig), name=sig.signame, sender=sender))
         if sig is Signal.KILL:
             proc.pending_signal = sig
@@ -374,7 +379,7 @@ class Kernel:
         if not proc.alive:
             raise NoSuchProcess(pid)
         sender = sender or self.user
-        self._check_owner(proc, sender, "renice")
+        self.check_owner(proc, sender, "renice")
         new = self._check_nice(nice)
         if new < proc.nice and not self.is_admin(sender):
             raise PermissionDenied(f"({pid}) - Permission denied: only an admin may lower nice ({proc.nice} → {new})")

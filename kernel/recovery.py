@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from kernel.errors import InvalidArgument, PermissionDenied
+from kernel.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -44,7 +44,6 @@ def resume(kernel: Kernel, pid: int, sender: str | None = None) -> Process:
         old = kernel.lookup(pid)
     if old.alive:
         raise InvalidArgument(f"({pid}) is still running")
-    if sender != old.user and not kernel.is_admin(sender):
-        raise PermissionDenied(f"({pid}) - Operation not permitted: {sender} may not resume {old.user}'s process")
+    kernel.check_owner(old, sender, "resume")
     return kernel.spawn(old.program, old.argv, nice=old.nice, user=old.user, ppid=old.pid,
                         workspace=kernel.workspace(old), history=saved_history(kernel, pid))
