@@ -148,6 +148,39 @@ def test_the_join_covers_timeouts_rules_strays_and_secrets() -> None:
     assert [c.tool for c in calls.calls.values()] == ["fs.write", "shell", "calc"]  # the oldest left
 
 
+async def test_the_log_follows_new_calls_unless_scrolled_up(app_kernel: Kernel) -> None:
+    """The newest call is on screen once the table has measured its rows (it measures them when idle, which
+    may come after the refresh a deferred scroll waits for); a person reading older calls is left there."""
+    app = app_over(app_kernel)
+
+    def calls(first: int, count: int) -> None:
+        for sid in range(first, first + count):
+            app_kernel.bus.publish(ToolCalled(pid=2, sid=sid, tool="calc", args={"expression": str(sid)}))
+        app.refresh_now()
+
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        pane = app.query_one(ToolLogPane)
+        calls(100, 40)
+        await until(lambda: pane.row_count == 40 and pane.max_scroll_y > 0, timeout=3)
+        await pilot.pause()
+        assert pane.scroll_y == pane.max_scroll_y
+        calls(140, 5)
+        await until(lambda: pane.row_count == 45, timeout=3)
+        await pilot.pause()
+        assert pane.following and pane.scroll_y == pane.max_scroll_y
+        pane.scroll_home(animate=False, immediate=True)
+        calls(145, 5)
+        await until(lambda: pane.row_count == 50, timeout=3)
+        await pilot.pause()
+        assert not pane.following and pane.scroll_y == 0
+        pane.scroll_end(animate=False, immediate=True)
+        calls(150, 5)
+        await until(lambda: pane.row_count == 55, timeout=3)
+        await pilot.pause()
+        assert pane.following and pane.scroll_y == pane.max_scroll_y
+
+
 @pytest.mark.hostile
 async def test_hostile_tool_arguments_and_names_are_drawn_inert(app_kernel: Kernel) -> None:
     """Events straight on the bus (not through the kernel's own cleaning): escapes, newlines and a key."""

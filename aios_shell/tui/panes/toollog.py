@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
+from textual.geometry import Size
 
 from aios_shell.tui.panes.processes import CachedRowTable
 from aios_shell.tui.view import clean
@@ -144,6 +145,14 @@ class ToolLogPane(CachedRowTable):
         self.log_calls = ToolCalls()
         self._widths: dict[str, int] = {}
         self._style_key = ""
+        self.following = True  # at the bottom: new calls scroll into view
+
+    def watch_virtual_size(self, old: Size, new: Size) -> None:
+        """Rows are measured when the table is idle, which may come after the refresh a `scroll_end` called
+        on adding them waits for; so the pane follows the end from here, once the new height is known. Forced
+        and at once: the layout that shows the scroll bar (without which a scroll is refused) may come later."""
+        if self.following and new.height != old.height:
+            self.scroll_end(animate=False, immediate=True, force=True)
 
     def on_mount(self) -> None:
         self._rebuild()
@@ -177,7 +186,8 @@ class ToolLogPane(CachedRowTable):
             self.add_column(Text(name, style="bold"), key=name, width=self._widths[name] + 1)
         for key, call in self.log_calls.calls.items():
             self.add_row(*self.cells(call), key=key)
-        self.scroll_end(animate=False)
+        if self.following:
+            self.scroll_end(animate=False)
 
     def update_view(self, events: list[Event] | None = None, force: bool = False) -> None:
         touched: dict[str, None] = {}
@@ -191,7 +201,7 @@ class ToolLogPane(CachedRowTable):
         if not touched:
             return
         calls = self.log_calls.calls
-        following = self.scroll_y >= self.max_scroll_y - 1
+        self.following = self.scroll_y >= self.max_scroll_y - 1
         for key in [k for k in self.rows if k.value not in calls]:  # fell off the end
             self.remove_row(key)
         changed: dict[str, Any] = {}
@@ -203,5 +213,3 @@ class ToolLogPane(CachedRowTable):
             else:
                 self.add_row(*self.cells(calls[key]), key=key)
         self.update_rows(changed)
-        if following:
-            self.scroll_end(animate=False)
