@@ -185,7 +185,7 @@ class Kernel:
         nice = self._check_nice(nice)
         if nice < 0 and not self.is_admin(user):
             raise PermissionDenied(f"cannot set nice {nice}: only an admin may raise priority")
-        live = sum(1 for p in self.procs.alive() if p.user == user)
+        live = self.procs.live(user)
         if live >= self.quotas.max_procs:
             raise ResourceLimit(f"{user} already runs {live} processes (the limit, AIOS_MAX_PROCS); "
                                 "wait for some to finish")

@@ -194,13 +194,26 @@ class ProcessTable:
     def __init__(self, keep_exited: int = 1000) -> None:
         self._procs: dict[int, Process] = {}
         self._exited: dict[int, None] = {}  # pids in the order they exited
+        self._live: dict[str, int] = {}  # live processes per user
         self.keep_exited = keep_exited
 
     def add(self, proc: Process) -> None:
         self._procs[proc.pid] = proc
+        if proc.alive:
+            self._live[proc.user] = self._live.get(proc.user, 0) + 1
+
+    def live(self, user: str) -> int:
+        """How many of `user`'s processes are alive (without walking the table: spawn asks every time)."""
+        return self._live.get(user, 0)
 
     def exited(self, proc: Process) -> None:
         """`proc` has exited: keep it a while, forget the oldest exited beyond `keep_exited`."""
+        if proc.pid in self._exited:
+            return
+        if self._live.get(proc.user, 0) > 1:
+            self._live[proc.user] -= 1
+        else:
+            self._live.pop(proc.user, None)
         self._exited[proc.pid] = None
         while len(self._exited) > self.keep_exited:
             oldest = next(iter(self._exited))

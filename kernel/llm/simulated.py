@@ -1,8 +1,9 @@
 """A deterministic model with a service-time model, for tests and benchmarks.
 
 Replies are words drawn from a seeded generator, so the same request always gets
-the same reply; a prompt that mentions `long` or `short` gets a long (512
-tokens) or short (8 tokens) reply. Time follows `prefill_tps` and `decode_tps`.
+the same reply; a prompt that mentions `long` or `short` gets a long (200
+tokens) or short (8 tokens) reply. Time follows `prefill_tps` and `decode_tps`, on a timeline fixed
+when a reply starts (the loop's lateness in reading one token does not delay the next).
 Tests can script exact replies with `enqueue`, as simonw/llm's MockModel does, or
 with a function, `script(fn)`, consulted for every request once the queue is empty:
 `fn(request)` returns a str, a `Reply` or an exception to raise. A `Reply` may carry
@@ -176,8 +177,13 @@ class SimulatedBackend:
                 done_text += piece
                 skip += 1
         prompt_tokens = self.prompt_tokens(request) + skip
+        # the model keeps its own pace, as a server does: each token is due at a time fixed from the start,
+        # so a consumer that is slow to read one does not slow the ones after it
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         if self.prefill_tps > 0:
-            await asyncio.sleep(prompt_tokens / self.prefill_tps)
+            due += prompt_tokens / self.prefill_tps
+            await asyncio.sleep(due - loop.time())
         produced = 0
         for piece in pieces[skip:]:
             if produced >= request.max_tokens:
@@ -186,7 +192,8 @@ class SimulatedBackend:
                             finish_reason="length")
                 return
             if self.decode_tps > 0 and produced % self.tick == 0:
-                await asyncio.sleep(self.tick / self.decode_tps)  # one timer per `tick` tokens
+                due += self.tick / self.decode_tps
+                await asyncio.sleep(max(0.0, due - loop.time()))  # one timer per `tick` tokens
             produced += 1
             yield Chunk(text=piece)
         self._in_flight.pop(id(request.messages), None)
