@@ -38,7 +38,8 @@ class LLMCall:
     echo: bool = False
     echoed: bool = False  # some of the answer has reached stdout
     seq: int = field(default_factory=lambda: next(_seq))
-    queued_at: float = field(default_factory=time.time)
+    queued_at: float = field(default_factory=time.time)  # when it last joined the ready queue
+    submitted_at: float = field(default_factory=time.time)  # when it was asked for
     dispatched_at: float | None = None
     first_token_at: float | None = None
     done_at: float | None = None

@@ -16,10 +16,11 @@ from kernel.syscall import LLMCall
 from tests.conftest import make_config, until
 
 
-def fake_call(sid: int, pid: int, user: str = "alice", nice: int = 0, queued_at: float = 0.0) -> LLMCall:
+def fake_call(sid: int, pid: int, user: str = "alice", nice: int = 0, queued_at: float = 0.0,
+              max_tokens: int = 256) -> LLMCall:
     proc = Process(pid=pid, ppid=0, user=user, program="chat", argv=(), nice=nice)
-    call = LLMCall(sid=sid, proc=proc, request=LLMRequest([{"role": "user", "content": "x"}]))
-    call.queued_at = queued_at
+    call = LLMCall(sid=sid, proc=proc, request=LLMRequest([{"role": "user", "content": "x"}], max_tokens=max_tokens))
+    call.queued_at = call.submitted_at = queued_at
     return call
 
 
@@ -66,6 +67,52 @@ async def test_las_serves_the_least_attained_first() -> None:
     for call in (heavy, light, fresh):
         policy.push(call)
     assert drain(policy) == [3, 2, 1]
+
+
+async def test_srpt_serves_the_shortest_first_and_waiting_ends_starvation() -> None:
+    policy = make_policy("srpt", age=100)
+    policy.push(fake_call(1, pid=1, max_tokens=500, queued_at=10.0))
+    for i in range(2, 800):  # a steady stream of 20-token calls, 0.01 s apart
+        policy.push(fake_call(i, pid=i, max_tokens=20, queued_at=10.0 + i * 0.01))
+    order = drain(policy)
+    # 480 tokens more is worth 4.8 s of waiting: the long call goes before every short one asked later than that
+    ahead = order[: order.index(1)]
+    assert ahead == list(range(2, 2 + len(ahead))) and 0 < len(ahead) < 798
+    assert all(10.0 + pid * 0.01 <= 14.8 + 1e-9 for pid in ahead)
+    assert all(10.0 + pid * 0.01 >= 14.8 - 1e-9 for pid in order[order.index(1) + 1:])
+    partial = fake_call(500, pid=500, max_tokens=300, queued_at=20.0)
+    partial.chunks = 290  # preempted with 10 tokens to go: it is as short as a fresh 10-token call
+    fresh = fake_call(501, pid=501, max_tokens=50, queued_at=20.0)
+    policy.push(fresh)
+    policy.push(partial)
+    assert drain(policy) == [500, 501]
+
+
+async def test_srpt_estimates_from_a_processs_earlier_answers() -> None:
+    policy = make_policy("srpt")
+    chatty, terse = fake_call(1, pid=1, max_tokens=256), fake_call(2, pid=2, max_tokens=256)
+    assert policy.remaining(chatty) == policy.remaining(terse) == 256  # nothing known: what they may write
+    for call, used in ((chatty, 200), (terse, 10)):
+        call.chunks = used
+        policy.on_done(call)
+    again = fake_call(3, pid=2, max_tokens=256)
+    assert policy.remaining(again) == 20  # twice its average answer
+    again.chunks = 25  # it outgrew the estimate: back to what it may still write
+    assert policy.remaining(again) == 231
+    assert policy.remaining(fake_call(4, pid=1, max_tokens=256)) == 256  # 2 × 200 is above max_tokens
+    policy.push(fake_call(5, pid=1, max_tokens=256, queued_at=1.0))
+    policy.push(fake_call(6, pid=2, max_tokens=256, queued_at=1.0))
+    assert drain(policy) == [2, 1]
+
+
+async def test_srpt_preempts_only_for_a_much_shorter_call_when_asked() -> None:
+    running = fake_call(1, pid=1, max_tokens=1000)
+    running.segment_tokens = running.chunks = 40
+    for ratio, expected in ((0, False), (4, True), (100, False)):
+        policy = make_policy("srpt", ratio=ratio, quantum=32)
+        assert not policy.should_preempt(running)  # nobody waits
+        policy.push(fake_call(2, pid=2, max_tokens=20))
+        assert policy.should_preempt(running) is expected
 
 
 async def test_rr_preempts_after_a_slice_only_when_someone_waits() -> None:
@@ -116,6 +163,35 @@ async def test_preempted_calls_finish_with_the_uninterrupted_text(home: Path, po
             assert "".join(p.output).strip() == sim.reply_for(LLMRequest([{"role": "user", "content": "long"}]))
         assert preempted, "the policy never preempted anybody"
         assert sum(p.ctx_switches for p in procs) == len(preempted)
+
+
+async def test_srpt_lets_a_short_call_pass_queued_long_ones_and_preempts_when_asked(home: Path) -> None:
+    async with await kernel_with(home, "srpt", slots=1, tps=500) as kernel:
+        dispatched: list[int] = []
+        kernel.bus.on(lambda e: dispatched.append(e.pid), SyscallDispatched)
+        first = kernel.spawn("workload", ["150:0"])
+        await until(lambda: dispatched == [first.pid])
+        queued_long = kernel.spawn("workload", ["150:0"])
+        short = kernel.spawn("workload", ["10:0"])
+        await until(lambda: len(kernel.dispatcher.queue()) == 2)
+        for p in (first, queued_long, short):
+            await kernel.wait(p.pid)
+        assert dispatched == [first.pid, short.pid, queued_long.pid]  # the running call kept its slot
+        assert not any(p.ctx_switches for p in (first, queued_long, short))
+
+        kernel.dispatcher.set_policy(make_policy("srpt", ratio=4, quantum=8))
+        preempted: list[SyscallPreempted] = []
+        kernel.bus.on(preempted.append, SyscallPreempted)
+        long = kernel.spawn("workload", ["150:0"])
+        await until(lambda: any(c.pid == long.pid and c.chunks > 20 for c in kernel.dispatcher.running.values()))
+        short = kernel.spawn("workload", ["10:0"])
+        await kernel.wait(short.pid)
+        assert long.alive and [e.pid for e in preempted] == [long.pid]
+        await kernel.wait(long.pid)
+        answer = [m["content"] for m in kernel.storage.messages(long.pid) if m["role"] == "assistant"]
+        whole = kernel.backend.reply_for(LLMRequest([{"role": "user", "content": "Work on the task."}],
+                                                    options={"tokens": 150}))
+        assert answer == [whole.strip()]  # the same text as without the switch
 
 
 async def test_las_lets_short_agents_overtake_long_ones(home: Path) -> None:
@@ -194,4 +270,4 @@ async def test_only_the_owner_or_an_admin_switches_the_scheduler(home: Path) -> 
         with pytest.raises(InvalidArgument):
             kernel.sched("lottery")
         assert kernel.sched("rr", slice=7)["slice"] == 7
-        assert set(POLICIES) == {"fifo", "rr", "priority", "fair", "las"}
+        assert set(POLICIES) == {"fifo", "rr", "priority", "fair", "las", "srpt"}

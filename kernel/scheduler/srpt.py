@@ -1,0 +1,71 @@
+"""srpt — shortest remaining first, with aging.
+
+A call's size is what it may still produce: its `max_tokens` less the tokens it has had. An agent
+usually asks for more than it uses, so once a process has answered, twice its average answer is
+the estimate when that is smaller (an answer that outgrows the estimate falls back to `max_tokens`).
+Shorter calls go first, so a quick question never waits behind an essay; and waiting counts:
+a call that has waited t seconds is treated as `age` × t tokens shorter, so a long call is never
+starved. Both fit one key fixed when the call is queued, `submitted + remaining / age`, and
+the queue stays a heap.
+
+It does not preempt by default: where a switch makes the backend read the prompt again, taking
+the slot from a long call cost more than it saved (`aios bench`, 1000 agents: 643 switches raised
+the model's busy time by 4% and mean turnaround from 0.84× to 1.02× of direct calls). With
+`ratio` R > 0, a running call gives its slot back at a token boundary to a call at least R times
+shorter, after `quantum` tokens.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kernel.scheduler.policy import Policy
+
+if TYPE_CHECKING:
+    from kernel.syscall import LLMCall
+
+KEEP = 4096  # processes whose answer sizes are remembered (the oldest are forgotten first)
+
+
+class ShortestRemainingPolicy(Policy):
+    name = "srpt"
+    params = ("age", "quantum", "ratio")
+    age = 100.0  # tokens a call's estimate shrinks by per second of waiting
+    quantum = 32  # tokens a call keeps its slot before it can be preempted
+    ratio = 0.0  # a running call yields to a call this many times shorter (0: never preempts)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.age <= 0:
+            raise ValueError("srpt age must be above 0 (tokens per second of waiting)")
+        self.answers: dict[int, tuple[int, int]] = {}  # pid -> (calls answered, tokens in them)
+
+    def remaining(self, call: LLMCall) -> int:
+        limit = max(1, call.request.max_tokens)
+        calls, tokens = self.answers.get(call.pid, (0, 0))
+        if calls and call.chunks < 2 * tokens / calls:
+            limit = min(limit, round(2 * tokens / calls))
+        return max(1, limit - call.chunks)
+
+    def key(self, call: LLMCall) -> float:
+        return call.submitted_at + self.remaining(call) / self.age
+
+    def on_done(self, call: LLMCall) -> None:
+        if call.sid in self._entries or call.cancelled:
+            return  # preempted (back in the queue) or killed: not an answer
+        if not call.proc.alive:
+            self.answers.pop(call.pid, None)
+            return
+        calls, tokens = self.answers.pop(call.pid, (0, 0))
+        self.answers[call.pid] = (calls + 1, tokens + call.chunks)
+        if len(self.answers) > KEEP:
+            del self.answers[next(iter(self.answers))]
+
+    def should_preempt(self, call: LLMCall) -> bool:
+        if self.ratio <= 0 or call.segment_tokens < self.quantum:
+            return False
+        head = self.peek()
+        return head is not None and self.remaining(head) * self.ratio <= self.remaining(call)
+
+    def reason(self, call: LLMCall) -> str:
+        return f"about {self.remaining(call)} tokens left (waiting counts {self.age:g}/s)"
