@@ -33,9 +33,11 @@ async def test_spawn_past_the_per_user_limit_is_refused_and_others_are_unharmed(
     first = [kernel.spawn("chat", ["long"]) for _ in range(2)]
     with pytest.raises(ResourceLimit, match="alice already runs 2 processes"):
         kernel.spawn("chat", ["long"])
+    assert all(p.alive for p in first)
     other = kernel.spawn("chat", ["short"], user="bob")  # the limit is per user
-    await kernel.wait(other.pid)
-    assert other.exit_code == 0 and all(p.alive for p in first)
+    for p in (other, *first):
+        await kernel.wait(p.pid)
+    assert [p.exit_code for p in (other, *first)] == [0, 0, 0]
 
 
 async def test_a_full_queue_fails_the_syscall_with_one_line(kernel: Kernel) -> None:

@@ -1,0 +1,34 @@
+"""`aios bench` through the CLI: the rows the issue names, one per system, from a real (small) run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.shell.test_cli import aios
+
+KEYS = {"system", "makespan_s", "turnaround_mean_s", "wait_mean_s", "wait_p95_short_s", "jain", "utilisation",
+        "overhead_p50_us", "overhead_p99_us", "switches"}
+
+
+def test_bench_writes_one_row_per_system_with_the_named_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = aios("bench", "--agents", "16", "--slots", "2", "--decode-tps", "4000", "--seed", "3",
+                  "--systems", "B0,B1,B2-fifo,srpt,fair", "--json", str(out))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())
+    assert [r["system"] for r in rows] == ["B0", "B1", "B2-fifo", "srpt", "fair"]
+    for row in rows:
+        assert KEYS <= set(row) and row["agents"] == 16 and row["seed"] == 3
+        assert 0 < row["utilisation"] <= 1 and row["makespan_s"] > 0 and 0 < row["jain"] <= 1
+    kernel_rows = [r for r in rows if r["system"] not in ("B1",)]
+    assert all(r["overhead_p50_us"] > 0 for r in kernel_rows)  # measured, not assumed
+    b0, b1 = rows[0], rows[1]
+    assert b0["makespan_s"] > b1["makespan_s"]  # one slot, one agent at a time, against two slots
+    assert "ratios to B1" in result.stdout and "makespan" in result.stdout
+
+
+def test_bench_rejects_an_unknown_system_in_one_line() -> None:
+    result = aios("bench", "--agents", "4", "--systems", "B1,lottery")
+    assert result.exit_code != 0
+    assert "unknown system 'lottery'" in result.stdout + result.stderr
