@@ -26,7 +26,8 @@ async def main(ctx: AgentContext) -> int:
     messages = [{"role": "user", "content": "Work on the task."}]
     for i, (tokens, wait) in enumerate(steps):
         exact = {"tokens": tokens, "ignore_eos": True}  # exactly this many tokens, on any backend that can
-        result = await ctx.llm(messages, max_tokens=tokens, stop=("<never>",), options=exact)
+        # greedy: the same text every run, and the cheapest sampling (as raw decode benchmarks use)
+        result = await ctx.llm(messages, max_tokens=tokens, stop=("<never>",), options=exact, temperature=0)
         messages += [{"role": "assistant", "content": result.text},
                      {"role": "user", "content": f"Step {i + 2}."}]
         if wait > 0:

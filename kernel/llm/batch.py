@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp
+import numpy as np
 from llama_cpp._internals import LlamaBatch, LlamaContext
 
 from kernel.llm.backend import BackendError, Chunk
@@ -107,6 +108,7 @@ class BatchEngine:
         self.ctx = LlamaContext(model=llm._model, params=params, verbose=False)
         self.memory = llama_cpp.llama_get_memory(self.ctx.ctx)
         self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.n_batch = n_batch
         self.batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=slots, verbose=False)
         self.inbox: queue.Queue[Job | None] = queue.Queue()
@@ -200,7 +202,8 @@ class BatchEngine:
             self._start(job)
 
     def _start(self, job: Job) -> None:
-        seq_id = self.free_ids.pop(0)
+        seq_id = min(self.free_ids)  # the lowest: the ids in a batch stay consecutive (see `_step`)
+        self.free_ids.remove(seq_id)
         llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
         history: list[int] = []
         reused = self._restore(job.tokens, seq_id)
@@ -213,10 +216,9 @@ class BatchEngine:
         self.active.append(seq)
 
     def _sampler(self, job: Job) -> Any:
-        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         if job.temperature <= 0:
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-            return chain
+            return None  # greedy: the largest logit, read directly (see `_sample`)
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         for sampler in (
             llama_cpp.llama_sampler_init_penalties(64, 1.1, 0.0, 0.0),
             llama_cpp.llama_sampler_init_top_k(40),
@@ -239,6 +241,9 @@ class BatchEngine:
         """One decode over every active sequence."""
         b = self.batch.batch
         n = 0
+        # rows in sequence-id order: llama.cpp splits a batch whose sequences (each with its own KV stream)
+        # are not consecutive ids into several passes, and P sequences would cost P decodes
+        self.active.sort(key=lambda s: s.seq_id)
         for seq in self.active:  # generating sequences: one token each
             seq.logits_at = None
             if seq.next_token is not None:
@@ -277,7 +282,13 @@ class BatchEngine:
         return n + 1
 
     def _sample(self, seq: Seq) -> None:
-        token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx.ctx, seq.logits_at)
+        if seq.sampler is None:
+            # greedy: argmax over the row's logits; llama_sampler_sample would first copy all 262k of them
+            # into a candidate array, about 2 ms a token here
+            row = llama_cpp.llama_get_logits_ith(self.ctx.ctx, seq.logits_at)
+            token = int(np.ctypeslib.as_array(row, shape=(self.n_vocab,)).argmax())
+        else:
+            token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx.ctx, seq.logits_at)
         seq.logits_at = None
         self.stats.decoded += 1
         if llama_cpp.llama_vocab_is_eog(self.vocab, token) and not seq.job.ignore_eos:
@@ -309,7 +320,8 @@ class BatchEngine:
                                finish_reason=reason))
         self._ended = True
         llama_cpp.llama_memory_seq_rm(self.memory, seq.seq_id, -1, -1)
-        llama_cpp.llama_sampler_free(seq.sampler)
+        if seq.sampler is not None:
+            llama_cpp.llama_sampler_free(seq.sampler)
         self.active.remove(seq)
         self.free_ids.append(seq.seq_id)
 

@@ -114,6 +114,37 @@ async def test_batched_sequences_decode_together(llama: LlamaCppBackend) -> None
     assert llama.stats.steps - steps < 12 * llama.slots
 
 
+async def test_a_batch_lists_its_sequences_in_consecutive_id_order(llama: LlamaCppBackend,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama.cpp splits a batch into one pass per run of consecutive sequence ids (each sequence has its own KV
+    stream): sequences in rows 1, 2, 3, 0 cost two passes, 0, 1, 2, 3 one. A sequence that ran and left must
+    not shift the ids of the next ones."""
+    engine = llama.engine
+    rows: list[list[int]] = []
+    put = engine._put
+
+    def record(b, n, seq, token, logits):  # noqa: ANN001, ANN202
+        if n == 0:
+            rows.append([])
+        if not rows[-1] or rows[-1][-1] != seq.seq_id:
+            rows[-1].append(seq.seq_id)
+        return put(b, n, seq, token, logits)
+
+    monkeypatch.setattr(engine, "_put", record)
+
+    async def run(i: int, tokens: int) -> None:
+        request = LLMRequest([{"role": "user", "content": f"Count to {i}."}], max_tokens=tokens, temperature=0,
+                             stop=("<never>",), options={"ignore_eos": True})
+        assert [c async for c in llama.stream(request)][-1].completion_tokens == tokens
+
+    await run(0, 3)  # one sequence comes and goes
+    rows.clear()
+    await asyncio.gather(*(run(i, 6) for i in range(llama.slots)))
+    together = [r for r in rows if len(r) == llama.slots]
+    assert together, "the sequences never shared a batch"
+    assert all(r == list(range(r[0], r[0] + len(r))) for r in rows), rows
+
+
 async def test_preempted_call_resumes_from_saved_state_with_identical_text(llama: LlamaCppBackend) -> None:
     messages = [{"role": "user", "content": "Tell me about ships. " + "Ships sail the sea. " * 40}]
     request = LLMRequest(messages, max_tokens=24, temperature=0, stop=("<never>",))
