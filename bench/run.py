@@ -95,10 +95,12 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
     t0 = loop.time()
     wall0 = time.time()
     procs = {}
+    held: dict[int, float] = {}  # B0: how long an agent waited for the one before it to finish
     try:
         if system == "B0":
             for spec in specs:
                 await asyncio.sleep(max(0.0, t0 + spec.arrival - loop.time()))
+                held[spec.index] = max(0.0, loop.time() - t0 - spec.arrival)
                 proc = kernel.spawn("workload", spec.argv(), user=spec.user)
                 procs[spec.index] = proc
                 await kernel.wait(proc.pid)
@@ -117,7 +119,7 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
         raise RuntimeError(f"{system}: {len(failed)} agents failed, e.g. {failed[0].status} {failed[0].error}")
     # an agent arrives at its planned time (B0 may only start it later: that is part of its turnaround)
     agents = [{"spec": s, "arrived": s.arrival, "ended": procs[s.index].ended_at - wall0,
-               "wait": procs[s.index].queue_wait} for s in specs]
+               "wait": procs[s.index].queue_wait + held.get(s.index, 0.0)} for s in specs]
     prefill = getattr(backend, "prefill_tps", 0) or 0
     return {"agents": agents, "calls": calls, "switches": switches["n"],
             "switch_cost_s": switches["tokens"] / prefill if prefill else 0.0}

@@ -24,7 +24,8 @@ def _args(p: ArgParser) -> None:
     p.add_argument("--slots", type=int, metavar="P", help="model calls served at once")
     p.add_argument("--json", action="store_true", help="print JSON (shape below)")
     p.epilog = ("policies: fifo (arrival order), rr (turns of --slice tokens), priority (nice, with aging), "
-                "fair (fair share of tokens across users, then processes), las (least attained service first)")
+                "fair (fair share of tokens across users, then processes), las (least attained service first), "
+                "srpt (fewest tokens left first, waiting counts; the default)")
 
 
 def snapshot(sh: Shell) -> dict[str, Any]:
