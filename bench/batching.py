@@ -1,7 +1,7 @@
 """Aggregate decode speed of the embedded model at P = 1, 2, 4, 8: raw llama.cpp batched decode beside
 the same P sequences served through the kernel (P `workload` agents on P slots), in one run.
 
-    python -m bench.batching [--tokens N] [--json FILE]
+    python -m bench.batching [--tokens N] [--repeat N] [--json FILE]
 
 Also measures a preempted call resuming from its saved KV state against re-reading a ~2k-token prompt.
 """
@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -128,17 +129,22 @@ async def resume_vs_reread(backend: LlamaCppBackend) -> dict[str, Any]:
             "speedup": round(reread / resumed, 1)}
 
 
-async def main(tokens: int) -> dict[str, Any]:
+async def main(tokens: int, repeat: int = 1) -> dict[str, Any]:
     rows = []
     for slots in (1, 2, 4, 8):
-        kernel_tps, end_to_end, backend = await through_kernel(slots, tokens)
-        await backend.load()
-        raw_tps = raw_batched(backend, slots, tokens)
+        kernel, ends, raw = [], [], []
+        for _ in range(repeat):  # the two alternate, so a machine that slows down slows both; medians are kept
+            kernel_tps, end_to_end, backend = await through_kernel(slots, tokens)
+            await backend.load()
+            raw.append(raw_batched(backend, slots, tokens))
+            kernel.append(kernel_tps)
+            ends.append(end_to_end)
+            await backend.close()
+        kernel_tps, end_to_end, raw_tps = (statistics.median(v) for v in (kernel, ends, raw))
         rows.append({"slots": slots, "raw_tps": round(raw_tps, 1), "kernel_tps": round(kernel_tps, 1),
                      "ratio": round(kernel_tps / raw_tps, 3), "kernel_end_to_end_tps": round(end_to_end, 1)})
         print(f"P={slots}: raw {raw_tps:6.1f} tok/s, through the kernel {kernel_tps:6.1f} tok/s "
               f"({kernel_tps / raw_tps:.0%}); {end_to_end:.1f} tok/s counting prompt reading and start-up")
-        await backend.close()
     backend = LlamaCppBackend(slots=2)
     resume = await resume_vs_reread(backend)
     await backend.close()
@@ -150,9 +156,10 @@ async def main(tokens: int) -> dict[str, Any]:
 def cli() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.batching", description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=128, help="tokens each sequence generates")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each, alternating; the medians are shown")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    report = asyncio.run(main(args.tokens))
+    report = asyncio.run(main(args.tokens, max(1, args.repeat)))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 
