@@ -264,6 +264,7 @@ class Kernel:
         if not proc.alive:
             return
         self.dispatcher.cancel_pid(proc.pid)
+        self.dispatcher.policy.forget(proc.pid)  # per-process scheduling state (attained tokens, answer sizes)
         old = proc.status
         proc.state, proc.waiting_on = State.EXITED, None
         proc.term_signal = int(signal) if signal is not None else None

@@ -90,6 +90,9 @@ class FairPolicy(Policy):
     def on_done(self, call: LLMCall) -> None:
         self._running.pop(call.sid, None)
 
+    def forget(self, pid: int) -> None:
+        self.proc_vt.pop(pid, None)
+
     def on_token(self, call: LLMCall) -> None:
         cost = NICE_0_WEIGHT / weight(call.proc.nice)
         self.user_vt[call.proc.user] += cost

@@ -47,9 +47,8 @@ class LeastAttainedPolicy(Policy):
     def on_token(self, call: LLMCall) -> None:
         self.attained[call.pid] = self.attained.get(call.pid, 0) + 1
 
-    def on_done(self, call: LLMCall) -> None:
-        if not call.proc.alive:
-            self.attained.pop(call.pid, None)
+    def forget(self, pid: int) -> None:
+        self.attained.pop(pid, None)
 
     def should_preempt(self, call: LLMCall) -> bool:
         if call.segment_tokens < self.quantum:

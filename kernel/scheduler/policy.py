@@ -86,6 +86,9 @@ class Policy:
         """Whether a running call should give its slot back at this token boundary."""
         return False
 
+    def forget(self, pid: int) -> None:
+        """Process `pid` has exited: drop what is kept about it."""
+
     def reason(self, call: LLMCall) -> str:
         """Why `call` sits where it does, in a few words (shown by `sched`)."""
         return f"arrived #{call.seq}, waiting {time.time() - call.queued_at:.1f}s"

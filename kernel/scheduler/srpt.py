@@ -24,8 +24,6 @@ from kernel.scheduler.policy import Policy
 if TYPE_CHECKING:
     from kernel.syscall import LLMCall
 
-KEEP = 4096  # processes whose answer sizes are remembered (the oldest are forgotten first)
-
 
 class ShortestRemainingPolicy(Policy):
     name = "srpt"
@@ -38,7 +36,7 @@ class ShortestRemainingPolicy(Policy):
         super().__init__(**params)
         if self.age <= 0:
             raise ValueError("srpt age must be above 0 (tokens per second of waiting)")
-        self.answers: dict[int, tuple[int, int]] = {}  # pid -> (calls answered, tokens in them)
+        self.answers: dict[int, tuple[int, int]] = {}  # live pid -> (calls answered, tokens in them)
 
     def remaining(self, call: LLMCall) -> int:
         limit = max(1, call.request.max_tokens)
@@ -53,13 +51,11 @@ class ShortestRemainingPolicy(Policy):
     def on_done(self, call: LLMCall) -> None:
         if call.sid in self._entries or call.cancelled:
             return  # preempted (back in the queue) or killed: not an answer
-        if not call.proc.alive:
-            self.answers.pop(call.pid, None)
-            return
-        calls, tokens = self.answers.pop(call.pid, (0, 0))
+        calls, tokens = self.answers.get(call.pid, (0, 0))
         self.answers[call.pid] = (calls + 1, tokens + call.chunks)
-        if len(self.answers) > KEEP:
-            del self.answers[next(iter(self.answers))]
+
+    def forget(self, pid: int) -> None:
+        self.answers.pop(pid, None)
 
     def should_preempt(self, call: LLMCall) -> bool:
         if self.ratio <= 0 or call.segment_tokens < self.quantum:

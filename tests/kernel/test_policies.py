@@ -194,6 +194,21 @@ async def test_srpt_lets_a_short_call_pass_queued_long_ones_and_preempts_when_as
         assert answer == [whole.strip()]  # the same text as without the switch
 
 
+@pytest.mark.parametrize("policy", ["las", "srpt", "fair"])
+async def test_an_exited_process_leaves_nothing_in_the_policy(home: Path, policy: str) -> None:
+    async with await kernel_with(home, policy, slots=1, tps=500) as kernel:
+        state = {"las": "attained", "srpt": "answers", "fair": "proc_vt"}[policy]
+        running = kernel.spawn("workload", ["40:0", "40:0"])
+        await until(lambda: running.pid in getattr(kernel.dispatcher.policy, state))
+        queued = kernel.spawn("workload", ["20:0"])
+        await until(lambda: len(kernel.dispatcher.queue()) == 1)
+        kernel.signal(queued.pid, Signal.KILL)
+        kernel.signal(running.pid, Signal.KILL)
+        await kernel.wait(queued.pid)
+        await kernel.wait(running.pid)
+        assert not {running.pid, queued.pid} & set(getattr(kernel.dispatcher.policy, state))
+
+
 async def test_las_lets_short_agents_overtake_long_ones(home: Path) -> None:
     async with await kernel_with(home, "las", slots=1, tps=500) as kernel:
         kernel.dispatcher.set_policy(make_policy("las", base=32, quantum=8))
