@@ -54,12 +54,18 @@ def wait_for_prompt(name: str, count: int, timeout: float = 60.0) -> str:
     raise AssertionError("the shell did not come back to its prompt:\n" + screen(name))
 
 
-def test_the_readme_tour_in_80x24(tmp_path: Path) -> None:
+def start_shell(cwd: Path, home: Path, width: int, height: int) -> str:
+    """A tmux session running the aios shell (simulated model, user `you`) in `cwd`; returns its name.
+    The caller kills the session."""
     name = f"aios-{uuid.uuid4().hex[:8]}"
-    home = tmp_path / "home"
-    command = (f"cd {tmp_path} && AIOS_HOME={home} AIOS_USER=you NO_COLOR=1 "
+    command = (f"cd {cwd} && AIOS_HOME={home} AIOS_USER=you NO_COLOR=1 "
                f"{sys.executable} -m aios_shell.cli --backend simulated")
-    tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command)
+    tmux("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), command)
+    return name
+
+
+def test_the_readme_tour_in_80x24(tmp_path: Path) -> None:
+    name = start_shell(tmp_path, tmp_path / "home", 80, 24)
     try:
         tmux("set-option", "-t", name, "history-limit", "5000")
         wait_for_prompt(name, 1)

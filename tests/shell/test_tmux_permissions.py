@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.shell.test_tmux import screen, tmux, wait_for_prompt
+from tests.shell.test_tmux import screen, start_shell, tmux, wait_for_prompt
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
@@ -33,13 +31,10 @@ def type_line(name: str, line: str) -> None:
 
 
 def test_the_inline_permission_prompt_in_tmux(tmp_path: Path) -> None:
-    name = f"aios-{uuid.uuid4().hex[:8]}"
     home = tmp_path / "home"
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "notes.txt").write_text("hello\n")
-    command = (f"cd {tmp_path}/work && AIOS_HOME={home} AIOS_USER=you NO_COLOR=1 "
-               f"{sys.executable} -m aios_shell.cli --backend simulated")
-    tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30", command)
+    name = start_shell(tmp_path / "work", home, 100, 30)
     try:
         tmux("set-option", "-t", name, "history-limit", "5000")
         wait_for_prompt(name, 1)
