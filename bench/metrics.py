@@ -52,6 +52,8 @@ def summarize(system: str, agents: list[dict[str, Any]], calls: list[dict[str, A
         "turnaround_p99_s": round(pct(turnaround, 99), 3),
         "turnaround_mean_short_s": round(statistics.fmean(short_ta), 3) if short_ta else 0.0,
         "turnaround_mean_long_s": round(statistics.fmean(long_ta), 3) if long_ta else 0.0,
+        # the floor no scheduler passes: every call served the moment it is asked, at full speed
+        "turnaround_ideal_s": round(statistics.fmean(ideal), 3),
         "wait_mean_s": round(statistics.fmean(waits), 4),
         "wait_p50_s": round(pct(waits, 50), 4),
         "wait_p95_s": round(pct(waits, 95), 4),

@@ -46,6 +46,11 @@ def table(rows: list[dict[str, Any]], console: Console) -> None:
             cells.append(text)
         t.add_row(*cells)
     console.print(t)
+    if base is not None and base["turnaround_mean_s"]:
+        floor = base["turnaround_ideal_s"]
+        console.print(f"no waiting at all (every call served at once, at full speed): turnaround {floor:g} s = "
+                      f"{floor / base['turnaround_mean_s']:.2f}× B1 — the floor for every system",
+                      markup=False, highlight=False)
 
 
 def plot(rows: list[dict[str, Any]], console: Console, key: str = "turnaround_mean_s", width: int = 50) -> None:

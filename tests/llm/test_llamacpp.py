@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -195,3 +196,14 @@ def test_the_issue_acceptance_on_the_embedded_model(tmp_path: Path) -> None:
     assert cols[5] == "EXITED(0)"
     prompt, completion = map(int, cols[7].split("/"))
     assert prompt > 0 and completion > 0
+
+
+def test_the_batching_bench_times_raw_decode_in_a_process_of_its_own() -> None:
+    """bench.batching's raw figure comes from a child process (one OpenMP pool per process), as a number."""
+    out = subprocess.run([sys.executable, "-m", "bench.batching", "--raw-only", "2", "--tokens", "8"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert float(json.loads(out.stdout.strip().splitlines()[-1])["tokens_per_s"]) > 0
+    bad = subprocess.run([sys.executable, "-m", "bench.batching", "--slots", "two"], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "--slots takes numbers" in bad.stderr

@@ -26,6 +26,11 @@ def test_bench_writes_one_row_per_system_with_the_named_figures(tmp_path: Path) 
     b0, b1 = rows[0], rows[1]
     assert b0["makespan_s"] > b1["makespan_s"]  # one slot, one agent at a time, against two slots
     assert "ratios to B1" in result.stdout and "makespan" in result.stdout
+    # the floor is the same workload with no waiting: below every system's turnaround, and shown
+    floor = b1["turnaround_ideal_s"]
+    assert all(r["turnaround_ideal_s"] == floor for r in rows)
+    assert all(floor <= r["turnaround_mean_s"] for r in rows)
+    assert f"turnaround {floor:g} s" in result.stdout and "the floor for every system" in result.stdout
 
 
 def test_bench_rejects_an_unknown_system_in_one_line() -> None:
