@@ -196,8 +196,13 @@ def cli() -> None:
     try:
         slot_counts = tuple(int(p) for p in args.slots.split(","))
     except ValueError:
-        parser.error(f"--slots takes numbers separated by commas, not {args.slots!r}")
-    report = asyncio.run(main(args.tokens, max(1, args.repeat), slot_counts))
+        slot_counts = ()
+    if not slot_counts or min(slot_counts) < 1:
+        parser.error(f"--slots takes numbers of 1 or more separated by commas, not {args.slots!r}")
+    try:
+        report = asyncio.run(main(args.tokens, max(1, args.repeat), slot_counts))
+    except RuntimeError as exc:  # a raw run failed in its child process
+        parser.exit(1, f"bench.batching: {exc}\n")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

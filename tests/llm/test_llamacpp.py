@@ -207,3 +207,6 @@ def test_the_batching_bench_times_raw_decode_in_a_process_of_its_own() -> None:
     bad = subprocess.run([sys.executable, "-m", "bench.batching", "--slots", "two"], capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and "--slots takes numbers" in bad.stderr
+    zero = subprocess.run([sys.executable, "-m", "bench.batching", "--slots", "0"], capture_output=True, text=True,
+                          timeout=60)
+    assert zero.returncode == 2 and "of 1 or more" in zero.stderr
