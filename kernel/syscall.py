@@ -55,6 +55,7 @@ class LLMCall:
     held: bool = False
     preempt: str | None = None  # set to a reason to make the serving loop yield the slot
     cancelled: bool = False
+    answered: bool = False  # it ended with an answer (not an error, a preemption or a kill)
     wait_s: float = 0.0
     service_s: float = 0.0
     future: asyncio.Future[LLMResult] = field(default_factory=lambda: asyncio.get_running_loop().create_future())

@@ -178,6 +178,7 @@ class Dispatcher:
             self._park(call)
             self.policy.on_done(call)  # after the requeue: its user never looked idle
         else:
+            call.answered = not isinstance(outcome, BaseException)
             self.policy.on_done(call)
             if isinstance(outcome, BaseException):
                 if not self._back_off(call, outcome):

@@ -53,8 +53,8 @@ class ShortestRemainingPolicy(Policy):
         return call.submitted_at + self.remaining(call) / self.age
 
     def on_done(self, call: LLMCall) -> None:
-        if call.sid in self._entries or call.held or call.cancelled:
-            return  # preempted (back in the queue, or held while stopped) or killed: not an answer
+        if not call.answered:
+            return  # preempted, held while stopped, killed, or failed (perhaps to be tried again): not an answer
         calls, tokens = self.answers.get(call.pid, (0, 0))
         self.answers[call.pid] = (calls + 1, tokens + call.chunks)
 

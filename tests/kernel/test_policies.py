@@ -8,7 +8,7 @@ import pytest
 
 from kernel.events import SyscallDispatched, SyscallPreempted, TokenGenerated
 from kernel.kernel import Kernel, boot
-from kernel.llm.backend import LLMRequest
+from kernel.llm.backend import BackendUnavailable, LLMRequest
 from kernel.llm.simulated import SimulatedBackend
 from kernel.process import Process, Signal
 from kernel.scheduler import POLICIES, make_policy
@@ -94,6 +94,9 @@ async def test_srpt_estimates_from_a_processs_earlier_answers() -> None:
     assert policy.remaining(chatty) == policy.remaining(terse) == 256  # nothing known: what they may write
     for call, used in ((chatty, 200), (terse, 10)):
         call.chunks = used
+        policy.on_done(call)
+        assert call.pid not in policy.answers  # not answered (preempted, failed or killed): nothing learnt
+        call.answered = True
         policy.on_done(call)
     again = fake_call(3, pid=2, max_tokens=256)
     assert policy.remaining(again) == 20  # twice its average answer
@@ -192,6 +195,17 @@ async def test_srpt_lets_a_short_call_pass_queued_long_ones_and_preempts_when_as
         whole = kernel.backend.reply_for(LLMRequest([{"role": "user", "content": "Work on the task."}],
                                                     options={"tokens": 150}))
         assert answer == [whole.strip()]  # the same text as without the switch
+
+
+async def test_srpt_learns_only_from_answers_not_from_failed_attempts(home: Path) -> None:
+    async with await kernel_with(home, "srpt", slots=1, tps=500) as kernel:
+        kernel.backend.enqueue(BackendUnavailable("the model server went away"), "one two three")
+        proc = kernel.spawn("workload", ["3:30"])  # one call, then a long tool wait: still alive to look at
+        await until(lambda: proc.pid in kernel.dispatcher.policy.answers)
+        assert kernel.dispatcher.retried == 1
+        assert kernel.dispatcher.policy.answers[proc.pid] == (1, 3)  # the failed attempt taught it nothing
+        kernel.signal(proc.pid, Signal.KILL)
+        await kernel.wait(proc.pid)
 
 
 @pytest.mark.parametrize("policy", ["las", "srpt", "fair"])
