@@ -195,7 +195,7 @@ class Dispatcher:
         call.segment_tokens += 1
         call.raw += text
         self.policy.on_token(call)
-        if not call.preempt and self.policy.should_preempt(call):
+        if not call.preempt and self._needs_slot() and self.policy.should_preempt(call):
             call.preempt = "slice"
         self.kernel.bus.publish(TokenGenerated(pid=call.pid, sid=call.sid, text=text))
         if call.echo:
@@ -203,6 +203,15 @@ class Dispatcher:
             if shown:
                 call.echoed = True
                 self.kernel.emit_output(call.proc, shown)
+
+    def _needs_slot(self) -> bool:
+        """Whether a queued call still lacks a slot that a running call is already giving back.
+
+        One waiting call takes one slot: without this, every running call that reached a token
+        boundary would yield to the same queued call, and all but one would only be read again.
+        """
+        leaving = sum(1 for c in self.running.values() if c.preempt)
+        return leaving < len(self.policy)
 
     def _vacate(self, call: LLMCall) -> bool:
         """Take a call out of its slot; True if it held one."""

@@ -41,6 +41,7 @@ class ShortestRemainingPolicy(Policy):
         if self.age <= 0:
             raise ValueError("srpt age must be above 0 (tokens per second of waiting)")
         self.answers: dict[int, tuple[int, int]] = {}  # live pid -> (calls answered, tokens in them)
+        self.running: dict[int, LLMCall] = {}  # sid -> a call holding a slot
 
     def remaining(self, call: LLMCall) -> int:
         limit = max(1, call.request.max_tokens)
@@ -52,7 +53,11 @@ class ShortestRemainingPolicy(Policy):
     def key(self, call: LLMCall) -> float:
         return call.submitted_at + self.remaining(call) / self.age
 
+    def on_dispatch(self, call: LLMCall) -> None:
+        self.running[call.sid] = call
+
     def on_done(self, call: LLMCall) -> None:
+        self.running.pop(call.sid, None)
         if not call.answered:
             return  # preempted, held while stopped, killed, or failed (perhaps to be tried again): not an answer
         calls, tokens = self.answers.get(call.pid, (0, 0))
@@ -65,7 +70,12 @@ class ShortestRemainingPolicy(Policy):
         if self.ratio <= 0 or call.segment_tokens < self.quantum:
             return False
         head = self.peek()
-        return head is not None and self.remaining(head) * self.ratio <= self.remaining(call)
+        left = self.remaining(call)
+        if head is None or self.remaining(head) * self.ratio > left:
+            return False
+        # the slot goes from the running call with the most left, not from whichever reached a token first
+        return not any(other.sid != call.sid and not other.preempt and other.segment_tokens >= self.quantum
+                       and self.remaining(other) > left for other in self.running.values())
 
     def reason(self, call: LLMCall) -> str:
         return f"about {self.remaining(call)} tokens left (waiting counts {self.age:g}/s)"

@@ -118,6 +118,19 @@ async def test_srpt_preempts_only_for_a_much_shorter_call_when_asked() -> None:
         assert policy.should_preempt(running) is expected
 
 
+async def test_srpt_takes_the_slot_from_the_running_call_with_the_most_left() -> None:
+    policy = make_policy("srpt", ratio=2, quantum=8)
+    nearly_done, far_from_done = fake_call(1, pid=1, max_tokens=200), fake_call(2, pid=2, max_tokens=1000)
+    for call in (nearly_done, far_from_done):
+        call.segment_tokens = call.chunks = 150
+        policy.on_dispatch(call)
+    policy.push(fake_call(3, pid=3, max_tokens=10))
+    assert not policy.should_preempt(nearly_done)  # 50 left: yielding would be allowed, but the other has 850
+    assert policy.should_preempt(far_from_done)
+    policy.on_done(far_from_done)  # it has gone: now the nearly done one is the one to ask
+    assert policy.should_preempt(nearly_done)
+
+
 async def test_rr_preempts_after_a_slice_only_when_someone_waits() -> None:
     policy = make_policy("rr", slice=4)
     running = fake_call(1, pid=1)
@@ -195,6 +208,21 @@ async def test_srpt_lets_a_short_call_pass_queued_long_ones_and_preempts_when_as
         whole = kernel.backend.reply_for(LLMRequest([{"role": "user", "content": "Work on the task."}],
                                                     options={"tokens": 150}))
         assert answer == [whole.strip()]  # the same text as without the switch
+
+
+async def test_one_waiting_call_takes_one_slot_from_the_call_with_the_most_left(home: Path) -> None:
+    async with await kernel_with(home, "srpt", slots=2, tps=400) as kernel:
+        kernel.dispatcher.set_policy(make_policy("srpt", ratio=2, quantum=4))
+        preempted: list[SyscallPreempted] = []
+        kernel.bus.on(preempted.append, SyscallPreempted)
+        shorter, longer = kernel.spawn("workload", ["120:0"]), kernel.spawn("workload", ["400:0"])
+        await until(lambda: sum(c.chunks > 8 for c in kernel.dispatcher.running.values()) == 2)
+        short = kernel.spawn("workload", ["6:0"])
+        await kernel.wait(short.pid)
+        assert [e.pid for e in preempted] == [longer.pid]  # not both, and not the one nearly done
+        for p in (shorter, longer):
+            await kernel.wait(p.pid)
+            assert p.status == "EXITED(0)"
 
 
 async def test_srpt_learns_only_from_answers_not_from_failed_attempts(home: Path) -> None:
