@@ -10,9 +10,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
+from kernel import clock
 from kernel.llm.backend import Backend, LLMRequest
 from kernel.scheduler.policy import Policy
 
@@ -74,7 +74,7 @@ class TimeSliceRR(Policy):
         return call.queued_at
 
     def should_preempt(self, call: LLMCall) -> bool:
-        return len(self) > 0 and time.time() - (call.segment_started or time.time()) >= self.quantum
+        return len(self) > 0 and clock.now() - (call.segment_started or clock.now()) >= self.quantum
 
 
 async def run_direct(backend: Backend, specs: list[AgentSpec], slots: int) -> list[dict[str, Any]]:

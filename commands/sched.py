@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import time
 from typing import TYPE_CHECKING, Any
 
 from commands.registry import ArgParser, command
+from kernel import clock
 from kernel.scheduler import POLICIES
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def _args(p: ArgParser) -> None:
 
 def snapshot(sh: Shell) -> dict[str, Any]:
     d = sh.kernel.dispatcher
-    now = time.time()
+    now = clock.now()
     described = d.policy.describe()
     return {
         "policy": described.pop("policy"),

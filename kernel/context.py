@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from kernel import clock
 from kernel.events import (
     ContextCompacted,
     ContextSwitched,
@@ -66,7 +67,7 @@ class ContextSnapshot:
     partial: str
     tokens: int  # what the model must read again to go on: prompt + partial
     reason: str
-    ts: float = field(default_factory=time.time)
+    ts: float = field(default_factory=clock.now)
 
     @property
     def messages(self) -> list[Message]:
@@ -320,7 +321,7 @@ class ContextManager:
         if isinstance(event, SyscallDispatched):
             switch = self._switches.get(event.sid)
             if switch is not None:
-                switch.dispatched = time.perf_counter()
+                switch.dispatched = clock.monotonic()
                 self._listen()
         elif isinstance(event, SyscallPreempted):
             entry = self._calls.get(event.sid)
@@ -331,7 +332,7 @@ class ContextManager:
             if event.reason.startswith("retry"):
                 return  # a failed attempt tried again, not a switch
             snap = self.snapshot(call, event.reason)
-            elapsed = time.time() - (call.segment_started or time.time())
+            elapsed = clock.now() - (call.segment_started or clock.now())
             self._switches[call.sid] = _Switch(snap, elapsed / max(1, call.segment_tokens))
         elif isinstance(event, ProcessExited):
             self._contexts.pop(event.pid, None)
@@ -358,7 +359,7 @@ class ContextManager:
 
     def _switched(self, proc: Process, switch: _Switch) -> None:
         assert switch.dispatched is not None
-        resume = time.perf_counter() - switch.dispatched
+        resume = clock.monotonic() - switch.dispatched
         cost = max(0.0, resume - switch.per_token_s)
         proc.switch_cost_s += cost
         snap = switch.snapshot

@@ -7,17 +7,18 @@ Nobody polls kernel internals.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from kernel import clock
 
 
 @dataclass(frozen=True)
 class Event:
     """Base of every kernel event; `ts` is wall-clock seconds."""
 
-    ts: float = field(default_factory=time.time, kw_only=True)
+    ts: float = field(default_factory=clock.now, kw_only=True)
 
     @property
     def kind(self) -> str:

@@ -10,13 +10,13 @@ import getpass
 import itertools
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from kernel import clock
 from kernel.access import AccessControl
 from kernel.context import ContextManager
 from kernel.errors import InvalidArgument, NoSuchProcess, PermissionDenied, ResourceLimit
@@ -104,7 +104,7 @@ class Kernel:
         self.toolsvc = ToolService(self.tools, self.access, self.permissions, self.bus, self.set_state,
                                    services={"memory": self.memory, "files": self.files, "limits": Limits()})
         self.quotas = Quotas()  # admission limits and tokens per minute per user
-        self.boot_time = time.time()
+        self.boot_time = clock.now()
         self.lost_at_boot: list[int] = []
         self._sids = itertools.count(1)
         self._started = False
@@ -250,7 +250,7 @@ class Kernel:
     async def _run(self, proc: Process, main: Program) -> None:
         try:
             await proc.resumed.wait()  # stopped before it started
-            proc.started_at = time.time()
+            proc.started_at = clock.now()
             self.set_state(proc, State.RUNNING)
             code = await main(AgentContext(self, proc))
             self._exit(proc, code=int(code or 0))
@@ -270,7 +270,7 @@ class Kernel:
         proc.term_signal = int(signal) if signal is not None else None
         proc.exit_code = 128 + int(signal) if signal is not None else code
         proc.error = error
-        proc.ended_at = time.time()
+        proc.ended_at = clock.now()
         proc.resumed.set()
         self.storage.save_process(proc)
         self.bus.publish(ProcessStateChanged(pid=proc.pid, old=old, new=proc.status))
@@ -443,7 +443,7 @@ class Kernel:
     def finish_llm(self, call: LLMCall, result: LLMResult | None = None, error: BaseException | None = None) -> None:
         """The dispatcher hands back a finished call: account for it and wake the process."""
         proc = call.proc
-        call.done_at = time.time()
+        call.done_at = clock.now()
         proc.llm_time += call.service_s
         proc.queue_wait += call.wait_s
         if result is not None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from kernel import clock
 
 
 class State(enum.StrEnum):
@@ -66,7 +67,7 @@ class Process:
     term_signal: int | None = None
     error: str | None = None
     lost: bool = False
-    created_at: float = field(default_factory=time.time)
+    created_at: float = field(default_factory=clock.now)
     started_at: float | None = None
     ended_at: float | None = None
     prompt_tokens: int = 0
@@ -128,7 +129,7 @@ class Process:
 
     def elapsed(self) -> float:
         start = self.started_at or self.created_at
-        return (self.ended_at or time.time()) - start
+        return (self.ended_at or clock.now()) - start
 
     @classmethod
     def from_record(cls, row: dict[str, Any]) -> Process:

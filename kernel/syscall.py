@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kernel import clock
 from kernel.errors import NoSuchProcess
 from kernel.llm.backend import LLMRequest, Message
 from kernel.tools.registry import ToolResult
@@ -38,8 +38,8 @@ class LLMCall:
     echo: bool = False
     echoed: bool = False  # some of the answer has reached stdout
     seq: int = field(default_factory=lambda: next(_seq))
-    queued_at: float = field(default_factory=time.time)  # when it last joined the ready queue
-    submitted_at: float = field(default_factory=time.time)  # when it was asked for
+    queued_at: float = field(default_factory=clock.now)  # when it last joined the ready queue
+    submitted_at: float = field(default_factory=clock.now)  # when it was asked for
     dispatched_at: float | None = None
     first_token_at: float | None = None
     done_at: float | None = None

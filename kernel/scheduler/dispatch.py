@@ -21,6 +21,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from kernel import clock
 from kernel.events import SchedulerChanged, SyscallDispatched, SyscallPreempted, SyscallQueued, TokenGenerated
 from kernel.llm.backend import Backend, BackendError
 from kernel.llm.retry import RetryPolicy, explain, is_transient
@@ -118,7 +119,7 @@ class Dispatcher:
                 continue
             call.slot = slot
             call.segment_tokens = 0
-            call.segment_started = time.time()
+            call.segment_started = clock.now()
             self.running[slot] = call
             self.policy.on_dispatch(call)
             call.overhead_s += time.perf_counter() - t0
@@ -129,14 +130,14 @@ class Dispatcher:
     # -- serving ---------------------------------------------------------------------------
     async def _serve(self, call: LLMCall) -> None:
         kernel, proc = self.kernel, call.proc
-        now = time.time()
+        now = clock.now()
         call.dispatched_at = call.dispatched_at or now
         call.wait_s += now - call.queued_at
         kernel.bus.publish(SyscallDispatched(pid=call.pid, sid=call.sid, slot=call.slot or 0))
         kernel.set_state(proc, State.WAITING, "llm")
         request = replace(call.request, partial=call.raw)
         stream = self.backend.stream(request)
-        started = time.perf_counter()
+        started = clock.monotonic()
         outcome: LLMResult | BaseException | None = None
         try:
             async for chunk in stream:
@@ -154,7 +155,7 @@ class Dispatcher:
                 if not chunk.text:
                     continue
                 if call.first_token_at is None:
-                    call.first_token_at = time.time()
+                    call.first_token_at = clock.now()
                 if proc.state is State.WAITING:
                     kernel.set_state(proc, State.RUNNING)
                 self._on_text(call, chunk.text)
@@ -168,7 +169,7 @@ class Dispatcher:
             outcome = BackendError(f"{self.backend.name} backend failed: {type(exc).__name__}: {exc}")
         finally:
             await stream.aclose()
-            call.service_s += time.perf_counter() - started
+            call.service_s += clock.monotonic() - started
             self._vacate(call)
         if call.cancelled:
             return  # cancel() did the bookkeeping
@@ -230,7 +231,7 @@ class Dispatcher:
         self.kernel.bus.publish(
             SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason, partial_tokens=call.chunks)
         )
-        call.queued_at = time.time()
+        call.queued_at = clock.now()
         self._enqueue(call)
 
     # -- retries ---------------------------------------------------------------------------
@@ -258,7 +259,7 @@ class Dispatcher:
         self._timers.pop(call.sid, None)
         if self.backing_off.pop(call.sid, None) is None or call.cancelled:
             return
-        call.queued_at = time.time()
+        call.queued_at = clock.now()
         self._enqueue(call)
         self._kick()
 
@@ -290,7 +291,7 @@ class Dispatcher:
         for call in [c for c in self.held if c.pid == pid]:
             self.held.remove(call)
             call.held = False
-            call.queued_at = time.time()
+            call.queued_at = clock.now()
             self.kernel.set_state(call.proc, State.READY)
             self.policy.push(call)
         for call in self.running.values():

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from kernel import clock
 
 if TYPE_CHECKING:
     from kernel.syscall import LLMCall
@@ -91,7 +92,7 @@ class Policy:
 
     def reason(self, call: LLMCall) -> str:
         """Why `call` sits where it does, in a few words (shown by `sched`)."""
-        return f"arrived #{call.seq}, waiting {time.time() - call.queued_at:.1f}s"
+        return f"arrived #{call.seq}, waiting {clock.now() - call.queued_at:.1f}s"
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, **{p: getattr(self, p) for p in self.params}}

@@ -8,9 +8,9 @@ has had `quantum` tokens.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
+from kernel import clock
 from kernel.scheduler.policy import Policy
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class PriorityPolicy(Policy):
         return call.proc.nice * self.aging + call.queued_at
 
     def effective(self, call: LLMCall, now: float | None = None) -> float:
-        now = time.time() if now is None else now
+        now = clock.now() if now is None else now
         return call.proc.nice - (now - call.queued_at) / self.aging
 
     def should_preempt(self, call: LLMCall) -> bool:
