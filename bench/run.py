@@ -25,7 +25,7 @@ from bench.baselines import BatchedFifo, TimeSliceRR, run_direct
 from bench.metrics import summarize
 from bench.workload import AgentSpec, generate
 from kernel import clock
-from kernel.events import SyscallDone, SyscallPreempted
+from kernel.events import ContextSwitched, SyscallDone, SyscallPreempted
 from kernel.kernel import KernelConfig, boot
 from kernel.llm.backend import Backend
 from kernel.scheduler import POLICIES, make_policy
@@ -89,15 +89,19 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
     elif params:
         kernel.dispatcher.set_policy(make_policy(name, **params))
     calls: list[dict[str, Any]] = []
-    switches = {"n": 0, "tokens": 0}
+    switches = {"n": 0, "cost_s": 0.0}
     kernel.bus.on(lambda e: calls.append({"wait_s": e.wait_s, "service_s": e.service_s,
                                           "overhead_s": e.overhead_s}), SyscallDone)
 
     def count_switch(e: SyscallPreempted) -> None:
-        switches["n"] += 1
-        switches["tokens"] += e.partial_tokens
+        if not e.reason.startswith("retry"):
+            switches["n"] += 1
+
+    def cost(e: ContextSwitched) -> None:  # measured by the context manager: the resumed call's first token late
+        switches["cost_s"] += e.cost_s
 
     kernel.bus.on(count_switch, SyscallPreempted)
+    kernel.bus.on(cost, ContextSwitched)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     wall0 = clock.now()
@@ -127,9 +131,7 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
     # an agent arrives at its planned time (B0 may only start it later: that is part of its turnaround)
     agents = [{"spec": s, "arrived": s.arrival, "ended": procs[s.index].ended_at - wall0,
                "wait": procs[s.index].queue_wait + held.get(s.index, 0.0)} for s in specs]
-    prefill = getattr(backend, "prefill_tps", 0) or 0
-    return {"agents": agents, "calls": calls, "switches": switches["n"],
-            "switch_cost_s": switches["tokens"] / prefill if prefill else 0.0}
+    return {"agents": agents, "calls": calls, "switches": switches["n"], "switch_cost_s": switches["cost_s"]}
 
 
 async def run_system(system: str, specs: list[AgentSpec], new_backend: Callable[[], Backend],
@@ -142,18 +144,7 @@ async def run_system(system: str, specs: list[AgentSpec], new_backend: Callable[
 
 
 async def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Every system in turn; the simulated tier runs on a virtual clock in a thread of its own."""
-    if args.backend != "simulated" or getattr(args, "realtime", False):
-        return await _run(args, echo)
-    loop = asyncio.get_running_loop()
-
-    def echo_here(line: str) -> None:
-        loop.call_soon_threadsafe(echo, line)
-
-    return await clock.in_virtual_thread(_run(args, echo_here))
-
-
-async def _run(args: argparse.Namespace, echo: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Every system in turn. On the simulated model each runs on a virtual clock of its own, from 0."""
     systems = [s.strip() for s in re.split(r",(?![^:,]*=)", args.systems) if s.strip()]
     unknown = [s for s in systems if s.partition(":")[0] not in SYSTEMS]
     if unknown:
@@ -164,10 +155,12 @@ async def _run(args: argparse.Namespace, echo: Callable[[str], None]) -> list[di
         decode_tps = 35.0  # only scales the ideal time in `slowdown`
     specs = generate(args.agents, seed=args.seed, slots=args.slots, decode_tps=decode_tps, load=args.load,
                      arrivals=args.arrivals)
+    virtual = args.backend == "simulated" and not getattr(args, "realtime", False)
     rows = []
     for system in systems:
         t = time.perf_counter()
-        result = await run_system(system, specs, new_backend, args.slots)
+        one = run_system(system, specs, new_backend, args.slots)
+        result = await (clock.in_virtual_thread(one, start=0.0) if virtual else one)  # same stamps every run
         slots = 1 if system == "B0" else args.slots
         row = summarize(system, result["agents"], result["calls"], slots=slots, decode_tps=decode_tps,
                         switches=result["switches"], switch_cost_s=result["switch_cost_s"])

@@ -83,9 +83,9 @@ def monotonic() -> float:
 
 
 def run_virtual(main: Coroutine[Any, Any, T], started: Callable[[VirtualTimeLoop, asyncio.Task[T]], None]
-                | None = None) -> T:
+                | None = None, start: float | None = None) -> T:
     """Run a coroutine to its end on a fresh `VirtualTimeLoop` (in this thread), then close the loop."""
-    loop = VirtualTimeLoop()
+    loop = VirtualTimeLoop(start)
     try:
         task = loop.create_task(main)
         if started is not None:
@@ -96,8 +96,10 @@ def run_virtual(main: Coroutine[Any, Any, T], started: Callable[[VirtualTimeLoop
         loop.close()
 
 
-async def in_virtual_thread(main: Coroutine[Any, Any, T]) -> T:
-    """Await a coroutine run on a `VirtualTimeLoop` in a worker thread; cancelling the wait cancels it there."""
+async def in_virtual_thread(main: Coroutine[Any, Any, T], start: float | None = None) -> T:
+    """Await a coroutine run on a `VirtualTimeLoop` in a worker thread; cancelling the wait cancels it there.
+
+    `start` is the wall-clock time at virtual 0 (now, if not given); a fixed one makes runs repeat exactly."""
     lock = threading.Lock()
     there: dict[str, Any] = {}
 
@@ -108,7 +110,7 @@ async def in_virtual_thread(main: Coroutine[Any, Any, T]) -> T:
                 task.cancel()
 
     try:
-        return await asyncio.to_thread(run_virtual, main, started)
+        return await asyncio.to_thread(run_virtual, main, started, start)
     except asyncio.CancelledError:
         with lock:
             there["cancel"] = True

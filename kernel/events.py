@@ -209,7 +209,7 @@ class Subscription:
         return await self.queue.get()
 
     def close(self) -> None:
-        self._bus._subs.discard(self)
+        self._bus._subs.pop(self, None)
 
     def __enter__(self) -> Subscription:
         return self
@@ -227,7 +227,7 @@ class EventBus:
 
     def __init__(self) -> None:
         self._handlers: list[tuple[tuple[type[Event], ...], Handler]] = []
-        self._subs: set[Subscription] = set()
+        self._subs: dict[Subscription, None] = {}  # in the order they came: delivery never depends on addresses
         self.handler_errors = 0
         self.last_handler_error: BaseException | None = None
 
@@ -239,7 +239,7 @@ class EventBus:
 
     def subscribe(self, *types: type[Event], maxsize: int = 10_000) -> Subscription:
         sub = Subscription(self, types, maxsize)
-        self._subs.add(sub)
+        self._subs[sub] = None
         return sub
 
     def publish(self, event: Event) -> None:
