@@ -196,7 +196,7 @@ class Dispatcher:
         call.segment_tokens += 1
         call.raw += text
         self.policy.on_token(call)
-        if not call.preempt and self._needs_slot() and self.policy.should_preempt(call):
+        if not call.preempt and self.policy.should_preempt(call) and self._needs_slot():
             call.preempt = "slice"
         self.kernel.bus.publish(TokenGenerated(pid=call.pid, sid=call.sid, text=text))
         if call.echo:
