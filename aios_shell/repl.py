@@ -113,6 +113,9 @@ class Repl:
 
         describe = self.kernel.backend.describe()
         self.shell.print(BANNER.format(version=__version__, backend=describe["backend"], model=describe["model"]))
+        sandbox = self.kernel.sandbox.status()
+        if not sandbox.ok:  # said once, here; `tools` and the monitor say it too
+            self.shell.print(f"aios: warning: sandbox {sandbox}")
         loop = asyncio.get_running_loop()
         warm = getattr(self.kernel.backend, "load", None)
         if warm is not None:  # load the embedded model while the user types

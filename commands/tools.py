@@ -1,4 +1,4 @@
-"""tools [NAME] [--json] — the tools agents can call, with their arguments."""
+"""tools [NAME] [--json] — the tools agents can call, with their arguments, and the sandbox that runs them."""
 
 from __future__ import annotations
 
@@ -43,4 +43,5 @@ async def tools(sh: Shell, args: argparse.Namespace) -> int:
         return 0
     rows = [[s["function"]["name"], _signature(s), s["function"]["description"]] for s in schemas]
     sh.table(["TOOL", "ARGUMENTS", "DESCRIPTION"], rows)
+    sh.print(f"sandbox: {sh.kernel.sandbox.status()}")
     return 0

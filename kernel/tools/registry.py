@@ -43,6 +43,11 @@ class ToolContext:
     program: str = ""
     services: dict[str, Any] = field(default_factory=dict)  # e.g. "memory": the kernel's Memory
     own_workspace: bool = True  # aios made the workspace (False: a directory the user chose with `run -w`)
+    rules: Callable[[str, str], bool] | None = None  # whether a rule allows (tool, target) outright, unasked
+
+    def allows(self, tool: str, target: str) -> bool:
+        """Whether a rule allows `tool` on `target` without asking (False when no rules were given)."""
+        return bool(self.rules and self.rules(tool, target))
 
 
 @dataclass(frozen=True)

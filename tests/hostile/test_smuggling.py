@@ -17,6 +17,7 @@ import pytest
 
 from kernel.kernel import Kernel, boot
 from kernel.llm.simulated import SimulatedBackend
+from kernel.tools.sandbox import sandbox_uid
 from tests.conftest import make_config
 from tests.hostile.conftest import answer_next, audit, call, run_calls, start_calls, watch_requests
 
@@ -194,9 +195,9 @@ async def test_git_status_in_a_repository_with_hostile_config_runs_no_command(
     subprocess.run(["git", "init", "-q", "-b", "main", str(open_workspace)], check=True)
     (open_workspace / ".git" / "config").write_text(
         "[core]\n\tfsmonitor = touch marker; false\n\thooksPath = hooks\n[safe]\n\tdirectory = *\n")
-    os.chown(open_workspace, 65533, 65533) if os.geteuid() == 0 else None
+    os.chown(open_workspace, sandbox_uid("alice"), sandbox_uid("alice")) if os.geteuid() == 0 else None
     for path in open_workspace.rglob("*"):
-        os.chown(path, 65533, 65533) if os.geteuid() == 0 else None
+        os.chown(path, sandbox_uid("alice"), sandbox_uid("alice")) if os.geteuid() == 0 else None
     kernel.access.grant("alice", "shell(git status*)", scope="always")
     proc, out = await run_calls(kernel, [call("shell", command="git status")], workspace=open_workspace)
     assert "On branch main" in "\n".join(out), out  # git ran

@@ -101,6 +101,12 @@ def history() -> list[Event]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def _sandbox_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The monitor names the sandbox mode; its pictures must not depend on what this machine allows."""
+    monkeypatch.setenv("AIOS_SANDBOX", "rlimit")
+
+
 def monitor(home: Path, **kw: Any) -> MonitorApp:
     """The app over the scenario kernel (the app boots it in its own loop and shuts it down)."""
     return make_monitor(boot=lambda: scenario(home, pin_clock=True), home=home, probe=FixedProbe(),

@@ -165,6 +165,10 @@ class SystemPane(Vertical):
             text.append(f"{clean(info.get('model', '?'), 40)} · {clean(info.get('backend', '?'), 20)} · "
                         f"P={info.get('slots', '?')} · ctx {info.get('context_window', '?')}\n")
             text.append_text(self.backend_text(info, theme))
+            sandbox = kernel.sandbox.status()
+            text.append("sandbox ", style="dim")
+            text.append(sandbox.mode + ("\n" if sandbox.ok else " unavailable: shell off\n"),
+                        style="" if sandbox.ok else f"bold {theme.error}")
         text.append("tok/s ", style="dim")
         text.append(f"{rates[-1]:.0f}", style=f"bold {theme.accent}")
         text.append(f"  peak {max(rates):.0f} over {HISTORY}s", style="dim")

@@ -1,4 +1,4 @@
-"""The shell tool: run one program with arguments in the workspace, under the sandbox's limits.
+"""The shell tool: run one program with arguments in the workspace, in the sandbox (see kernel.tools.sandbox).
 
 There is no shell: the command is split with `shlex` (POSIX rules: quotes and backslashes work) and the
 words are exec'd as they are. `&&`, `;`, `|`, `>`, `$(…)` and backticks are plain arguments, so a rule such
@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 
 from kernel.tools.registry import ToolContext, ToolError, tool
-from kernel.tools.sandbox import Limits, SandboxResult, ensure_workspace, run_sandboxed
+from kernel.tools.sandbox import Limits, SandboxResult, SandboxUnavailable, default_sandbox
 
 TIMEOUT_MARGIN = 10.0  # the tool's own timeout is the sandbox's plus this (cleanup, slow start)
 
@@ -57,9 +57,13 @@ async def shell(ctx: ToolContext, command: str) -> str:
     if any("\x00" in a for a in argv):
         raise ToolError("cannot parse command: NUL byte")
     limits = ctx.services.get("limits") or Limits()
-    workspace = ensure_workspace(Path(ctx.workspace), give=ctx.own_workspace)
+    sandbox = ctx.services.get("sandbox") or default_sandbox()
+    net = ctx.allows("net", command)  # the network only for a command a rule `net(…)` allows
     try:
-        result = await run_sandboxed(argv, workspace, limits, give_cwd=ctx.own_workspace)
+        result = await sandbox.run(argv, Path(ctx.workspace), user=ctx.user, own=ctx.own_workspace, net=net,
+                                   limits=limits)
+    except SandboxUnavailable as exc:
+        raise ToolError(str(exc)) from None
     except FileNotFoundError:
         raise ToolError(f"command not found: {argv[0]}") from None
     except OSError as exc:

