@@ -39,11 +39,12 @@ from kernel.process import Process, ProcessTable, Signal, State
 from kernel.programs import Program, load
 from kernel.quota import Quotas
 from kernel.scheduler import DEFAULT_POLICY, POLICIES, Dispatcher, make_policy
+from kernel.settings import SettingError, whole
 from kernel.storage import Storage, default_home
 from kernel.syscall import AgentContext, LLMCall, LLMResult
 from kernel.tools import ToolResult, default_registry
-from kernel.tools.sandbox import Limits
-from kernel.tools.service import ToolService
+from kernel.tools.sandbox import Limits, Sandbox
+from kernel.tools.service import ToolService, permission_timeout
 
 NICE_MIN, NICE_MAX = -20, 19
 OUTPUT_KEEP = 2000  # output pieces kept in memory per process
@@ -74,6 +75,9 @@ class KernelConfig:
 class Kernel:
     def __init__(self, config: KernelConfig, backend: Backend | None = None) -> None:
         self.config = config
+        self.quotas = Quotas()  # admission limits and tokens per minute per user (a bad setting stops boot here)
+        asking = permission_timeout()
+        versions_quota = whole("AIOS_VERSIONS_QUOTA_MB", 256, maximum=1 << 30) << 20
         self.bus = EventBus()
         self.procs = ProcessTable()
         self.storage = Storage(config.home)
@@ -99,11 +103,16 @@ class Kernel:
             self.storage.close()
             raise InvalidArgument(str(exc)) from None
         self.memory = Memory(self.storage)
-        self.files = FileVersions(self.storage)
+        self.files = FileVersions(self.storage, quota=versions_quota)
+        try:
+            self.sandbox = Sandbox(config.home, others=self._others_workspaces)
+        except ValueError as exc:  # a bad AIOS_SANDBOX or AIOS_SANDBOX_UID_BASE
+            self.storage.close()
+            raise SettingError(str(exc)) from None
         self.tools = default_registry()
         self.toolsvc = ToolService(self.tools, self.access, self.permissions, self.bus, self.set_state,
-                                   services={"memory": self.memory, "files": self.files, "limits": Limits()})
-        self.quotas = Quotas()  # admission limits and tokens per minute per user
+                                   services={"memory": self.memory, "files": self.files, "limits": Limits(),
+                                             "sandbox": self.sandbox}, permission_timeout=asking)
         self.boot_time = clock.now()
         self.lost_at_boot: list[int] = []
         self._sids = itertools.count(1)
@@ -116,6 +125,7 @@ class Kernel:
         me = os.getpid()
         self.lost_at_boot = self.storage.mark_lost(lambda pid: pid != me and psutil.pid_exists(pid))
         await self.backend.start()
+        await asyncio.to_thread(self.sandbox.status)  # probed once, here: `tools` and the monitor show it
         self._started = True
         return self
 
@@ -154,6 +164,20 @@ class Kernel:
     def may_manage(self, user: str, owner: str) -> bool:
         """Whether `user` may act on what `owner` owns (their processes, files, grants): themselves or an admin."""
         return user == owner or self.is_admin(user)
+
+    def check_reader(self, proc: Process, reader: str) -> None:
+        """PermissionDenied unless `reader` may read `proc`'s conversation, output and tool calls."""
+        if not self.may_manage(reader, proc.user):
+            raise PermissionDenied(f"({proc.pid}) - Permission denied: {reader} may not read {proc.user}'s process")
+
+    def shown(self, proc: Process, viewer: str) -> dict[str, Any]:
+        """`proc.to_dict()` as `viewer` may see it: another user's task text (its arguments) is hidden."""
+        fields = proc.to_dict()
+        if not self.may_manage(viewer, proc.user):
+            fields["argv"] = []
+            fields["cmd"] = f"{proc.program} [hidden]" if proc.argv else proc.program
+            fields["workspace"] = None
+        return fields
 
     def check_owner(self, proc: Process, sender: str, what: str) -> None:
         """PermissionDenied unless `sender` may `what` (signal, renice, resume…) `proc`."""
@@ -194,7 +218,7 @@ class Kernel:
             argv=tuple(argv), nice=nice, kernel_pid=os.getpid(), stdin=stdin,
         )
         if workspace is not None:
-            proc.workspace = str(Path(workspace).expanduser().resolve())
+            proc.workspace = self._check_workspace(Path(workspace).expanduser().resolve(), user)
         proc.history = list(history or [])
         self.procs.add(proc)
         self.storage.save_process(proc)
@@ -218,6 +242,43 @@ class Kernel:
         if proc.workspace:
             return Path(proc.workspace)
         return self.config.home / "workspaces" / str(proc.pid)
+
+    def _check_workspace(self, ws: Path, user: str) -> str:
+        """A workspace `user` may choose (`run -w`, `resume`); InvalidArgument/PermissionDenied otherwise.
+
+        Refused: one that contains AIOS_HOME (its tools could rewrite the policy or the database), one inside
+        AIOS_HOME but the workspace aios made for a process of `user`'s, and one that holds or lies inside the
+        workspace of another user's live process."""
+        home = Path(os.path.realpath(self.config.home))
+        if ws == home or home.is_relative_to(ws):
+            raise InvalidArgument(f"workspace {ws}: it contains AIOS_HOME ({home}); choose a directory beside it")
+        if ws.is_relative_to(home):
+            made = home / "workspaces"
+            rel = ws.relative_to(made).parts if ws.is_relative_to(made) else ()
+            if not (len(rel) == 1 and rel[0].isdigit() and self._owner_of(int(rel[0])) == user):
+                raise PermissionDenied(f"workspace {ws}: inside AIOS_HOME, and not a workspace of {user}'s")
+        for other in self.procs.alive():
+            if other.user == user:
+                continue
+            theirs = Path(os.path.realpath(self.workspace(other)))
+            if ws == theirs or ws.is_relative_to(theirs) or theirs.is_relative_to(ws):
+                raise PermissionDenied(f"workspace {ws}: {other.user}'s process {other.pid} works there")
+        return str(ws)
+
+    def _owner_of(self, pid: int) -> str | None:
+        try:
+            return self.lookup(pid).user
+        except NoSuchProcess:
+            return None
+
+    def made_workspace(self, proc: Process) -> bool:
+        """Whether aios made `proc`'s workspace (its own, or an earlier process's it resumed)."""
+        ws = Path(self.workspace(proc))
+        return proc.workspace is None or ws.parent == Path(os.path.realpath(self.config.home)) / "workspaces"
+
+    def _others_workspaces(self, user: str) -> list[Path]:
+        """Workspaces of other users' live processes (a sandboxed run of `user` must not see them)."""
+        return [self.workspace(p) for p in self.procs.alive() if p.user != user]
 
     def get(self, pid: int) -> Process:
         proc = self.procs.get(pid)
@@ -493,7 +554,8 @@ class Kernel:
         except OSError as exc:  # a workspace that went away or cannot be made: the call fails, the agent goes on
             return ToolResult(False, error=f"workspace {workspace}: {exc.strerror or exc}")
         try:
-            return await self.toolsvc.call(proc, next(self._sids), name, args, workspace)
+            return await self.toolsvc.call(proc, next(self._sids), name, args, workspace,
+                                           own=self.made_workspace(proc))
         finally:
             self.storage.save_process(proc)
 

@@ -1,10 +1,12 @@
 """File tools confined to the agent's workspace: fs.read, fs.write, fs.list.
 
 A path is taken lexically (`a/../b` is `b`); one that climbs out with `..`, or an absolute one outside the
-workspace, is refused. The rest is opened from a descriptor of the workspace, one component at a time, with
-O_NOFOLLOW (directories with O_DIRECTORY too): a symbolic link anywhere on the way, or as the file itself,
-is refused, and since nothing is looked up twice there is no window between checking and opening. Only
-regular files are read or written (no FIFOs or devices), and not one with other hard links.
+workspace, is refused. The rest is opened from a descriptor of the workspace with `openat2` and
+RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS (see `beneath.py`), or, where the kernel lacks it, one component at a
+time with O_NOFOLLOW: a symbolic link anywhere on the way, or as the file itself, is refused, and since
+nothing is looked up twice there is no window between checking and opening. Only regular files are read or
+written (no FIFOs or devices), and not one with other hard links; before writing, the opened file's owner
+must be the workspace's (a file planted by another uid is not written through).
 
 Binary files: fs.read refuses a file with a NUL byte in its first 8 KiB ("binary file … not shown");
 other bytes are decoded as UTF-8 with replacement characters. Reads stop at `max_bytes` (at most 1 MiB)
@@ -19,8 +21,9 @@ import os
 import stat
 from pathlib import Path
 
+from kernel.beneath import openat2
 from kernel.tools.registry import ToolContext, ToolError, tool
-from kernel.tools.sandbox import ensure_workspace
+from kernel.tools.sandbox import default_sandbox
 
 MAX_READ = 1 << 20
 MAX_WRITE = 1 << 20
@@ -97,13 +100,22 @@ def adopt(dir_fd: int, fd: int) -> None:
 
 def _open_dir(ctx: ToolContext, parts: list[str], shown: str, create: bool = False) -> int:
     """A descriptor of the directory `parts` below the workspace, never through a link."""
-    return open_dir_below(ensure_workspace(Path(ctx.workspace), give=ctx.own_workspace), parts, shown, create)
+    sandbox = ctx.services.get("sandbox") or default_sandbox()
+    return open_dir_below(sandbox.prepare(Path(ctx.workspace), ctx.user, ctx.own_workspace), parts, shown, create)
 
 
 def open_dir_below(root: Path, parts: list[str], shown: str, create: bool = False) -> int:
     """A descriptor of the directory `parts` below `root`, each opened relative to the one above with
     O_NOFOLLOW (missing ones made when `create`), so no link can lead outside; refusals are ToolError lines."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if parts:
+        try:  # the kernel resolves the whole path at once; on any refusal the walk below says which part
+            nfd = openat2(fd, "/".join(parts), os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            nfd = None
+        if nfd is not None:
+            os.close(fd)
+            return nfd
     try:
         for name in parts:
             nfd = _open_at(fd, name, _DIR, shown, missing_ok=create)
@@ -140,6 +152,10 @@ def _open_file(ctx: ToolContext, path: str, flags: int) -> tuple[int, list[str]]
                 raise ToolError(f"{path}: not a regular file; refused")
             if st.st_nlink > 1:
                 raise ToolError(f"{path}: has {st.st_nlink} hard links; refused")
+            if flags & (os.O_RDWR | os.O_WRONLY):
+                owner = os.fstat(dir_fd)
+                if st.st_uid not in (owner.st_uid, os.geteuid()):
+                    raise ToolError(f"{path}: belongs to uid {st.st_uid}, not the workspace's owner; refused")
             if flags & os.O_CREAT:
                 adopt(dir_fd, fd)
         except BaseException:
