@@ -42,12 +42,24 @@ def clean_path(path: str) -> str:
     return "/".join(parts)
 
 
+QUOTA = 256 << 20
+
+
+class QuotaExceeded(KernelError):
+    """Keeping a version would pass the user's quota of kept file versions."""
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
 class FileVersions:
     """The versions of each process's files: `record`, `log`, `get`, `files`, `restore`."""
 
-    def __init__(self, storage: Storage, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, storage: Storage, clock: Callable[[], float] = time.time, quota: int = QUOTA) -> None:
         self.db = Database(storage)
         self.clock = clock
+        self.quota = quota  # bytes of kept versions per user (AIOS_VERSIONS_QUOTA_MB)
 
     def record(self, pid: int, user: str, path: str, content: bytes) -> int:
         """Keep `content` as the next version of `path`; returns its number (the latest one when unchanged)."""
@@ -61,6 +73,10 @@ class FileVersions:
             if last is not None and last["sha256"] == digest:
                 return int(last["version"])
             version = 1 if last is None else int(last["version"]) + 1
+            used = conn.execute("SELECT COALESCE(SUM(size), 0) FROM file_versions WHERE user = ?", [user]).fetchone()[0]
+            if used + len(content) > self.quota:
+                raise QuotaExceeded(f"{user}'s kept file versions use {_mib(used)} of {_mib(self.quota)} "
+                                    f"(AIOS_VERSIONS_QUOTA_MB); this version of {path} is not kept")
             conn.execute(
                 "INSERT INTO file_versions (pid, user, path, version, content, size, sha256, ts) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

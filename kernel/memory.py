@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from kernel.redact import redact
-from kernel.storage import Storage
+from kernel.storage import Storage, storable
 
 MAX_TEXT = 8192  # characters in one note
+MAX_TAGS = 256  # characters of a note's tags
 MAX_LIMIT = 100  # rows from one search or listing
 MAX_TERMS = 32  # words of a query that count
 _WORD = re.compile(r"[^\W_]+")  # letters and digits, as FTS5's unicode61 tokenizer splits them
@@ -90,7 +91,10 @@ class Memory:
             raise ValueError("nothing to remember: the text is empty")
         if len(text) > MAX_TEXT:
             raise ValueError(f"the text is too long ({len(text)} characters, at most {MAX_TEXT})")
+        if len(tags) > MAX_TAGS:
+            raise ValueError(f"the tags are too long ({len(tags)} characters, at most {MAX_TAGS})")
         tags = redact(tags.strip())
+        text, tags = storable(text), storable(tags)
         with self.db.write() as conn:
             cur = conn.execute(
                 "INSERT INTO memory (user, pid, text, tags, ts) VALUES (?, ?, ?, ?, ?)",

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -147,6 +148,30 @@ class StorageError(Exception):
     pass
 
 
+def _private(path: Path, mode: int) -> None:
+    """chmod `path` to `mode` when it exists and is ours (a link is left alone)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISLNK(st.st_mode) and st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+
+
+def storable(text: str) -> str:
+    """`text` as SQLite can keep it: a lone surrogate (a model's broken reply, a filename's bad byte) becomes
+    its escape `\\udcff`, so nothing is lost and nothing stops the write."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _storable(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(storable(v) if isinstance(v, str) else v for v in row)
+
+
 PROCESS_COLUMNS = (
     "pid", "ppid", "user", "program", "argv", "nice", "state", "waiting_on", "exit_code", "signal", "error",
     "lost", "created_at", "started_at", "ended_at", "prompt_tokens", "completion_tokens", "llm_time",
@@ -169,8 +194,12 @@ class Storage:
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _private(self.home, 0o700)  # what agents said and did is the user's alone
             self.path = self.home / "aios.db"
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                _private(path, 0o600)  # sqlite makes the WAL and shm files with the database's mode
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
             self.db = sqlite_utils.Database(conn)
             self.db.execute("PRAGMA busy_timeout = 10000")
@@ -232,14 +261,14 @@ class Storage:
         self._timer = loop.call_later(self.FLUSH_INTERVAL, self.flush)
 
     def _process_row(self, proc: Any) -> tuple[Any, ...]:
-        return (
+        return _storable((
             proc.pid, proc.ppid, proc.user, proc.program, json.dumps(redact_value(list(proc.argv))), proc.nice,
             proc.state.value, proc.waiting_on, proc.exit_code, proc.term_signal, redact(proc.error or "") or None,
             int(proc.lost),
             proc.created_at, proc.started_at, proc.ended_at, proc.prompt_tokens, proc.completion_tokens,
             proc.llm_time, proc.queue_wait, proc.syscalls, proc.tool_calls, proc.ctx_switches, proc.ctx_tokens,
             proc.kernel_pid, redact("".join(proc.output)[-self.OUTPUT_CAP :]), proc.workspace,
-        )
+        ))
 
     def flush(self) -> None:
         """Commit everything pending in one transaction. A failed write (a full disk) is counted, kept
@@ -250,22 +279,47 @@ class Storage:
         if not (self._procs or self._events or self._messages):
             return
         procs, events, messages = list(self._procs.values()), self._events, self._messages
+        batches: list[tuple[str, list[Callable[[], tuple[Any, ...]]]]] = [
+            (UPSERT_PROCESS, [lambda p=p: self._process_row(p) for p in procs]),
+            # secrets are masked here, off the syscall path
+            (INSERT_EVENT, [lambda e=e: _storable((e[0], e[1], e[2], json.dumps(redact_value(e[3]), default=str)))
+                            for e in events]),
+            (INSERT_MESSAGE, [lambda m=m: _storable((m[0], m[1], redact(m[2]), m[3])) for m in messages]),
+        ]
         try:
-            with self.db.conn:
-                self.db.execute("BEGIN IMMEDIATE")
-                self.db.conn.executemany(UPSERT_PROCESS, [self._process_row(p) for p in procs])
-                # secrets are masked here, off the syscall path
-                self.db.conn.executemany(INSERT_EVENT, [
-                    (ts, kind, pid, json.dumps(redact_value(data), default=str)) for ts, kind, pid, data in events
-                ])
-                self.db.conn.executemany(INSERT_MESSAGE, [(pid, role, redact(text), ts)
-                                                          for pid, role, text, ts in messages])
-        except sqlite3.Error as exc:
+            self._write(batches, one_by_one=False)
+        except sqlite3.OperationalError as exc:  # a full disk, a locked database: all kept for the next try
             self.write_errors += 1
             self.last_write_error = str(exc)
             return
+        except Exception:  # some row cannot be written: write the others one by one, skip only the bad ones
+            try:
+                self._write(batches, one_by_one=True)
+            except sqlite3.OperationalError as exc:
+                self.write_errors += 1
+                self.last_write_error = str(exc)
+                return
         self._procs, self._events, self._messages = {}, [], []
         self.flushes += 1
+
+    def _write(self, batches: list[tuple[str, list[Callable[[], tuple[Any, ...]]]]], one_by_one: bool) -> None:
+        with self.db.conn:
+            self.db.execute("BEGIN IMMEDIATE")
+            for sql, rows in batches:
+                if not one_by_one:
+                    self.db.conn.executemany(sql, [make() for make in rows])
+                    continue
+                for make in rows:
+                    self.db.execute("SAVEPOINT one_row")
+                    try:
+                        self.db.conn.execute(sql, make())
+                    except sqlite3.OperationalError:
+                        raise
+                    except Exception as exc:  # this row alone is lost; it is counted and said
+                        self.db.execute("ROLLBACK TO one_row")
+                        self.write_errors += 1
+                        self.last_write_error = f"a row was not saved: {exc}"
+                    self.db.execute("RELEASE one_row")
 
     def save_process(self, proc: Any) -> None:
         self._procs[proc.pid] = proc
