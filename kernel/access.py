@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -48,13 +49,16 @@ from pathlib import Path
 from typing import Any
 
 from kernel.access_rules import BUILTIN_DEFAULTS, Policy, PolicyError, Rule, RuleSet, parse_policy
+from kernel.beneath import NotRegular, read_beneath
 from kernel.errors import InvalidArgument, PermissionDenied
 from kernel.redact import redact, redact_value
-from kernel.storage import Storage
+from kernel.storage import Storage, storable
 
 __all__ = ["AccessControl", "AuditCheck", "Rule", "Verdict"]
 
 GENESIS = "0" * 64
+PROJECT_FILE = ".aios/policy.toml"
+PROJECT_CAP = 64 * 1024  # a project policy file larger than this is not read (and decides nothing)
 SCOPES = ("session", "always")
 EFFECTS = ("allow", "deny")
 _USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
@@ -107,8 +111,39 @@ class AccessControl:
         self._policy = Policy()
         self._policy_sig: tuple[int, int, int] | None = None
         self._session: dict[str, list[_Grant]] = {}
-        self._projects: dict[Path, tuple[tuple[int, int, int], str, RuleSet | None]] = {}
+        self._projects: dict[Path, tuple[tuple[int, ...], str, RuleSet | None]] = {}
         self._lock = threading.Lock()
+        self._anchor_head()
+
+    # -- the audit anchor: the chain's last row, kept outside the database ---------------------------
+    @property
+    def anchor_path(self) -> Path:
+        return self.home / "audit.head"
+
+    def _anchor_head(self) -> None:
+        """First start with an audit log but no anchor (an older AIOS_HOME): anchor the head the database has."""
+        if self.anchor_path.exists():
+            return
+        head = self.storage.db.conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+        if head is not None:
+            self._write_anchor(head[0])
+
+    def _write_anchor(self, value: str) -> None:
+        tmp = self.anchor_path.with_name(f".audit.head.{os.getpid()}.{threading.get_ident()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, value.encode() + b"\n")
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.anchor_path)
+
+    def _read_anchor(self) -> tuple[int, str] | None:
+        try:
+            text = self.anchor_path.read_text(errors="replace").strip()
+        except OSError:
+            return None
+        rid, _, digest = text.partition(":")
+        return (int(rid), digest) if rid.isdigit() else None
 
     @property
     def policy_path(self) -> Path:
@@ -205,7 +240,11 @@ class AccessControl:
         """Trust a workspace's `.aios/policy.toml` (or that file) as it is now."""
         file = self._project_file(path)
         try:
-            digest = hashlib.sha256(file.read_bytes()).hexdigest()
+            digest = hashlib.sha256(_read_project(file)).hexdigest()
+        except NotRegular:
+            raise InvalidArgument(f"cannot trust {file}: not a regular file") from None
+        except ValueError as exc:
+            raise InvalidArgument(f"cannot trust {file}: too large (limit {PROJECT_CAP} bytes)") from exc
         except OSError as exc:
             raise InvalidArgument(f"cannot trust {file}: {exc.strerror or exc}") from None
         with self._lock, self.storage.db.conn:
@@ -223,30 +262,36 @@ class AccessControl:
     def is_trusted(self, path: Path) -> bool:
         file = self._project_file(path)
         try:
-            digest = hashlib.sha256(file.read_bytes()).hexdigest()
-        except OSError:
+            digest = hashlib.sha256(_read_project(file)).hexdigest()
+        except (OSError, ValueError):
             return False
         return self._trusted_digest(file) == digest
 
     def _project(self, workspace: Path) -> tuple[RuleSet | None, bool]:
         """The workspace's project rules (None: no usable file) and whether that exact file is trusted."""
-        file = Path(workspace) / ".aios" / "policy.toml"
+        file = Path(workspace) / PROJECT_FILE
         try:
-            st = file.stat()
+            st = file.stat(follow_symlinks=False)
         except OSError:
             return None, False
-        sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        sig = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode)
         cached = self._projects.get(file)
         if cached is None or cached[0] != sig:
+            # a regular file beneath the workspace, reached through no link, read without blocking and only up
+            # to PROJECT_CAP: a FIFO, a device or a link there decides nothing and cannot hang the kernel
             try:
-                data = file.read_bytes()
+                data = read_beneath(workspace, PROJECT_FILE, PROJECT_CAP)
                 rules: RuleSet | None = parse_policy(data.decode("utf-8")).default or RuleSet()
-            except (OSError, UnicodeDecodeError, PolicyError):
+            except (OSError, ValueError, UnicodeDecodeError, PolicyError):
                 data, rules = b"", None
             cached = (sig, hashlib.sha256(data).hexdigest(), rules)
             self._projects[file] = cached
         _, digest, rules = cached
         return rules, rules is not None and self._trusted_digest(file) == digest
+
+    def load_project(self, workspace: Path) -> None:
+        """Read the workspace's project file into the cache (the tool service calls it in a worker thread)."""
+        self._project(workspace)
 
     # -- decisions ---------------------------------------------------------------------------------
     def _always(self, user: str) -> list[_Grant]:
@@ -359,9 +404,20 @@ class AccessControl:
         row = {"ts": self.clock(), "user": user, "pid": pid, "program": program, "tool": tool,
                "args": json.dumps(safe, sort_keys=True, ensure_ascii=False), "decision": decision, "by": by,
                "reason": redact(reason)}
+        row = {k: storable(v) if isinstance(v, str) else v for k, v in row.items()}  # bad text: escaped
         conn = self.storage.db.conn
-        with self._lock, conn:
-            conn.execute("BEGIN IMMEDIATE")  # the last hash and the new row in one transaction
+        with self._lock:
+            before = self.anchor_path.read_bytes() if self.anchor_path.exists() else None
+            try:
+                return self._append(conn, row)
+            except BaseException:  # not committed: the anchor goes back to the head that is there
+                if before is not None:
+                    self._write_anchor(before.decode().strip())
+                raise
+
+    def _append(self, conn: Any, row: dict[str, Any]) -> int:
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")  # the last hash and the new row in one transaction (and one anchor)
             last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
             prev = last[0] if last else GENESIS
             digest = _row_hash(prev, row)
@@ -373,6 +429,8 @@ class AccessControl:
             rid = int(cur.lastrowid or 0)
             conn.execute("INSERT INTO meta (key, value) VALUES ('audit_head', ?) ON CONFLICT(key) "
                          "DO UPDATE SET value = excluded.value", [f"{rid}:{digest}"])
+            # in the transaction: kernels sharing this AIOS_HOME anchor their rows in the chain's order
+            self._write_anchor(f"{rid}:{digest}")
         return rid
 
     def audit_rows(self, limit: int | None = None, user: str | None = None,
@@ -415,8 +473,31 @@ class AccessControl:
                 return AuditCheck(False, count, row["id"], f"audit row {row['id']}: its contents do not match "
                                   "its hash (the row was edited)")
             prev, last_id = row["hash"], row["id"]
-        head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
-        if head is not None and head[0] != f"{last_id}:{prev}":
-            head_id = int(head[0].split(":", 1)[0]) if head[0].split(":", 1)[0].isdigit() else None
-            return AuditCheck(False, count, head_id, f"audit log truncated: it should end at row {head_id}")
+        anchor = self._read_anchor()
+        if anchor is None:
+            head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+            if count:
+                return AuditCheck(False, count, None, f"the audit anchor {self.anchor_path} is missing: the log's "
+                                  f"{count} rows chain, but a cut at the end cannot be ruled out")
+            if head is not None:  # no rows, but the database once had a head
+                return AuditCheck(False, 0, None, f"audit log emptied: the database says it ended at {head[0]}")
+            return AuditCheck(True, 0, None, "audit log intact: 0 rows")
+        want_id, want_hash = anchor
+        end = last_id or 0
+        if want_id > end:
+            first = end + 1
+            gone = f"row {first}" if first == want_id else f"rows {first}…{want_id}"
+            return AuditCheck(False, count, first, f"audit log truncated: {gone} missing (the anchor outside the "
+                              f"database says the log ends at row {want_id})")
+        if want_id == end and want_hash != prev:
+            return AuditCheck(False, count, end, f"audit chain rewritten: row {end}'s hash is not the one anchored "
+                              "outside the database")
+        if want_id < end:
+            return AuditCheck(False, count, want_id + 1, f"audit rows {want_id + 1}…{end} were added outside aios "
+                              "(after the anchored head)")
         return AuditCheck(True, count, None, f"audit log intact: {count} rows")
+
+
+def _read_project(file: Path) -> bytes:
+    """A project policy file a person names (`trust FILE`): regular, not a link, capped, read without blocking."""
+    return read_beneath(file.parent, file.name, PROJECT_CAP)
