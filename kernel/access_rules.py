@@ -29,9 +29,30 @@ from typing import Any
 
 WRAPPERS = frozenset(
     "eval exec env timeout nice nohup xargs sudo doas su sh bash zsh dash fish python python3 perl ruby node "
-    "command builtin time stdbuf setsid chroot busybox watch strace script".split()
+    "command builtin time stdbuf setsid chroot busybox watch strace script ionice chrt flock taskset setpriv "
+    "nsenter unshare rbash ksh mksh csh tcsh numactl prlimit runuser sg systemd-run cgexec ltrace valgrind "
+    "awk gawk mawk nawk firejail faketime".split()
 )
-INTERPRETERS = frozenset("sh bash zsh dash fish su script busybox python python3 perl ruby node".split())
+INTERPRETERS = frozenset(
+    "sh bash rbash zsh dash fish ksh mksh csh tcsh su runuser sg flock script busybox python python3 perl ruby node "
+    "awk gawk mawk nawk".split()
+)
+# flags with which a program runs another program (or a command string): a command using one is not simple,
+# so an allow rule with wildcards never covers it and a person is asked. Two-letter flags match attached too
+# (`-O"cmd"`).
+EXEC_FLAGS: dict[str, tuple[str, ...]] = {
+    "git": ("-c", "--config-env", "--exec-path", "-O", "--open-files-in-pager", "--upload-pack", "--receive-pack",
+            "--exec", "-x", "--extcmd", "--ext-diff", "--textconv", "foreach", "filter-branch", "run"),
+    "tar": ("--checkpoint-action", "--to-command", "-I", "--use-compress-program", "--info-script", "-F",
+            "--new-volume-script", "--rsh-command", "--rmt-command"),
+    "find": ("-exec", "-execdir", "-ok", "-okdir"),
+    "rsync": ("-e", "--rsh", "--rsync-path"),
+    "ssh": ("-o", "-F"), "scp": ("-o", "-F", "-S"), "sftp": ("-o", "-F", "-S"),
+    "zip": ("-TT", "--unzip-command"),
+    "vi": ("-c", "--cmd", "+"), "vim": ("-c", "--cmd", "+"), "nvim": ("-c", "--cmd", "+"), "ex": ("-c", "+"),
+    "man": ("-P", "--pager", "-H", "--html"),
+    "less": ("+",), "sed": ("e",), "make": ("-f", "--eval", "SHELL"),
+}
 # wrapper options that take the next word as their value (so the command starts after it)
 ARG_OPTIONS: dict[str, frozenset[str]] = {
     "env": frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string"}),
@@ -54,6 +75,7 @@ _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _NUMBERISH = re.compile(r"^[+-]?\d+(\.\d+)?[smhd]?$")
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_.*?\[\]!-]+")
 _MAX_DEPTH = 4
+_MAX_VIEWS = 512  # how many views of one command a deny rule looks at, at most
 
 
 def _usage(text: str, why: str) -> ValueError:
@@ -117,7 +139,7 @@ class Rule:
         if self.pattern is None or self.pattern == "*":
             return True
         deny = effect == "deny"
-        if tool == "shell":
+        if tool in ("shell", "net"):  # net(COMMAND): the shell commands that get the network
             if deny:
                 return any(fnmatchcase(view, self.pattern) for view in shell_views(target))
             return self._allows_shell(target)
@@ -133,7 +155,7 @@ class Rule:
         if literal is not None:
             return command == literal  # an exact command a person approved, metacharacters and all
         words = simple_words(command)
-        if words is None:
+        if words is None or runs_programs(words):
             return False
         first = next((w for w in words if not _ASSIGNMENT.match(w)), None)
         if first is not None and posixpath.basename(first) in WRAPPERS:
@@ -142,6 +164,29 @@ class Rule:
             if not (head == first or head.startswith(first + "*")):
                 return False
         return fnmatchcase(command, self.pattern)
+
+
+def _flag_hits(word: str, flag: str) -> bool:
+    if flag == "+":  # vim's and less's `+cmd`
+        return word.startswith("+")
+    if flag == "e":  # sed's `e` command, or the `e` flag of `s/…/…/e`
+        if word.startswith("s") and len(word) > 1 and not word[1].isalnum():
+            parts = word.split(word[1])
+            if len(parts) >= 4 and "e" in parts[-1]:
+                return True
+        return any(p.strip() == "e" or p.strip().startswith("e ") for p in re.split(r"[;\n]", word))
+    if flag == "SHELL":
+        return word.startswith("SHELL=")
+    return word == flag or word.startswith(flag + "=") or (len(flag) == 2 and word.startswith(flag))
+
+
+def runs_programs(words: list[str]) -> bool:
+    """Whether a program among `words` is given a flag that makes it run another program (EXEC_FLAGS)."""
+    for i, word in enumerate(words):
+        flags = EXEC_FLAGS.get(posixpath.basename(word))
+        if flags and any(_flag_hits(w, f) for w in words[i + 1:] for f in flags):
+            return True
+    return False
 
 
 def _normpath(path: str) -> str:
@@ -194,6 +239,22 @@ def _unwrap(words: list[str], views: set[str], depth: int) -> None:
     if base not in WRAPPERS:
         return
     rest = words[1:]
+    if base == "env":  # `env -S 'rm -f x'` splits that string into the command
+        for j, word in enumerate(rest):
+            value = None
+            if word in ("-S", "--split-string") and j + 1 < len(rest):
+                value = rest[j + 1]
+            elif word.startswith("--split-string="):
+                value = word.split("=", 1)[1]
+            elif word.startswith("-S") and len(word) > 2:
+                value = word[2:]
+            if value:
+                views.update(shell_views(value, depth + 1))
+    if len(views) < _MAX_VIEWS:  # options this table does not know: the command may start at any later word
+        for j in range(1, len(rest)):
+            if not rest[j].startswith("-") and len(views) < _MAX_VIEWS:
+                views.add(" ".join(rest[j:]))
+                views.add(" ".join([posixpath.basename(rest[j]), *rest[j + 1:]]))
     if base == "eval" and rest:
         views.update(shell_views(" ".join(rest), depth + 1))
     if base in INTERPRETERS:  # `bash -c "rm x"`, `su -c '…'`, `perl -e 'system(…)'`: look inside every word
