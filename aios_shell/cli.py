@@ -21,6 +21,7 @@ from kernel.errors import InvalidArgument
 from kernel.kernel import KernelConfig, boot
 from kernel.llm.backend import BackendError
 from kernel.llm.factory import BACKENDS
+from kernel.settings import SettingError
 from kernel.storage import StorageError
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
@@ -71,6 +72,9 @@ async def _main(config: KernelConfig, command: str | None, args: list[str]) -> i
     err = make_console(stderr=True)
     try:
         kernel = await boot(config)
+    except SettingError as exc:  # a bad value in the environment: the usage error it is
+        err.print(f"aios: {exc}", markup=False, highlight=False)
+        return 2
     except (BackendError, StorageError, InvalidArgument) as exc:
         err.print(f"aios: {exc}", markup=False, highlight=False)
         return 1

@@ -13,20 +13,18 @@ can be changed live by an admin (`quota set USER N`).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kernel.settings import whole
+
 WINDOW = 60.0
 
 
 def _env_int(name: str, default: int) -> int:
-    try:
-        return max(0, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
+    return whole(name, default)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import os
 
 from kernel.llm.backend import Backend, BackendError, BackendUnavailable
 from kernel.llm.ollama import OllamaBackend, ollama_host, probe
+from kernel.settings import whole
 
 BACKENDS = ("auto", "ollama", "llamacpp", "simulated", "pool")
 
@@ -63,7 +64,7 @@ def create_pool(spec: str, model: str | None = None, slots: int | None = None, s
         simulated = entry.startswith("sim:")
         where, _, count = (f"sim-{i}", "", entry[4:]) if simulated else entry.partition("@")
         try:
-            n = int(count) if count else slots or int(os.environ.get("OLLAMA_NUM_PARALLEL") or 1)
+            n = int(count) if count else slots or whole("OLLAMA_NUM_PARALLEL", 1, minimum=1, maximum=1024)
         except ValueError:
             raise BackendError(f"AIOS_POOL entry '{entry}': slots must be a number") from None
         if n < 1:

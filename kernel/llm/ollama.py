@@ -31,6 +31,7 @@ from kernel.llm.backend import (
     ModelNotFound,
     ToolsUnsupported,
 )
+from kernel.settings import whole
 
 DEFAULT_HOST = "127.0.0.1:11434"
 DEFAULT_MODEL = "gemma3:270m"
@@ -95,7 +96,7 @@ class OllamaBackend:
         self.host = host or ollama_host()
         self.url = base_url(self.host)
         self.model = model or ""
-        self.slots = slots or int(os.environ.get("OLLAMA_NUM_PARALLEL") or 1)
+        self.slots = slots or whole("OLLAMA_NUM_PARALLEL", 1, minimum=1, maximum=1024)
         self.keep_alive = keep_alive
         self.context_window = context_window
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)

@@ -18,7 +18,6 @@ itself by setting `transient = True/False` on the exception it raises.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from dataclasses import dataclass
@@ -45,16 +44,10 @@ class RetryPolicy:
     @classmethod
     def from_env(cls) -> RetryPolicy:
         """`AIOS_LLM_RETRIES` and `AIOS_LLM_BACKOFF` (seconds), where set and valid."""
-        retries, base = cls.retries, cls.base
-        try:
-            retries = max(0, int(os.environ.get("AIOS_LLM_RETRIES", retries)))
-        except ValueError:
-            pass
-        try:
-            base = max(0.0, float(os.environ.get("AIOS_LLM_BACKOFF", base)))
-        except ValueError:
-            pass
-        return cls(retries=retries, base=base)
+        from kernel.settings import number, whole
+
+        return cls(retries=whole("AIOS_LLM_RETRIES", cls.retries, maximum=100),
+                   base=number("AIOS_LLM_BACKOFF", cls.base, maximum=3600))
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number `attempt` (1, 2, …)."""

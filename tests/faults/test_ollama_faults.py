@@ -21,6 +21,7 @@ from kernel.llm.factory import create_backend
 from kernel.llm.ollama import OllamaBackend
 from kernel.llm.retry import RetryPolicy, explain, is_transient
 from kernel.process import Process, Signal
+from kernel.settings import SettingError
 from tests.conftest import make_config, until
 from tests.fakes.ollama_server import FakeOllama
 
@@ -118,9 +119,13 @@ def test_retry_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("AIOS_LLM_RETRIES", "5")
     monkeypatch.setenv("AIOS_LLM_BACKOFF", "0.1")
     assert (RetryPolicy.from_env().retries, RetryPolicy.from_env().base) == (5, 0.1)
-    monkeypatch.setenv("AIOS_LLM_RETRIES", "many")
+    monkeypatch.setenv("AIOS_LLM_RETRIES", "many")  # a bad value is said, never silently replaced
+    with pytest.raises(SettingError, match=r"AIOS_LLM_RETRIES='many': expected a whole number"):
+        RetryPolicy.from_env()
+    monkeypatch.setenv("AIOS_LLM_RETRIES", "2")
     monkeypatch.setenv("AIOS_LLM_BACKOFF", "-1")
-    assert (RetryPolicy.from_env().retries, RetryPolicy.from_env().base) == (3, 0.0)
+    with pytest.raises(SettingError, match=r"AIOS_LLM_BACKOFF='-1': expected a number, 0 … 3600"):
+        RetryPolicy.from_env()
 
 
 @pytest.mark.parametrize(("error", "transient"), [
