@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from commands.kill import parse_pid
 from commands.registry import ArgParser, CommandError, command
-from kernel.errors import NoSuchProcess
+from kernel.errors import NoSuchProcess, PermissionDenied
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -26,6 +26,10 @@ async def logs(sh: Shell, args: argparse.Namespace) -> int:
         proc = sh.kernel.lookup(pid)
     except NoSuchProcess:
         raise CommandError(f"({pid}) - No such process") from None
+    try:
+        sh.kernel.check_reader(proc, sh.kernel.user)
+    except PermissionDenied as exc:
+        raise CommandError(str(exc)) from None
     live = sh.kernel.procs.get(pid)
     text = "".join(proc.output)
     if not args.follow or live is None or not live.alive:

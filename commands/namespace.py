@@ -206,8 +206,10 @@ async def read(sh: Shell, path: str) -> str:
 
 
 def proc_file(sh: Shell, proc: Process, name: str) -> str:
+    if name != "status":  # what a process said and did is its owner's (and an admin's) to read
+        _owned(sh, proc, f"/proc/{proc.pid}/{name}")
     if name == "status":
-        fields = proc.to_dict()
+        fields = sh.kernel.shown(proc, sh.kernel.user)
         fields["argv"] = json.dumps(fields["argv"], ensure_ascii=False)
         return "".join(f"{k}: {'' if v is None else v}\n" for k, v in fields.items())
     if name == "log":

@@ -95,13 +95,13 @@ async def ps(sh: Shell, args: argparse.Namespace) -> int:
     procs = select(sh, args)
     ordered = forest(procs) if args.forest else [(p, 0) for p in procs]
     if args.json:
-        sh.json([p.to_dict() for p, _ in ordered])
+        sh.json([sh.kernel.shown(p, sh.kernel.user) for p, _ in ordered])
         return 0
     window = sh.kernel.backend.context_window or 0
     rows = []
     for p, depth in ordered:
         ctx = f"{100 * p.ctx_tokens / window:.0f}" if window and p.ctx_tokens else "0"
-        cmd = ("    " * (depth - 1) + " \\_ " if depth else "") + p.cmdline
+        cmd = ("    " * (depth - 1) + " \\_ " if depth else "") + sh.kernel.shown(p, sh.kernel.user)["cmd"]
         row = [p.pid, p.ppid, p.user, 20 + p.nice, p.nice, p.status, ctx,
                f"{p.prompt_tokens}/{p.completion_tokens}", fmt_time(p.llm_time)]
         if args.long:
