@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from kernel.llm.backend import Backend, BackendError, BackendUnavailable
-from kernel.llm.ollama import OllamaBackend, ollama_host, probe
+from kernel.llm.ollama import OllamaBackend, ollama_host, probe, probe_reason
 from kernel.settings import whole
 
 BACKENDS = ("auto", "ollama", "llamacpp", "simulated", "pool")
@@ -31,11 +31,10 @@ def create_backend(
     kind = (kind or "auto").lower()
     if kind not in BACKENDS:
         raise BackendError(f"unknown backend '{kind}' (choose from {', '.join(BACKENDS)})")
-    if kind == "auto":
+    if kind == "auto":  # anything but a real Ollama there (nothing, or a server that is not one): embedded
         kind = "ollama" if probe(host or ollama_host()) else "llamacpp"
-    elif kind == "ollama" and not probe(host or ollama_host()):
-        raise BackendUnavailable(f"cannot reach Ollama at {host or ollama_host()} "
-                                 "(start it with `ollama serve`, set OLLAMA_HOST, or use --backend llamacpp)")
+    elif kind == "ollama" and (why := probe_reason(host or ollama_host())) is not None:
+        raise BackendUnavailable(f"{why} (start it with `ollama serve`, set OLLAMA_HOST, or use --backend llamacpp)")
     if kind == "ollama":
         return OllamaBackend(model=model, host=host, slots=slots)
     if kind == "pool":

@@ -51,21 +51,37 @@ def base_url(host: str) -> str:
 
 
 def probe(host: str, timeout: float = 0.5) -> bool:
-    """True when an Ollama server answers at `host`."""
+    """True when an Ollama server answers at `host` (`{"version": …}` from /api/version)."""
+    return probe_reason(host, timeout) is None
+
+
+def probe_reason(host: str, timeout: float = 0.5) -> str | None:
+    """None when Ollama answers at `host`; else why not, one line (nothing there, or something that is not
+    Ollama: another status, not JSON, JSON without a version)."""
     try:
         response = httpx.get(base_url(host) + "/api/version", timeout=timeout)
     except httpx.HTTPError:
-        return False
-    return response.status_code == 200
+        return f"cannot reach Ollama at {host}"
+    if response.status_code != 200:
+        return f"the server at {host} is not Ollama (/api/version answered {response.status_code})"
+    try:
+        body = response.json()
+    except ValueError:
+        return f"the server at {host} is not Ollama (/api/version did not answer JSON)"
+    if not isinstance(body, dict) or not isinstance(body.get("version"), str):
+        return f"the server at {host} is not Ollama (/api/version has no version)"
+    return None
 
 
 def list_models(host: str, timeout: float = 2.0) -> list[str]:
     try:
         response = httpx.get(base_url(host) + "/api/tags", timeout=timeout)
         response.raise_for_status()
-    except httpx.HTTPError:
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
         return []
-    return [m.get("name") or m.get("model") for m in response.json().get("models", [])]
+    models = body.get("models") if isinstance(body, dict) else None
+    return [str(m.get("name") or m.get("model")) for m in models or [] if isinstance(m, dict)]
 
 
 def _to_ollama(message: dict[str, Any]) -> dict[str, Any]:

@@ -104,14 +104,14 @@ async def test_control_sequences_in_model_output_never_reach_the_terminal(home: 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "raw"])
 async def test_control_sequences_in_tool_output_never_reach_the_terminal(home: Path, encoding: str) -> None:
-    project = home / "proj"
+    project = home.parent / "proj"  # beside AIOS_HOME: a workspace inside it is refused
     project.mkdir(parents=True)
     data = PAYLOAD.encode() if encoding == "utf-8" else PAYLOAD.encode("latin-1", errors="replace")
     (project / "evil.txt").write_bytes(data)
     calls = json.dumps([call("fs.read", path="evil.txt"), call("fs.list")])
     async with session(home) as s:
-        assert await s.run(f"run -w proj tooly '{calls}'") == 0
-        assert await s.run("cat /proc/1/log; cat proj/evil.txt; cat /proc/1/tools") == 0
+        assert await s.run(f"run -w ../proj tooly '{calls}'") == 0
+        assert await s.run("cat /proc/1/log; cat ../proj/evil.txt; cat /proc/1/tools") == 0
         out, err = s.take()
         assert [(t, d) for t, d, _, _ in audit(s.kernel)] == [("fs.read", "allow"), ("fs.list", "allow")]
         assert "".join(s.kernel.get(1).output).startswith("ok safe-start \x1b[2J")  # the agent got it raw
@@ -120,11 +120,11 @@ async def test_control_sequences_in_tool_output_never_reach_the_terminal(home: P
 
 
 async def test_control_sequences_in_a_file_name_and_argv_never_reach_the_terminal(home: Path) -> None:
-    project = home / "proj"
+    project = home.parent / "proj"  # beside AIOS_HOME: a workspace inside it is refused
     project.mkdir(parents=True)
     (project / "a\x1b]0;pwned\x07\u202eb.txt").write_text("x")
     async with session(home) as s:
-        assert await s.run(f"run -w proj tooly '{json.dumps([call('fs.list')])}'") == 0
+        assert await s.run(f"run -w ../proj tooly '{json.dumps([call('fs.list')])}'") == 0
         proc = s.kernel.spawn("sleeper", ["\x1b[2J\x9b2J\u202e"])
         assert await s.run("ps -a; ls /proc; cat /proc/1/log; cat /proc/2/status; audit") == 0
         out, err = s.take()
@@ -180,7 +180,8 @@ async def test_a_key_a_tool_prints_is_kept_nowhere(kernel: Kernel, sim: Simulate
     assert pid == 1 and kernel.get(pid).exit_code == 0
     results = sim.requests[1].messages[-2:]  # what the agent received and passed on to the model
     assert [m["content"] for m in results] == ["the key is [REDACTED]\n", "the key is [REDACTED]\n"]
-    assert [(t, d) for t, d, _, _ in audit(kernel, pid)] == [("fs.read", "allow"), ("shell", "allow")]
+    # the two calls run concurrently: either may be audited first
+    assert sorted((t, d) for t, d, _, _ in audit(kernel, pid)) == [("fs.read", "allow"), ("shell", "allow")]
     places = {
         "audit": json.dumps(kernel.access.audit_rows()),
         "output": out,

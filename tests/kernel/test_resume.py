@@ -79,7 +79,7 @@ async def test_a_lost_process_resumes_with_its_conversation(home: Path) -> None:
 
 
 async def test_a_finished_process_resumes_too(kernel: Kernel, home: Path) -> None:
-    work = home / "project"
+    work = home.parent / "project"  # beside AIOS_HOME: a workspace inside it is refused
     work.mkdir()
     done = kernel.spawn("chat", ["short"], workspace=work)
     await kernel.wait(done.pid)

@@ -188,7 +188,7 @@ class Sandbox:
             result = await run_process([command[0], "--args", str(fd), *command[split:]], Path("/"), child_env, limits,
                                        dedicated_uid=uid is not None,
                                        extra_procs=0 if uid is not None else _BWRAP_PROCS,
-                                       die_with_kernel=True, pass_fds=(fd,))
+                                       die_with_kernel=True, pass_fds=(fd,), namespaced=True)
         finally:
             os.close(fd)
         return _explain_exec_failure(result, argv[0])

@@ -50,12 +50,14 @@ def _child_setup(limits: Limits, dedicated_uid: bool, extra_procs: int, die_with
     return setup
 
 
-def kill_session(sid: int) -> None:
-    """SIGKILL the process group and every process still in the session `sid`."""
+def kill_session(sid: int, scan: bool = True) -> None:
+    """SIGKILL the process group and (with `scan`) every process still in the session `sid`."""
     try:
         os.killpg(sid, signal.SIGKILL)
     except OSError:
         pass
+    if not scan:
+        return
     me = os.getpid()
     for pid in psutil.pids():
         try:
@@ -135,8 +137,10 @@ def signal_name(code: int) -> str | None:
 
 async def run_process(argv: list[str], cwd: Path, env: dict[str, str], limits: Limits, *, uid: int | None = None,
                       dedicated_uid: bool = False, extra_procs: int = 0, die_with_kernel: bool = False,
-                      sweep_uid: int | None = None, pass_fds: tuple[int, ...] = ()) -> SandboxResult:
-    """Start `argv` (as `uid` when given), supervise it under `limits`, and leave nothing of it behind."""
+                      sweep_uid: int | None = None, pass_fds: tuple[int, ...] = (),
+                      namespaced: bool = False) -> SandboxResult:
+    """Start `argv` (as `uid` when given), supervise it under `limits`, and leave nothing of it behind.
+    `namespaced`: argv is bwrap with its own pid namespace, so killing it kills all (no session scan)."""
     started = time.monotonic()
     creds: dict[str, object] = {"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}
     spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
@@ -160,16 +164,19 @@ async def run_process(argv: list[str], cwd: Path, env: dict[str, str], limits: L
         killed = await _supervise(proc, capped, limits.timeout_s)
     finally:
         # on exit, limit or cancellation alike: nothing of the session survives, and no task is left behind
-        kill_session(proc.pid)
+        kill_session(proc.pid, scan=not namespaced)
         if sweep_uid is not None:
             sweep_escaped(sweep_uid)
         try:
             await asyncio.wait_for(reader, _DRAIN_S)  # EOF once every writer of the pipe is dead
             await asyncio.wait_for(proc.wait(), _DRAIN_S)  # reaped
-        except TimeoutError:  # a process outside the session still holds the pipe
+        except BaseException as exc:  # a holder outside the session, or cancelled again while cleaning up
+            reader.cancel()
             transport = getattr(proc, "_transport", None)
             if transport is not None:
                 transport.close()
+            if not isinstance(exc, TimeoutError):
+                raise
     code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     if killed is None:
         killed = signal_name(code)
