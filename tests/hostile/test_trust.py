@@ -324,3 +324,19 @@ async def test_kept_file_versions_stop_at_the_users_quota(kernel: Kernel) -> Non
     assert [line.endswith(f"to f{i}.txt") for i, line in enumerate(out[:3])] == [True] * 3, out
     assert "version not kept: alice's kept file versions use 0.3 MiB of 0.3 MiB" in out[3], out
     assert (kernel.workspace(proc) / "f3.txt").stat().st_size == 100_000  # the write itself happened
+
+
+def test_an_old_or_fake_bwrap_is_named_as_such(tmp_path: Path) -> None:
+    from kernel.tools.sandbox import Sandbox
+
+    old = tmp_path / "old-bwrap"
+    old.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo 'bubblewrap 0.3.1' || echo 'usage: --bind --tmpfs'\n")
+    old.chmod(0o755)
+    cases = {str(old): "bubblewrap 0.3.1 at", "/bin/true": "is not bubblewrap", str(tmp_path / "none"): "AIOS_BWRAP="}
+    for path, said in cases.items():
+        os.environ["AIOS_BWRAP"] = path
+        try:
+            status = Sandbox(tmp_path / "home").status()
+        finally:
+            del os.environ["AIOS_BWRAP"]
+        assert not status.ok and said in status.detail and "\n" not in status.detail, status

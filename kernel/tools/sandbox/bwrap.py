@@ -80,7 +80,8 @@ def inspect(path: str) -> Bwrap:
         return done.stdout + done.stderr
 
     help_text = ask("--help")
-    version = ask("--version").strip().removeprefix("bubblewrap").strip() or "?"
+    said = (ask("--version").strip().splitlines() or [""])[0].strip()
+    version = said.removeprefix("bubblewrap").strip()[:40] if said.startswith("bubblewrap") else ""
     return Bwrap(path=path, version=version, missing=tuple(o for o in _NEEDED if o not in help_text))
 
 
@@ -157,6 +158,8 @@ def argv(bw: Bwrap, workspace: Path, command: list[str], *, uid: int | None = No
 
 def probe(bw: Bwrap, uid: int | None, setpriv: str = "setpriv") -> str | None:
     """None when bwrap can build a sandbox here (dropping to `uid` when given); else the reason, one line."""
+    if not bw.version:
+        return f"{bw.path} is not bubblewrap (its --version does not say so)"
     if bw.missing:
         return f"bubblewrap {bw.version} at {bw.path} is too old (it lacks {', '.join(bw.missing)})"
     scratch = tempfile.mkdtemp(prefix="aios-probe-")
