@@ -281,3 +281,54 @@ async def test_a_cloned_repositorys_filter_runs_only_inside_the_sandbox(kernel: 
         assert not (outside / "escaped").exists()
     finally:
         shutil.rmtree(outside, ignore_errors=True)
+
+
+@pytest.mark.parametrize("way", ["openat2", "walk"])
+async def test_links_on_the_way_are_refused_with_openat2_and_without(kernel: Kernel, open_workspace: Path,
+                                                                     way: str, monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    from kernel import beneath
+
+    if way == "walk":
+        monkeypatch.setattr(beneath, "_available", False)
+    elif not beneath._available:
+        pytest.skip("this kernel has no openat2")
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    (secret / "s.txt").write_text("outside the workspace\n")
+    (open_workspace / "up").symlink_to(secret)
+    (open_workspace / "real").mkdir()
+    (open_workspace / "real" / "in.txt").write_text("inside\n")
+    kernel.access.grant("alice", "fs.write(workspace/**)", scope="always")
+    _, out = await run_calls(kernel, [
+        call("fs.read", path="up/s.txt"), call("fs.list", path="up"), call("fs.write", path="up/new.txt", content="x"),
+        call("fs.read", path="real/../up/s.txt"), call("fs.read", path="real/in.txt"),
+    ], workspace=open_workspace)
+    assert all(line.startswith("ERR ") and "up is a symbolic link; refused" in line for line in out[:4]), out
+    assert out[4] == "ok inside" and not (secret / "new.txt").exists()
+
+
+def test_openat2_itself_refuses_links_escapes_and_fifos_block_nothing(tmp_path: Path) -> None:
+    import errno
+
+    from kernel import beneath
+
+    if not beneath._available:
+        pytest.skip("this kernel has no openat2")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "d")
+    os.mkfifo(tmp_path / "d" / "fifo")
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for path, code in (("link/f", errno.ELOOP), ("d/../../etc/passwd", errno.EXDEV), ("/etc/passwd", errno.EXDEV)):
+            with pytest.raises(OSError) as caught:
+                beneath.openat2(root, path, os.O_RDONLY)
+            assert caught.value.errno == code, path
+        fd = beneath.openat2(root, "d/f", os.O_RDONLY)
+        assert fd is not None and os.read(fd, 1) == b"x"
+        os.close(fd)
+        with pytest.raises(beneath.NotRegular):
+            beneath.read_beneath(tmp_path, "d/fifo", 1024)  # opened without blocking, then refused
+    finally:
+        os.close(root)

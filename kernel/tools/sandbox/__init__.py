@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -177,23 +178,30 @@ class Sandbox:
         assert self._bwrap is not None
         child_env = sandbox_env(bwrap.SANDBOX_HOME, env)
         check_program(argv[0], workspace, child_env["PATH"])
+        tag = f"aios-{secrets.token_hex(8)}"  # this run's hostname: on bwrap's command line, to find it by
         command = bwrap.argv(self._bwrap, workspace, argv, uid=uid, setpriv=self._setpriv,
-                             hide=self.hidden(user, workspace), net=net, tmp_bytes=limits.tmp_bytes)
+                             hide=self.hidden(user, workspace), net=net, tmp_bytes=limits.tmp_bytes,
+                             hostname=tag)
         if uid is not None:  # setpriv needs HOME to exist; the program may make it in its private /tmp
             child_env["HOME"] = "/tmp"
         # bwrap reads its options from a memfd, so the run cannot read them (hidden paths) in /proc/1/cmdline
         fd = os.memfd_create("aios-bwrap-args", os.MFD_CLOEXEC)
+        ended = False
         try:
             split = command.index("--")
-            os.write(fd, b"".join(os.fsencode(a) + b"\0" for a in command[1:split]))
+            hidden = [a for i, a in enumerate(command[1:split], 1) if tag not in (a, command[i + 1])]
+            os.write(fd, b"".join(os.fsencode(a) + b"\0" for a in hidden))
             os.lseek(fd, 0, os.SEEK_SET)
+            visible = [command[0], "--args", str(fd), "--hostname", tag, *command[split:]]
             # as root the program's limits bind its uid only (bwrap runs as root); else bwrap's own count too
-            result = await run_process([command[0], "--args", str(fd), *command[split:]], Path("/"), child_env, limits,
-                                       dedicated_uid=uid is not None,
+            result = await run_process(visible, Path("/"), child_env, limits, dedicated_uid=uid is not None,
                                        extra_procs=0 if uid is not None else _BWRAP_PROCS,
                                        die_with_kernel=True, pass_fds=(fd,), namespaced=True)
+            ended = result.killed is None  # bwrap exited by itself: its namespace ended before it
         finally:
             os.close(fd)
+            if not ended:  # killed, cancelled or timed out: no inner bwrap may outlive the outer one
+                bwrap.kill_tagged(tag)
         return _explain_exec_failure(result, argv[0])
 
     async def _run_rlimit(self, argv: list[str], workspace: Path, uid: int | None, limits: Limits,

@@ -30,9 +30,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 SANDBOX_HOME = "/tmp/home"
 _PRIVATE = ("/tmp", "/var/tmp", "/run", "/home", "/root")  # an empty tmpfs each (read-only but /tmp)
@@ -99,7 +102,8 @@ def _cover(path: str) -> list[str]:
 
 
 def argv(bw: Bwrap, workspace: Path, command: list[str], *, uid: int | None = None, setpriv: str = "setpriv",
-         hide: Iterable[Path] = (), net: bool = False, tmp_bytes: int = 64 << 20) -> list[str]:
+         hide: Iterable[Path] = (), net: bool = False, tmp_bytes: int = 64 << 20,
+         hostname: str = "aios-sandbox") -> list[str]:
     """The whole command line for running `command` in `workspace`. `uid` set: bwrap runs as root and the
     command as `uid` (through setpriv); None: bwrap and the command run as the caller, in a user namespace."""
     ws = os.path.realpath(workspace)
@@ -112,7 +116,7 @@ def argv(bw: Bwrap, workspace: Path, command: list[str], *, uid: int | None = No
                 "--cap-add", "CAP_DAC_READ_SEARCH"]
     if not net:
         out.append("--unshare-net")
-    out += ["--die-with-parent", "--new-session", "--hostname", "aios-sandbox",
+    out += ["--die-with-parent", "--new-session", "--hostname", hostname,
             "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
     privates = [p for p in _PRIVATE if os.path.isdir(p) and not os.path.islink(p)]
     covered: list[str] = []  # empty tmpfs covers: read-only once everything is mounted
@@ -154,6 +158,33 @@ def argv(bw: Bwrap, workspace: Path, command: list[str], *, uid: int | None = No
     if uid is not None:
         out += [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--"]
     return out + list(command)
+
+
+def kill_tagged(tag: str, patience_s: float = 2.0) -> int:
+    """SIGKILL every process whose command line holds `tag` (a run's bwrap processes), until none is left.
+
+    Killing the outer bwrap ends the run's pid namespace through the inner one's parent-death signal, but
+    bwrap sets that signal only after it has forked: a kill in that window orphans the inner bwrap, which
+    then runs the program on. Each run's bwrap carries its own tag (its hostname), so it is found here."""
+    killed, deadline = 0, time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        found = []
+        for p in psutil.process_iter(["cmdline", "status"]):
+            try:
+                if p.info["status"] != psutil.STATUS_ZOMBIE and tag in (p.info["cmdline"] or []):
+                    found.append(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        if not found:
+            return killed
+        for p in found:
+            try:
+                p.kill()
+                killed += 1
+            except psutil.Error:
+                pass
+        time.sleep(0.005)
+    return killed
 
 
 def probe(bw: Bwrap, uid: int | None, setpriv: str = "setpriv") -> str | None:
