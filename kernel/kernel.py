@@ -143,6 +143,7 @@ class Kernel:
         self.close_storage()
 
     def close_storage(self) -> None:
+        self.access.close()
         self.memory.close()
         self.files.close()
         self.storage.close()

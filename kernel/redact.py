@@ -34,6 +34,8 @@ def redact(text: str) -> str:
         return text
     for pattern in _PATTERNS:
         text = pattern.sub(MASK, text)
+    if not _SECRET_NAME.search(text):  # no secret's name anywhere: no pair to look at
+        return text
     out, pos = [], 0
     while (m := _NAME.search(text, pos)) is not None:
         value = _VALUE.match(text, m.end()) if _SECRET_NAME.search(m.group(1)) else None

@@ -172,6 +172,16 @@ def _storable(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(storable(v) if isinstance(v, str) else v for v in row)
 
 
+def _event_row(event: tuple[Any, ...]) -> tuple[Any, ...]:
+    ts, kind, pid, data = event
+    return ts, kind, pid, json.dumps(redact_value(data), default=str)  # ASCII escapes: always storable
+
+
+def _message_row(message: tuple[Any, ...]) -> tuple[Any, ...]:
+    pid, role, text, ts = message
+    return pid, role, storable(redact(text)), ts
+
+
 PROCESS_COLUMNS = (
     "pid", "ppid", "user", "program", "argv", "nice", "state", "waiting_on", "exit_code", "signal", "error",
     "lost", "created_at", "started_at", "ended_at", "prompt_tokens", "completion_tokens", "llm_time",
@@ -279,12 +289,11 @@ class Storage:
         if not (self._procs or self._events or self._messages):
             return
         procs, events, messages = list(self._procs.values()), self._events, self._messages
-        batches: list[tuple[str, list[Callable[[], tuple[Any, ...]]]]] = [
-            (UPSERT_PROCESS, [lambda p=p: self._process_row(p) for p in procs]),
+        batches: list[tuple[str, list[Any], Callable[[Any], tuple[Any, ...]]]] = [
+            (UPSERT_PROCESS, procs, self._process_row),
             # secrets are masked here, off the syscall path
-            (INSERT_EVENT, [lambda e=e: _storable((e[0], e[1], e[2], json.dumps(redact_value(e[3]), default=str)))
-                            for e in events]),
-            (INSERT_MESSAGE, [lambda m=m: _storable((m[0], m[1], redact(m[2]), m[3])) for m in messages]),
+            (INSERT_EVENT, events, _event_row),
+            (INSERT_MESSAGE, messages, _message_row),
         ]
         try:
             self._write(batches, one_by_one=False)
@@ -302,17 +311,18 @@ class Storage:
         self._procs, self._events, self._messages = {}, [], []
         self.flushes += 1
 
-    def _write(self, batches: list[tuple[str, list[Callable[[], tuple[Any, ...]]]]], one_by_one: bool) -> None:
+    def _write(self, batches: list[tuple[str, list[Any], Callable[[Any], tuple[Any, ...]]]],
+               one_by_one: bool) -> None:
         with self.db.conn:
             self.db.execute("BEGIN IMMEDIATE")
-            for sql, rows in batches:
+            for sql, items, make in batches:
                 if not one_by_one:
-                    self.db.conn.executemany(sql, [make() for make in rows])
+                    self.db.conn.executemany(sql, [make(item) for item in items])
                     continue
-                for make in rows:
+                for item in items:
                     self.db.execute("SAVEPOINT one_row")
                     try:
-                        self.db.conn.execute(sql, make())
+                        self.db.conn.execute(sql, make(item))
                     except sqlite3.OperationalError:
                         raise
                     except Exception as exc:  # this row alone is lost; it is counted and said

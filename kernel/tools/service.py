@@ -111,7 +111,8 @@ class ToolService:
             self._audit(proc, name, args, "error", "kernel", str(exc))
             return ToolResult(False, error=str(exc))
         target = tool.rule_target(workspace, checked)
-        await asyncio.to_thread(self.access.load_project, workspace)  # file reading stays off the loop
+        if not self.access.project_cached(workspace):  # a stat here; reading the file stays off the loop
+            await asyncio.to_thread(self.access.load_project, workspace)
         verdict = self.access.check(proc.user, name, target, workspace)
         decision, by, reason = verdict.effect, verdict.source, verdict.rule or ""
         if decision == "ask":
