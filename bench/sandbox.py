@@ -4,12 +4,13 @@
 
 shell: wall time of running `true` (start to reaped, output read), p50 and p99 over N runs, three ways:
   plain    asyncio's subprocess exec of `true`, nothing else (no limits, no sandbox);
-  rlimit   the runner with its limits in the child (AIOS_SANDBOX=rlimit; what every call cost before bwrap);
+  rlimit   the runner with its limits in the child (AIOS_SANDBOX=rlimit; as root it also scans the process
+           table twice, for the run's session and for escaped processes of the user's uid);
   bwrap    the default sandbox: bubblewrap namespaces, private /tmp, hidden paths, own uid as root.
   The figure asked for is bwrap's p50 minus plain's p50 (and minus rlimit's): the target is ≤ 30 ms.
 fs: one fs.read / fs.write / fs.list of a small file three directories deep, through the tool registry, with
   `openat2` (now) against the O_NOFOLLOW walk alone (how every path was opened before); the ratio now/walk.
-  Plus the cost of moving the project-policy read off the event loop (a worker-thread hop per call).
+  Plus the cost of reading a changed project policy file off the event loop (a worker-thread hop).
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ def main() -> None:
         row = fs[name]
         print(f"  {name:8} openat2 {row['openat2_us']:6.0f} µs   walk {row['walk_us']:6.0f} µs   "
               f"ratio {row['ratio']:.2f}")
-    print(f"  project policy read off the loop: +{fs['off-loop hop']['us']:.0f} µs per call (a worker-thread hop)")
+    print(f"  a changed project policy file is read off the loop: +{fs['off-loop hop']['us']:.0f} µs for that call "
+          "(a worker-thread hop; an unchanged or absent one costs a stat)")
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": args.runs, "shell": shell, "fs": fs}, indent=2))
 
