@@ -1,11 +1,18 @@
-"""The REPL's inline permission prompt: one request at a time, a single key answers.
+"""The REPL's inline permission prompt: one request at a time, answered deliberately.
 
-    react[3] (alice) wants to call shell: command=ls
-    allow? [y] once  [s] session  [a] always  [n] deny  (denied in 60s)
+    react[3] (alice) wants to call shell in /home/alice/proj
+      command: ls -la
+      "always" or "session" would save: shell(ls -la)
+    allow? y once · s session · a always · n deny, then Enter (denied in 58s)
 
 Requests come from the kernel's `PermissionRequested` events; the answer goes back through the
 broker. While the shell's own prompt shows, it steps aside (its typed text is kept) and returns
 after the question. Two agents asking at once get two questions, one after the other.
+
+Keys meant for the shell never answer: what is typed in the question's first moments (GRACE), typeahead
+included, is dropped; an answer is a whole line, one of y/s/a/n (or once/session/always/deny),
+confirmed with Enter: `ls` Enter is no answer, it clears the line and says what is. Ctrl-C and Ctrl-D
+deny at once (deny is always safe); Enter on an empty line does nothing.
 """
 
 from __future__ import annotations
@@ -16,17 +23,22 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.filters import Condition
 from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.keys import Keys
 
 from kernel import Kernel
 from kernel.events import PermissionDecided, PermissionRequested
 from kernel.sanitize import one_line as clean
+from kernel.sanitize import strip_controls
 
 GRACE = 0.5  # seconds during which keys cannot answer (they were typed before the question showed)
 KEYS = {"y": "once", "s": "session", "a": "always", "n": "deny"}
+WORDS = {**KEYS, "yes": "once", "once": "once", "session": "session", "always": "always", "no": "deny",
+         "deny": "deny"}
 SAID = {"once": "allowed once", "session": "allowed for this session", "always": "always allowed",
         "deny": "denied"}
+ARG_LINES = 12  # lines of one argument shown; the rest is counted (the audit keeps it all)
 
 
 class PermissionAsker:
@@ -46,6 +58,8 @@ class PermissionAsker:
         self._detach: Callable[[], None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._question: Any = None
+        self.note = ""  # what the question says about the last line typed at it
+        self.message: Callable[[], str] | None = None  # the open question's prompt line, as drawn now
 
     def start(self) -> None:
         broker = self.kernel.permissions
@@ -93,32 +107,66 @@ class PermissionAsker:
                     self.idle.set()
 
     def describe(self, request: PermissionRequested) -> str:
-        args = "  ".join(f"{clean(k, 20)}={clean(v, 200)}" for k, v in request.args.items())
-        return (f"{clean(request.program, 30)}[{request.pid}] ({clean(request.user, 30)}) wants to call "
-                f"{clean(request.tool, 40)}: {args}")
+        """Everything being decided: who asks, the tool, where, every argument in full, what would be saved."""
+        where = f" in {clean(request.workspace, 200)}" if request.workspace else ""
+        lines = [f"{clean(request.program, 30)}[{request.pid}] ({clean(request.user, 30)}) wants to call "
+                 f"{clean(request.tool, 40)}{where}"]
+        for key, value in request.args.items():
+            text = strip_controls(str(value)).replace("\t", "  ").splitlines() or [""]
+            shown = text[:ARG_LINES]
+            lines.append(f"  {clean(key, 30)}: {shown[0]}")
+            lines += [f"  {' ' * len(clean(key, 30))}  {line}" for line in shown[1:]]
+            if len(text) > ARG_LINES:
+                lines.append(f"  … {len(text) - ARG_LINES} more lines")
+        if request.rule:
+            lines.append(f"  \"always\" or \"session\" would save: {clean(request.rule, 300)}")
+        return "\n".join(lines)
 
     async def ask(self, request: PermissionRequested) -> str:
-        """One key: y, s, a or n (Enter or Ctrl-C deny). Returns "" when it was decided elsewhere."""
+        """A whole-line answer (y, s, a, n, then Enter; Ctrl-C denies). "" when it was decided elsewhere."""
         keys = KeyBindings()
         shown = time.monotonic()
+        clock = self.kernel.permissions.clock
 
-        def answer(event: Any, decision: str) -> None:
-            # keys typed in the first moments were meant for the shell's prompt, not for this question
-            if time.monotonic() - shown >= GRACE:
+        in_grace = Condition(lambda: time.monotonic() - shown < GRACE)
+
+        @keys.add(Keys.Any, filter=in_grace, eager=True)
+        def _early(event: Any) -> None:  # within GRACE every key is dropped; after it, keys edit the line
+            if event.key_sequence[0].key == Keys.CPRResponse:  # the terminal's answer, not a person's key
+                row = event.data[2:-1].split(";")[0]
+                if row.isdigit():
+                    event.app.renderer.report_absolute_cursor_row(int(row))
+
+        @keys.add("enter")
+        @keys.add("c-j")
+        def _enter(event: Any) -> None:
+            typed = event.current_buffer.text.strip().lower()
+            event.current_buffer.reset()
+            if time.monotonic() - shown < GRACE or not typed:
+                return
+            decision = WORDS.get(typed)
+            if decision is not None:
                 event.app.exit(result=decision)
+            else:
+                self.note = f"not an answer: {typed[:20]}"
 
-        keys.add(Keys.Any)(lambda event: None)  # other keys do nothing: no text goes into the answer
-        for key, decision in KEYS.items():
-            keys.add(key)(lambda event, d=decision: answer(event, d))
-        for key in ("enter", "c-c", "c-d", "escape"):
-            keys.add(key)(lambda event: answer(event, "deny"))
-        left = max(0, round(request.deadline - self.kernel.permissions.clock()))
+        for key in ("c-c", "c-d"):
+            keys.add(key)(lambda event: event.app.exit(result="deny"))
+
+        def message() -> str:
+            left = max(0, round(request.deadline - clock()))
+            note = f" — {self.note}" if self.note else ""
+            return f"allow? y once · s session · a always · n deny, then Enter (denied in {left}s){note} "
+
+        self.note = ""
         question: PromptSession[str] = PromptSession(input=self.session.input, output=self.session.output,
-                                                     key_bindings=keys)
+                                                     key_bindings=keys, refresh_interval=1.0)
         self.print(self.describe(request))
         self._question = (request.request_id, question)
+        self.message = message
         try:
-            return await question.prompt_async(
-                f"allow? [y] once  [s] session  [a] always  [n] deny  (denied in {left}s) ")
+            return await question.prompt_async(message)
         finally:
             self._question = None
+            self.message = None
+

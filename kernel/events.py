@@ -267,6 +267,8 @@ class PermissionRequested(Event):
     args: dict[str, Any]
     timeout: float
     deadline: float  # wall-clock seconds after which the request is denied
+    workspace: str = ""  # where the call would run
+    rule: str = ""  # what `always` (or `session`) would save, e.g. shell(git status)
 
 
 @dataclass(frozen=True)

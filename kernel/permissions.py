@@ -63,13 +63,14 @@ class PermissionBroker:
         return decision
 
     async def decide(self, pid: int, user: str, program: str, tool: str, args: dict[str, Any],
-                     timeout: float = DEFAULT_TIMEOUT) -> tuple[str, str]:
-        """As `request`, also saying who decided: "user", "timeout"."""
+                     timeout: float = DEFAULT_TIMEOUT, workspace: str = "", rule: str = "") -> tuple[str, str]:
+        """As `request`, also saying who decided: "user", "timeout"; `workspace` and `rule` are shown."""
         rid = next(self._ids)
         safe_args = {strip_controls(str(k)): strip_controls(str(v)) for k, v in args.items()}
         event = PermissionRequested(
             request_id=rid, pid=pid, user=user, program=program, tool=strip_controls(tool), args=safe_args,
             timeout=timeout, deadline=self.clock() + timeout, ts=self.clock(),
+            workspace=strip_controls(workspace), rule=strip_controls(rule),
         )
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending[rid] = _Pending(event, future)

@@ -354,6 +354,13 @@ class MonitorApp(App[int]):
         self.notify(f"theme: {name}", timeout=2)
         self.refresh_now(force=True)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While a permission question is open, the monitor's own keys do nothing: every key is the
+        question's (moving between its buttons aside)."""
+        if isinstance(self.screen, PermissionModal) and action not in ("focus_next", "focus_previous"):
+            return False
+        return True
+
     def key_help(self) -> list[tuple[str, str, str]]:
         """(binding id, keys, what it does) for every key, the user's keymap applied."""
         out = []

@@ -116,7 +116,7 @@ class ToolService:
         verdict = self.access.check(proc.user, name, target, workspace)
         decision, by, reason = verdict.effect, verdict.source, verdict.rule or ""
         if decision == "ask":
-            decision, by, reason = await self._ask(proc, name, checked, target)
+            decision, by, reason = await self._ask(proc, name, checked, target, workspace)
         self._audit(proc, name, checked, "allow" if decision != "deny" else "deny", by, reason)
         if decision == "deny":
             why = f" ({reason})" if reason else ""
@@ -131,7 +131,8 @@ class ToolService:
         error = await redact_text(cap_text(result.error, RESULT_CAP)) if result.error else None
         return ToolResult(result.ok, output, error, result.duration_s)
 
-    async def _ask(self, proc: Process, name: str, args: dict[str, Any], target: str) -> tuple[str, str, str]:
+    async def _ask(self, proc: Process, name: str, args: dict[str, Any], target: str,
+                   workspace: Path) -> tuple[str, str, str]:
         """No rule decided: ask a person, if one can be asked. Returns (decision, by, reason)."""
         from kernel.access import Rule
 
@@ -139,7 +140,8 @@ class ToolService:
             return "deny", "no terminal", "no rule allows it and there is no one to ask"
         self.set_state(proc, State.WAITING, "permission")
         answer, by = await self.broker.decide(proc.pid, proc.user, proc.program, name,
-                                              redact_value(capped_args(args)), timeout=self.permission_timeout)
+                                              redact_value(capped_args(args)), timeout=self.permission_timeout,
+                                              workspace=str(workspace), rule=redact(str(Rule.for_call(name, target))))
         if answer in ("session", "always"):
             # a call that carries a secret is never written down as a standing grant: for this session only
             scope = "session" if redact(target) != target else answer

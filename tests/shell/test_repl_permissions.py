@@ -36,6 +36,7 @@ class Typing:
     inp: PipeInput
     out: io.StringIO
     task: asyncio.Task[int]
+    repl: Repl
 
     def shown(self) -> str:
         return self.out.getvalue()
@@ -53,7 +54,7 @@ async def repl_at(home: Path) -> AsyncIterator[Typing]:
     try:
         with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
             repl = Repl(kernel, input=inp, output=DummyOutput(), history=history, shell=shell)
-            yield Typing(kernel, inp, out, asyncio.create_task(repl.run()))
+            yield Typing(kernel, inp, out, asyncio.create_task(repl.run()), repl)
     finally:
         await kernel.shutdown()
 
@@ -65,14 +66,17 @@ def calls(*commands: str) -> str:
 async def test_session_answer_then_no_second_question_then_a_denial(home: Path) -> None:
     async with repl_at(home) as t:
         t.inp.send_text(f"run tooly {calls('echo one')}\n")
-        await until(lambda: "tooly[1] (alice) wants to call shell: command=echo one" in t.shown())
-        t.inp.send_text("s")
+        await until(lambda: "tooly[1] (alice) wants to call shell in " in t.shown())
+        ws = str(t.kernel.workspace(1))
+        assert f"wants to call shell in {ws}\n  command: echo one\n" in t.shown()
+        assert '"always" or "session" would save: shell(echo one)' in t.shown()
+        t.inp.send_text("s\n")
         await until(lambda: "ok one" in t.shown())
         t.inp.send_text(f"run tooly {calls('echo one')}\n")  # the same call: allowed for the session
         await until(lambda: t.shown().count("ok one") == 2)
         t.inp.send_text(f"run tooly {calls('touch marker')}\n")
         await until(lambda: t.shown().count("wants to call") == 2)
-        t.inp.send_text("n")
+        t.inp.send_text("n\n")
         await until(lambda: "ERR permission denied" in t.shown())
         assert await t.exit() == 0
         decisions = [(r["pid"], r["decision"], r["by"]) for r in t.kernel.access.audit_rows()]
@@ -90,7 +94,7 @@ async def test_a_background_agent_asking_interrupts_the_prompt_and_keeps_what_wa
         await asyncio.sleep(0.1)
         t.inp.send_text("echo typed")  # half a line at the prompt when the question comes
         await until(lambda: "wants to call" in t.shown())
-        t.inp.send_text("y")
+        t.inp.send_text("y\n")
         await until(lambda: "Done" in t.shown())
         t.inp.send_text(" and kept\n")
         assert await t.exit() == 0
@@ -105,9 +109,9 @@ async def test_two_agents_asking_at_once_get_two_questions_in_turn(home: Path) -
         t.inp.send_text(f"run tooly {calls('echo a')} & run tooly {calls('echo b')} & wait\n")
         await until(lambda: len(t.kernel.permissions.pending()) == 2 and "wants to call" in t.shown())
         first = t.shown().count("wants to call")
-        t.inp.send_text("y")
+        t.inp.send_text("y\n")
         await until(lambda: t.shown().count("wants to call") == first + 1)
-        t.inp.send_text("n")
+        t.inp.send_text("n\n")
         await until(lambda: not t.kernel.permissions.pending() and "→ denied" in t.shown())
         assert await t.exit() == 0
         rows = t.kernel.access.audit_rows()
@@ -124,7 +128,7 @@ async def test_while_the_monitor_shows_the_inline_prompt_stands_aside(home: Path
         assert "wants to call" not in t.shown()  # the monitor's dialog asks, not the shell
         t.kernel.permissions.screen = None  # the monitor quit without an answer: the shell asks now
         await until(lambda: "wants to call" in t.shown())
-        t.inp.send_text("y")
+        t.inp.send_text("y\n")
         await until(lambda: "→ allowed once" in t.shown())
         assert await t.exit() == 0
 
@@ -138,8 +142,37 @@ async def test_keys_typed_as_the_question_appears_do_not_answer_it(home: Path, m
         await asyncio.sleep(0.2)
         assert t.kernel.permissions.pending() and "→" not in t.shown()
         await asyncio.sleep(0.4)
-        t.inp.send_text("n")
+        t.inp.send_text("n\n")
         await until(lambda: "→ denied" in t.shown())
         assert await t.exit() == 0
         rows = t.kernel.access.audit_rows()
     assert [(r["decision"], r["by"]) for r in rows] == [("deny", "user")]
+
+
+async def test_a_command_typed_at_the_question_is_no_answer(home: Path) -> None:
+    """`ls` and Enter, typed at a question that popped up while the person was about to type: not `s`."""
+    async with repl_at(home) as t:
+        t.inp.send_text(f"run tooly {calls('echo q')} &\n")
+        await until(lambda: "wants to call" in t.shown())
+        t.inp.send_text("ls\n")
+        await until(lambda: "not an answer: ls" in t.repl.asker.note or "→" in t.shown())
+        assert t.kernel.permissions.pending() and "→" not in t.shown()
+        t.inp.send_text("\n")  # an empty line: nothing
+        t.inp.send_text("session\n")
+        await until(lambda: "→ allowed for this session" in t.shown())
+        assert await t.exit() == 0
+
+
+async def test_the_question_counts_down_and_says_enter(home: Path) -> None:
+    async with repl_at(home) as t:
+        t.kernel.toolsvc.permission_timeout = 30
+        t.inp.send_text(f"run tooly {calls('echo c')} &\n")
+        await until(lambda: "wants to call" in t.shown())
+        await until(lambda: t.repl.asker.message is not None)
+        question = t.repl.asker.message
+        first = question()
+        assert "n deny, then Enter" in first and ("(denied in 30s)" in first or "(denied in 29s)" in first), first
+        await until(lambda: question() != first, timeout=5)  # the seconds go down as it waits
+        t.inp.send_text("\x03")  # Ctrl-C denies at once
+        await until(lambda: "→ denied" in t.shown())
+        assert await t.exit() == 0

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 
 import pytest
+from rich.console import Console
 from textual.widgets import Static
 
+from aios_shell import asker
 from aios_shell.tui.screens.permission import PermissionModal
 from kernel.events import PermissionDecided, PermissionRequested
 from kernel.kernel import Kernel
@@ -49,8 +52,14 @@ async def test_broker_strips_control_sequences_from_what_is_shown(kernel: Kernel
     assert await task == "deny"
 
 
-@pytest.mark.parametrize(("key", "decision"), [("o", "once"), ("s", "session"), ("a", "always"), ("d", "deny"),
-                                               ("escape", "deny")])
+@pytest.fixture(autouse=True)
+def _no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests press right after the dialog shows; the grace period has its own test."""
+    monkeypatch.setattr(asker, "GRACE", 0.0)
+
+
+@pytest.mark.parametrize(("key", "decision"), [("y", "once"), ("s", "session"), ("a", "always"), ("n", "deny"),
+                                               ("enter", "deny")])
 async def test_modal_answers(app_kernel: Kernel, key: str, decision: str) -> None:
     app = app_over(app_kernel)
     async with app.run_test(size=SIZE) as pilot:
@@ -101,9 +110,61 @@ async def test_requests_wait_their_turn_and_one_already_open_is_shown(app_kernel
         second = ask(app_kernel, cmd="two")
         await pilot.pause(0.3)
         assert app.screen.request.args == {"cmd": "one"}
-        await pilot.press("o")
+        await pilot.press("y")
         assert await asyncio.wait_for(first, 3) == "once"
         await until(lambda: isinstance(app.screen, PermissionModal) and app.screen.request.args == {"cmd": "two"},
                     timeout=3)
-        await pilot.press("d")
+        await pilot.press("n")
         assert await asyncio.wait_for(second, 3) == "deny"
+
+
+async def test_the_monitors_keys_neither_answer_nor_act_while_the_dialog_is_open(app_kernel: Kernel) -> None:
+    """`o` (sort), Esc (close), `k` (term), `q` (quit), `d`: none answers, none acts on the screen below."""
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        sort_before, theme_before = app.processes.sort_column, app.theme
+        task = ask(app_kernel)
+        await until(lambda: isinstance(app.screen, PermissionModal), timeout=3)
+        await pilot.pause()
+        for key in ("o", "escape", "k", "q", "d", "t", "colon", "slash"):
+            await pilot.press(key)
+        await pilot.pause()
+        assert isinstance(app.screen, PermissionModal) and not task.done() and app.is_running
+        assert (app.processes.sort_column, app.theme) == (sort_before, theme_before)
+        await pilot.press("y")
+        assert await asyncio.wait_for(task, 3) == "once"
+
+
+async def test_keys_pressed_as_the_dialog_appears_do_not_answer_it(app_kernel: Kernel,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asker, "GRACE", 0.5)
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        task = ask(app_kernel)
+        await until(lambda: isinstance(app.screen, PermissionModal), timeout=3)
+        await pilot.press("s", "enter")  # meant for the screen below
+        await pilot.pause()
+        assert not task.done()
+        await until(lambda: not app.screen.early(), timeout=3)
+        await pilot.press("n")
+        assert await asyncio.wait_for(task, 3) == "deny"
+
+
+async def test_the_dialog_shows_the_workspace_the_rule_and_every_line(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    long = "\n".join(f"line {i}" for i in range(30))
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        task = asyncio.create_task(app_kernel.permissions.decide(
+            pid=2, user="alice", program="chat", tool="fs.write", args={"path": "a.txt", "content": long},
+            timeout=30, workspace="/home/alice/proj", rule="fs.write(workspace/a.txt)"))
+        await until(lambda: isinstance(app.screen, PermissionModal), timeout=3)
+        await pilot.pause()
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(app.screen.query_one("#permission-facts", Static).content)
+        facts = console.export_text()
+        assert "/home/alice/proj" in facts and "fs.write(workspace/a.txt)" in facts and "line 29" in facts
+        await pilot.press("n")
+        assert (await asyncio.wait_for(task, 3))[0] == "deny"
