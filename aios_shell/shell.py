@@ -172,6 +172,12 @@ class Shell:
             self.exit_code = sub.exit_code
 
     async def _background(self, item: AndOr) -> None:
+        first = item.first[0].words[0].expand({}) if len(item.first) == 1 and item.first[0].words else ""
+        if first.startswith("%") and not item.rest and item.first[0].redirect is None:
+            # `%1 &` is `bg %1`, as in bash (a background `fg` of the current job would wait on itself)
+            words = [w.expand({}) for w in item.first[0].words]
+            self.status = await self.execute(["bg", *words])
+            return
         job, _sub = self._start(item, foreground=False)
         self.add_job(job)
         for _ in range(4):  # let it start its agents, so `$!` and `[N] PID` know their pids

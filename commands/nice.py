@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import TYPE_CHECKING
 
 from commands.registry import UsageError, command
@@ -32,7 +33,7 @@ async def nice(sh: Shell, args: argparse.Namespace) -> int:
     if not argv:
         raise UsageError("missing command (nice -n N run AGENT ARGS…)")
     if argv[0] != "run":
-        raise UsageError(f"{argv[0]}: only agents have a niceness (nice -n N run AGENT ARGS…)")
+        raise UsageError(f"{shlex.quote(argv[0])}: only agents have a niceness (nice -n N run AGENT ARGS…)")
     if any(a in ("-n", "--nice") or a.startswith("--nice=") for a in argv[1:2]):
         raise UsageError("give the niceness once")
     return await sh.execute(["run", "-n", niceness, *argv[1:]])

@@ -55,7 +55,7 @@ async def one_shell(kernel: Kernel, command: str) -> tuple[int, str]:
 
 async def test_an_endless_loop_is_killed_at_the_cpu_limit(shell_ok: Kernel) -> None:
     _, out = await one_shell(shell_ok, "sh -c 'while :; do :; done'")
-    assert out.startswith("ok ") and "[killed: cpu limit (1 s)]" in out, out
+    assert out.startswith("ERR ") and "[killed: cpu limit (1 s)]" in out, out
 
 
 async def test_a_2_gib_allocation_fails(shell_ok: Kernel) -> None:

@@ -81,7 +81,7 @@ async def test_the_grant_itself_allows_plain_git_status(kernel: Kernel) -> None:
     """The control: the grant does allow the real command, so each denial below is the smuggling's doing."""
     kernel.access.grant("alice", "shell(git status*)", scope="always")
     proc, out = await run_calls(kernel, [call("shell", command="git status --short")])
-    assert out[0].startswith("ok "), out
+    assert "permission denied" not in out[0] and "not a git repository" in out[0], out  # git ran (and said so)
     assert audit(kernel, proc.pid) == [("shell", "allow", "grant:always", {"command": "git status --short"})]
 
 

@@ -17,6 +17,7 @@ from aios_shell.shell import Shell
 from kernel.kernel import boot
 from kernel.llm.simulated import SimulatedBackend
 from tests.conftest import make_config
+from tests.shell.helpers import session
 
 
 def words(line: str) -> list[list[str]]:
@@ -94,3 +95,11 @@ def test_any_line_gives_a_status_never_a_traceback(tmp_path_factory: pytest.Temp
     assert status in (0, 1, 2) or (status > 128 and "kill" in line), (status, line)
     for message in err.splitlines():  # each error is one line that names who complains
         assert re.match(r"^[a-z]+(\[\d+\])?: \S", message), message
+
+
+@pytest.mark.parametrize("line", ["%&%", "% &", "%1 &"])
+async def test_a_job_spec_in_the_background_is_bg_and_never_waits_on_itself(home: Path, line: str) -> None:
+    """`%1 &` is `bg %1`, as in bash; it was a background `fg` of the current job, which waited on itself."""
+    async with session(home) as s:
+        status = await asyncio.wait_for(s.run(line), 10)
+        assert status == 1 and "no such job" in s.take()[1]

@@ -84,8 +84,8 @@ async def test_runs_a_program_in_the_workspace(registry: ToolRegistry, ctx: Tool
 
 async def test_nonzero_exit_is_the_last_line(registry: ToolRegistry, ctx: ToolContext) -> None:
     ok, text = await run(registry, ctx, "python3 -c 'import sys; print(\"oops\"); sys.exit(3)'")
-    assert ok  # the program ran; its failure is its output
-    assert text.splitlines() == ["oops", "[exit 3]"]
+    assert not ok  # the program's exit status is the outcome: the agent, the log and the monitor see an error
+    assert text.splitlines() == ["error: oops", "[exit 3]"]
 
 
 @pytest.mark.parametrize("command", ["", "   ", 'echo "unterminated', "echo 'half"])
@@ -133,22 +133,22 @@ async def test_command_substitution_is_literal(registry: ToolRegistry, ctx: Tool
 async def test_limits_come_from_the_services(registry: ToolRegistry, ws: Path) -> None:
     ctx = ToolContext(pid=7, user="alice", workspace=ws, services={"limits": Limits(timeout_s=0.5)})
     ok, text = await run(registry, ctx, "sleep 30")
-    assert ok
-    assert text.splitlines()[-1] == "[killed: timeout after 0.5 s]"
+    assert not ok
+    assert text.removeprefix("error: ").splitlines()[-1] == "[killed: timeout after 0.5 s]"
 
 
 async def test_output_cap_is_reported(registry: ToolRegistry, ws: Path) -> None:
     ctx = ToolContext(pid=7, user="alice", workspace=ws, services={"limits": Limits(output_bytes=1000)})
     ok, text = await run(registry, ctx, "yes")
-    *body, last = text.splitlines()
-    assert last == "[output truncated at 1000 bytes]"
+    *body, last = text.removeprefix("error: ").splitlines()
+    assert not ok and last == "[output truncated at 1000 bytes]"
     assert sum(len(line) + 1 for line in body) <= 1001
 
 
 async def test_cpu_limit_is_reported(registry: ToolRegistry, ws: Path) -> None:
     ctx = ToolContext(pid=7, user="alice", workspace=ws, services={"limits": Limits(cpu_s=1, timeout_s=30)})
     ok, text = await run(registry, ctx, "python3 -c 'while True: pass'")
-    assert text.splitlines()[-1].startswith("[killed: cpu limit")
+    assert not ok and text.removeprefix("error: ").splitlines()[-1].startswith("[killed: cpu limit")
 
 
 async def test_shell_can_change_files_fs_write_made(registry: ToolRegistry, ctx: ToolContext, ws: Path) -> None:

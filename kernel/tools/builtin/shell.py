@@ -47,7 +47,8 @@ def format_result(result: SandboxResult, limits: Limits) -> str:
 
 @tool("shell", timeout=Limits().timeout_s + TIMEOUT_MARGIN, target="command")
 async def shell(ctx: ToolContext, command: str) -> str:
-    """Run a program with arguments in the workspace (no shell: pipes, &&, ; and $() are not interpreted)."""
+    """Run a program with arguments in the workspace (no shell: pipes, &&, ; and $() are not interpreted).
+    Its output (stdout and stderr together) is the result; a non-zero exit or a limit makes it an error."""
     try:
         argv = shlex.split(command, posix=True)
     except ValueError as exc:
@@ -68,4 +69,7 @@ async def shell(ctx: ToolContext, command: str) -> str:
         raise ToolError(f"command not found: {argv[0]}") from None
     except OSError as exc:
         raise ToolError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    return format_result(result, limits)
+    text = format_result(result, limits)
+    if result.exit_code != 0 or result.killed:  # the program's status is the outcome: a failure is an error
+        raise ToolError(text)
+    return text
