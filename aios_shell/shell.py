@@ -242,13 +242,20 @@ class Shell:
         except OSError as exc:
             self.error(f"aios: {target}: {exc.strerror or exc}")
             return 1
-        sub = self.fork(out=make_console(file))
+        safe = _GuardedFile(file)
+        sub = self.fork(out=make_console(safe))  # type: ignore[arg-type]
         try:
             status = await sub.execute(argv)
         finally:
-            file.close()
+            try:
+                file.close()
+            except OSError as exc:
+                safe.failed = safe.failed or exc
         if sub.exit_code is not None:
             self.exit_code = sub.exit_code
+        if safe.failed is not None:  # the command ran to its end; what it wrote did not all arrive
+            self.error(f"aios: {target}: write error: {safe.failed.strerror or safe.failed}")
+            return status or 1
         return status
 
     async def execute(self, argv: list[str]) -> int:
@@ -411,3 +418,33 @@ def item_text(item: AndOr) -> str:
 
 def _quote(word: str) -> str:
     return word if word and re.fullmatch(r"[\w@%+=:,./$?!-]+", word) else '"' + word.replace('"', '\\"') + '"'
+
+
+class _GuardedFile:
+    """A redirect's file: a failing write (a /proc file, a full disk) is kept, not raised into the command,
+    so the command (and its agents) runs to its end in the foreground and the shell says it once after."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.failed: OSError | None = None
+
+    def write(self, text: str) -> int:
+        if self.failed is None:
+            try:
+                return self.file.write(text)
+            except OSError as exc:
+                self.failed = exc
+        return len(text)
+
+    def flush(self) -> None:
+        if self.failed is None:
+            try:
+                self.file.flush()
+            except OSError as exc:
+                self.failed = exc
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.file.fileno()

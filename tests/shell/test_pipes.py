@@ -107,3 +107,12 @@ async def test_source_runs_in_this_shell(home: Path) -> None:
         assert await s.shell.run_script("source exit.aios; echo not-reached") == 4
         out, _ = s.take()
     assert out.count("sourced") == 2 and "before" in out and "after" not in out and "not-reached" not in out
+
+
+async def test_a_redirect_that_cannot_be_written_is_one_line_and_leaves_no_agent_behind(home: Path) -> None:
+    """`> /dev/full` (a full disk): the command runs to its end, then one line says the write failed."""
+    async with session(home) as s:
+        status = await s.run("run chat short > /dev/full")
+        out, err = s.take()
+        assert status == 1 and err == "aios: /dev/full: write error: No space left on device\n", err
+        assert "internal error" not in err and s.kernel.ps() == []  # the agent finished; nothing runs unseen
