@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,22 @@ def wait_for_prompt(name: str, count: int, timeout: float = 60.0) -> str:
     raise AssertionError("the shell did not come back to its prompt:\n" + screen(name))
 
 
+def wait_for_screen(name: str, ready: Callable[[str], bool], timeout: float = 30.0) -> str:
+    """The visible screen once `ready` holds for it (what is drawn after the prompt, such as the toolbar)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = screen(name)
+        if ready(shown):
+            return shown
+        time.sleep(0.05)
+    raise AssertionError("the screen never got ready:\n" + screen(name))
+
+
+def toolbar_drawn(shown: str) -> bool:
+    lines = shown.splitlines()
+    return bool(lines) and lines[-1].lstrip().startswith("you │ simulated sim-1")
+
+
 def start_shell(cwd: Path, home: Path, width: int, height: int) -> str:
     """A tmux session running the aios shell (simulated model, user `you`) in `cwd`; returns its name.
     The caller kills the session."""
@@ -74,7 +91,7 @@ def test_the_readme_tour_in_80x24(tmp_path: Path) -> None:
             tmux("send-keys", "-t", name, "-l", line)
             tmux("send-keys", "-t", name, "Enter")
             wait_for_prompt(name, i)
-            screens[line] = screen(name)
+            screens[line] = wait_for_screen(name, toolbar_drawn)  # the prompt shows before the toolbar does
         everything = screen(name, history=True)
         tmux("send-keys", "-t", name, "exit", "Enter")
     finally:
