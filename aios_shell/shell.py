@@ -266,7 +266,7 @@ class Shell:
         spec = lookup(name)
         if spec is None:
             self.error(f"aios: {shlex.quote(name)}: command not found (try: help)")
-            return 1
+            return 127  # as bash says it
         try:
             args = spec.parse(argv[1:])
             result = await spec.handler(self, args)

@@ -51,7 +51,7 @@ def test_one_shot_command_sees_earlier_runs() -> None:
 @pytest.mark.parametrize(
     ("script", "code", "message"),
     [
-        ("frobnicate", 1, "aios: frobnicate: command not found"),
+        ("frobnicate", 127, "aios: frobnicate: command not found"),
         ("kill 42", 1, "kill: (42) - No such process"),
         ("kill -FOO 1", 2, "kill: invalid signal specification: FOO"),
         ("kill", 2, "kill: missing process id"),
