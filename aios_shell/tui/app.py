@@ -60,6 +60,7 @@ class MonitorApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
     BINDINGS = [
         Binding("q", "quit", "quit", id="quit"),
+        Binding("ctrl+c", "quit", "quit", id="interrupt", show=False),  # as in htop (Textual only says how)
         Binding("k", "term", "term", id="term"),
         Binding("K", "kill", "kill", id="kill"),
         Binding("s", "stop_cont", "stop/cont", id="stop_cont"),
@@ -75,7 +76,7 @@ class MonitorApp(App[int]):
         Binding("escape", "close", "close", id="close", show=False),
     ]
     DESCRIPTIONS = {
-        "quit": "leave the monitor", "term": "send TERM to the process (asks first)",
+        "quit": "leave the monitor", "interrupt": "leave the monitor", "term": "send TERM to the process (asks first)",
         "kill": "send KILL to the process at once", "stop_cont": "STOP the process, or CONT it when stopped",
         "nice_up": "renice +1 (nicer, lower priority)", "nice_down": "renice -1 (higher priority; admins only)",
         "filter": "filter the process table (Enter keeps it, Esc clears)",

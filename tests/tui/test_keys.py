@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Input, Log
 
 from aios_shell.tui import MonitorApp, make_monitor
@@ -178,7 +179,7 @@ async def test_colon_runs_shell_commands_through_the_registry(app_kernel: Kernel
         text = "\n".join(log.lines)
         assert "$ ps" in text and "PID" in text and "STOPPED" in text
         assert app_kernel.get(5).status == "STOPPED"
-        assert "[exit 1]" in text
+        assert "[exit 127]" in text
         await pilot.press("escape")
         assert app.command_line.has_class("hidden")
 
@@ -195,10 +196,11 @@ async def test_question_mark_shows_every_binding_id(app_kernel: Kernel) -> None:
         assert not isinstance(app.screen, HelpScreen)
 
 
-async def test_q_quits(app_kernel: Kernel) -> None:
+@pytest.mark.parametrize("key", ["q", "ctrl+c"])
+async def test_q_quits(app_kernel: Kernel, key: str) -> None:
     app = app_over(app_kernel)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("q")
+        await pilot.press(key)  # Ctrl-C too, as in htop (Textual's default only says to press ctrl+q)
         await pilot.pause()
         assert not app.is_running
     assert app_kernel.get(2).alive  # the monitor leaves the kernel it was given running

@@ -38,6 +38,7 @@ class PermissionModal(ModalScreen[str]):
         Binding("a", "answer('always')", "always", id="permission.always"),
         Binding("n", "answer('deny')", "deny", id="permission.deny"),
         Binding("escape", "hold", show=False),  # closing something below must not answer this
+        Binding("ctrl+c", "answer('deny')", show=False),  # as in the shell's question
     ]
 
     def __init__(self, request: PermissionRequested) -> None:
