@@ -179,20 +179,18 @@ class Sandbox:
         child_env = sandbox_env(bwrap.SANDBOX_HOME, env)
         check_program(argv[0], workspace, child_env["PATH"])
         tag = f"aios-{secrets.token_hex(8)}"  # this run's hostname: on bwrap's command line, to find it by
-        command = bwrap.argv(self._bwrap, workspace, argv, uid=uid, setpriv=self._setpriv,
-                             hide=self.hidden(user, workspace), net=net, tmp_bytes=limits.tmp_bytes,
-                             hostname=tag)
+        hidden = bwrap.options(workspace, uid=uid, hide=self.hidden(user, workspace), net=net,
+                               tmp_bytes=limits.tmp_bytes)
         if uid is not None:  # setpriv needs HOME to exist; the program may make it in its private /tmp
             child_env["HOME"] = "/tmp"
         # bwrap reads its options from a memfd, so the run cannot read them (hidden paths) in /proc/1/cmdline
         fd = os.memfd_create("aios-bwrap-args", os.MFD_CLOEXEC)
         ended = False
         try:
-            split = command.index("--")
-            hidden = [a for i, a in enumerate(command[1:split], 1) if tag not in (a, command[i + 1])]
             os.write(fd, b"".join(os.fsencode(a) + b"\0" for a in hidden))
             os.lseek(fd, 0, os.SEEK_SET)
-            visible = [command[0], "--args", str(fd), "--hostname", tag, *command[split:]]
+            visible = [self._bwrap.path, "--args", str(fd), "--hostname", tag,
+                       *bwrap.tail(argv, uid=uid, setpriv=self._setpriv)]
             # as root the program's limits bind its uid only (bwrap runs as root); else bwrap's own count too
             result = await run_process(visible, Path("/"), child_env, limits, dedicated_uid=uid is not None,
                                        extra_procs=0 if uid is not None else _BWRAP_PROCS,

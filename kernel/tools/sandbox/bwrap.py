@@ -106,8 +106,23 @@ def argv(bw: Bwrap, workspace: Path, command: list[str], *, uid: int | None = No
          hostname: str = "aios-sandbox") -> list[str]:
     """The whole command line for running `command` in `workspace`. `uid` set: bwrap runs as root and the
     command as `uid` (through setpriv); None: bwrap and the command run as the caller, in a user namespace."""
+    return [bw.path, *options(workspace, uid=uid, hide=hide, net=net, tmp_bytes=tmp_bytes),
+            "--hostname", hostname, *tail(command, uid=uid, setpriv=setpriv)]
+
+
+def tail(command: list[str], *, uid: int | None = None, setpriv: str = "setpriv") -> list[str]:
+    """What follows bwrap's options: `--`, then the command (dropped to `uid` through setpriv when given)."""
+    if uid is None:
+        return ["--", *command]
+    return ["--", setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--",
+            *command]
+
+
+def options(workspace: Path, *, uid: int | None = None, hide: Iterable[Path] = (), net: bool = False,
+            tmp_bytes: int = 64 << 20) -> list[str]:
+    """bwrap's options for a run in `workspace` (all but --hostname, which tags each run)."""
     ws = os.path.realpath(workspace)
-    out = [bw.path, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    out = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if uid is None:
         out += ["--unshare-user", "--disable-userns"]
     else:
@@ -116,8 +131,7 @@ def argv(bw: Bwrap, workspace: Path, command: list[str], *, uid: int | None = No
                 "--cap-add", "CAP_DAC_READ_SEARCH"]
     if not net:
         out.append("--unshare-net")
-    out += ["--die-with-parent", "--new-session", "--hostname", hostname,
-            "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    out += ["--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
     privates = [p for p in _PRIVATE if os.path.isdir(p) and not os.path.islink(p)]
     covered: list[str] = []  # empty tmpfs covers: read-only once everything is mounted
     for private in privates:
@@ -154,10 +168,7 @@ def argv(bw: Bwrap, workspace: Path, command: list[str], *, uid: int | None = No
         covered += [real] if cover[:1] == ["--tmpfs"] else []
     for path in covered:
         out += ["--remount-ro", path]
-    out += ["--chdir", ws, "--"]
-    if uid is not None:
-        out += [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--"]
-    return out + list(command)
+    return out + ["--chdir", ws]
 
 
 def kill_tagged(tag: str, patience_s: float = 2.0) -> int:
