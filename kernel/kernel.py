@@ -106,7 +106,7 @@ class Kernel:
         self.files = FileVersions(self.storage, quota=versions_quota)
         try:
             self.sandbox = Sandbox(config.home, others=self._others_workspaces)
-        except ValueError as exc:  # a bad AIOS_SANDBOX or AIOS_SANDBOX_UID_BASE
+        except (ValueError, SettingError) as exc:  # a bad AIOS_SANDBOX or AIOS_SANDBOX_UID_BASE
             self.storage.close()
             raise SettingError(str(exc)) from None
         self.tools = default_registry()

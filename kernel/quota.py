@@ -23,15 +23,11 @@ from kernel.settings import whole
 WINDOW = 60.0
 
 
-def _env_int(name: str, default: int) -> int:
-    return whole(name, default)
-
-
 @dataclass
 class Quotas:
-    max_procs: int = field(default_factory=lambda: _env_int("AIOS_MAX_PROCS", 1000))
-    max_queued: int = field(default_factory=lambda: _env_int("AIOS_MAX_QUEUED", 20000))
-    tokens_per_minute: int = field(default_factory=lambda: _env_int("AIOS_TOKENS_PER_MINUTE", 0))
+    max_procs: int = field(default_factory=lambda: whole("AIOS_MAX_PROCS", 1000))
+    max_queued: int = field(default_factory=lambda: whole("AIOS_MAX_QUEUED", 20000))
+    tokens_per_minute: int = field(default_factory=lambda: whole("AIOS_TOKENS_PER_MINUTE", 0))
     per_user: dict[str, int] = field(default_factory=dict)  # user → tokens per minute, beats the default
     clock: Callable[[], float] = time.monotonic
     _spent: dict[str, deque[tuple[float, int]]] = field(default_factory=dict, repr=False)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from kernel.settings import whole
 from kernel.tools.sandbox import bwrap
 from kernel.tools.sandbox.limits import GiB, Limits, MiB, SandboxResult, looks_secret, sandbox_env
 from kernel.tools.sandbox.runner import check_program, run_process, signal_name
@@ -64,16 +65,8 @@ def mode_from_env() -> str:
 
 
 def uid_base_from_env() -> int:
-    raw = os.environ.get("AIOS_SANDBOX_UID_BASE", "").strip()
-    if not raw:
-        return UID_BASE
-    try:
-        base = int(raw)
-    except ValueError:
-        raise ValueError(f"AIOS_SANDBOX_UID_BASE={raw!r}: expected a whole number") from None
-    if not 1000 <= base <= (1 << 32) - 2 - UID_SPAN:
-        raise ValueError(f"AIOS_SANDBOX_UID_BASE={raw!r}: expected 1000 … {(1 << 32) - 2 - UID_SPAN}")
-    return base
+    """`AIOS_SANDBOX_UID_BASE`; SettingError (one line) for a value that leaves no room for the uids."""
+    return whole("AIOS_SANDBOX_UID_BASE", UID_BASE, minimum=1000, maximum=(1 << 32) - 2 - UID_SPAN)
 
 
 def sandbox_uid(user: str, base: int = UID_BASE) -> int:
