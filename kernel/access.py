@@ -293,11 +293,9 @@ class AccessControl:
     def _project(self, workspace: Path) -> tuple[RuleSet | None, bool]:
         """The workspace's project rules (None: no usable file) and whether that exact file is trusted."""
         file = Path(workspace) / PROJECT_FILE
-        try:
-            st = file.stat(follow_symlinks=False)
-        except OSError:
+        sig = _project_sig(workspace)
+        if sig is None:
             return None, False
-        sig = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode)
         cached = self._projects.get(file)
         if cached is None or cached[0] != sig:
             # a regular file beneath the workspace, reached through no link, read without blocking and only up
@@ -318,12 +316,11 @@ class AccessControl:
 
     def project_cached(self, workspace: Path) -> bool:
         """Whether the project file is as the cache has it (or absent): then `check` reads nothing (one stat)."""
-        try:
-            st = os.lstat(os.path.join(workspace, PROJECT_FILE))
-        except OSError:
+        sig = _project_sig(workspace)
+        if sig is None:
             return True
         cached = self._projects.get(Path(workspace) / PROJECT_FILE)
-        return cached is not None and cached[0] == (st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode)
+        return cached is not None and cached[0] == sig
 
     # -- decisions ---------------------------------------------------------------------------------
     def _always(self, user: str) -> list[_Grant]:
@@ -532,6 +529,15 @@ _ANCHOR_SIZE = 96  # `id:sha256` and a newline, padded: room for a 20-digit id
 def _parse_anchor(data: bytes) -> tuple[int, str] | None:
     rid, _, digest = data.decode("ascii", "replace").strip().partition(":")
     return (int(rid), digest) if rid.isdigit() else None
+
+
+def _project_sig(workspace: Path) -> tuple[int, ...] | None:
+    """What tells one version of the workspace's project file from another (None: there is none)."""
+    try:
+        st = os.lstat(os.path.join(workspace, PROJECT_FILE))
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode)
 
 
 def _read_project(file: Path) -> bytes:

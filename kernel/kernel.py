@@ -81,6 +81,7 @@ class Kernel:
         self.bus = EventBus()
         self.procs = ProcessTable()
         self.storage = Storage(config.home)
+        self._real_home = Path(os.path.realpath(config.home))  # made by Storage; resolved once, not per call
         self.bus.on(self.storage.record)
         try:
             self.backend: Backend = backend or create_backend(
@@ -250,7 +251,7 @@ class Kernel:
         Refused: one that contains AIOS_HOME (its tools could rewrite the policy or the database), one inside
         AIOS_HOME but the workspace aios made for a process of `user`'s, and one that holds or lies inside the
         workspace of another user's live process."""
-        home = Path(os.path.realpath(self.config.home))
+        home = self._real_home
         if ws == home or home.is_relative_to(ws):
             raise InvalidArgument(f"workspace {ws}: it contains AIOS_HOME ({home}); choose a directory beside it")
         if ws.is_relative_to(home):
@@ -275,7 +276,7 @@ class Kernel:
     def made_workspace(self, proc: Process) -> bool:
         """Whether aios made `proc`'s workspace (its own, or an earlier process's it resumed)."""
         ws = Path(self.workspace(proc))
-        return proc.workspace is None or ws.parent == Path(os.path.realpath(self.config.home)) / "workspaces"
+        return proc.workspace is None or ws.parent == self._real_home / "workspaces"
 
     def _others_workspaces(self, user: str) -> list[Path]:
         """Workspaces of other users' live processes (a sandboxed run of `user` must not see them)."""
