@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,17 @@ def _agents(home: Path) -> None:
     (agents / "tooly.py").write_text(TOOLY)
     (agents / "sleeper.py").write_text(SLEEPER)
     (agents / "react.py").write_text(REACT)
+
+
+@pytest.fixture
+def open_parent() -> Iterator[Path]:
+    """A directory whose workspaces the sandbox uid can reach (pytest's tmp dirs are root-only); removed after."""
+    parent = Path(tempfile.mkdtemp(prefix="aios-hostile-"))
+    parent.chmod(0o755)
+    try:
+        yield parent
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def call(tool: str, **args: Any) -> dict[str, Any]:

@@ -39,18 +39,13 @@ def _bwrap(kernel: Kernel) -> None:
 
 
 @pytest.fixture
-def open_workspace() -> Iterator[Path]:
+def open_workspace(open_parent: Path) -> Path:
     """A chosen workspace (`run -w`) that alice's sandbox uid may write."""
-    parent = Path(tempfile.mkdtemp(prefix="aios-confine-"))
-    parent.chmod(0o755)
-    ws = parent / "ws"
+    ws = open_parent / "ws"
     ws.mkdir()
     if ROOT:
         os.chown(ws, sandbox_uid("alice"), sandbox_uid("alice"))
-    try:
-        yield ws
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
+    return ws
 
 
 async def shell(kernel: Kernel, command: str, **kw: object) -> str:

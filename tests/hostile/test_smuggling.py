@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -162,14 +160,9 @@ async def test_a_once_answer_to_an_exact_command_does_not_cover_a_longer_one(ker
 
 
 @pytest.fixture
-def open_workspace() -> Iterator[Path]:
-    """A workspace whose parents the sandbox uid can traverse (pytest's tmp dirs are root-only), so git runs."""
-    parent = Path(tempfile.mkdtemp(prefix="aios-hostile-"))
-    parent.chmod(0o755)
-    try:
-        yield parent / "ws"
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
+def open_workspace(open_parent: Path) -> Path:
+    """A workspace (not made yet) whose parents the sandbox uid can traverse, so git runs."""
+    return open_parent / "ws"
 
 
 async def test_an_agent_cannot_plant_git_config_that_git_status_would_run(
