@@ -59,6 +59,7 @@ class PermissionAsker:
         self._unsubscribe: Callable[[], None] | None = None
         self._question: Any = None
         self.note = ""  # what the question says about the last line typed at it
+        self.dropped = 0  # keys dropped because they came before the question could be read
         self.message: Callable[[], str] | None = None  # the open question's prompt line, as drawn now
 
     def start(self) -> None:
@@ -136,6 +137,8 @@ class PermissionAsker:
                 row = event.data[2:-1].split(";")[0]
                 if row.isdigit():
                     event.app.renderer.report_absolute_cursor_row(int(row))
+            else:
+                self.dropped += 1
 
         @keys.add("enter")
         @keys.add("c-j")
@@ -159,6 +162,7 @@ class PermissionAsker:
             return f"allow? y once · s session · a always · n deny, then Enter (denied in {left}s){note} "
 
         self.note = ""
+        self.dropped = 0  # keys that came too early to be an answer
         question: PromptSession[str] = PromptSession(input=self.session.input, output=self.session.output,
                                                      key_bindings=keys, refresh_interval=1.0)
         self.print(self.describe(request))

@@ -232,7 +232,8 @@ def context_header(sh: Shell, proc: Process) -> str:
     last = compacted[-1] if compacted else None
     note = (f" (last: {last['dropped_turns']} turns dropped, {last['before_tokens']} → {last['after_tokens']} "
             f"tokens, {last['how']})" if last else "")
-    return (f"used: {proc.ctx_tokens} / {window} tokens ({100 * proc.ctx_tokens / window:.0f}%)\n"
+    used = proc.usage().ctx_tokens
+    return (f"used: {used} / {window} tokens ({100 * used / window:.0f}%)\n"
             f"compactions: {len(compacted)}{note}\n"
             f"switches: {proc.ctx_switches}\n"
             f"switch cost: {1000 * cost:.1f} ms total\n\n")

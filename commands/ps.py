@@ -17,8 +17,8 @@ LONG = ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "
 RIGHT = ("PID", "PPID", "PRI", "NI", "%CTX", "TOKENS", "TIME", "WAIT", "CALLS", "SWITCHES")
 SORT_KEYS: dict[str, Any] = {
     "pid": lambda p: p.pid, "ppid": lambda p: p.ppid, "user": lambda p: p.user, "nice": lambda p: p.nice,
-    "pri": lambda p: p.nice, "state": lambda p: p.status, "tokens": lambda p: p.tokens,
-    "time": lambda p: p.llm_time, "wait": lambda p: p.queue_wait, "cmd": lambda p: p.cmdline,
+    "pri": lambda p: p.nice, "state": lambda p: p.status, "tokens": lambda p: p.usage().tokens,
+    "time": lambda p: p.usage().llm_time, "wait": lambda p: p.usage().queue_wait, "cmd": lambda p: p.cmdline,
     "start": lambda p: p.created_at,
 }
 SHAPE = [{
@@ -100,12 +100,13 @@ async def ps(sh: Shell, args: argparse.Namespace) -> int:
     window = sh.kernel.backend.context_window or 0
     rows = []
     for p, depth in ordered:
-        ctx = f"{100 * p.ctx_tokens / window:.0f}" if window and p.ctx_tokens else "0"
+        used = p.usage()
+        ctx = f"{100 * used.ctx_tokens / window:.0f}" if window and used.ctx_tokens else "0"
         cmd = ("    " * (depth - 1) + " \\_ " if depth else "") + sh.kernel.shown(p, sh.kernel.user)["cmd"]
         row = [p.pid, p.ppid, p.user, 20 + p.nice, p.nice, p.status, ctx,
-               f"{p.prompt_tokens}/{p.completion_tokens}", fmt_time(p.llm_time)]
+               f"{used.prompt_tokens}/{used.completion_tokens}", fmt_time(used.llm_time)]
         if args.long:
-            row += [fmt_time(p.queue_wait), p.syscalls, p.ctx_switches, sh.kernel.quotas.describe(p.user)]
+            row += [fmt_time(used.queue_wait), p.syscalls, p.ctx_switches, sh.kernel.quotas.describe(p.user)]
         rows.append([*row, cmd])
     sh.table(LONG if args.long else COLUMNS, rows, right=RIGHT)
     return 0

@@ -177,6 +177,7 @@ class ContextManager:
         ctx = self._contexts.get(call.pid)
         prompt = sum(ctx.counts) if ctx is not None else self.count(call.request.messages)
         self._calls[call.sid] = (call, prompt + self.tools_tokens(call.request.tools))
+        call.prompt_estimate = self._calls[call.sid][1]
 
     def account(self, proc: Process, call: LLMCall, result: LLMResult) -> int:
         """The size of `proc`'s context after `call`, prompt + answer; sets `proc.ctx_tokens`.

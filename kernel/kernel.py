@@ -476,6 +476,7 @@ class Kernel:
         call = LLMCall(sid=next(self._sids), proc=proc, request=self.context.fit(proc, request), echo=echo)
         self._log_turn(proc, request.messages)  # the conversation as the agent has it, not as compacted
         self.context.track(call)
+        proc.inflight.append(call)
         self.dispatcher.submit(call)
         try:
             return await call.future
@@ -483,8 +484,15 @@ class Kernel:
             self.dispatcher.cancel(call)
             raise
         finally:
+            self._settle(call)
             self.context.done(call)
             self.set_state(proc, State.RUNNING)
+
+    @staticmethod
+    def _settle(call: LLMCall) -> None:
+        """`call`'s use moves from its process's calls in flight to its counters (once)."""
+        if call in call.proc.inflight:
+            call.proc.inflight.remove(call)
 
     def _log_turn(self, proc: Process, messages: list[Any]) -> None:
         """Keep the new user/tool turn of a conversation: the messages after the last assistant one."""
@@ -507,6 +515,7 @@ class Kernel:
         """The dispatcher hands back a finished call: account for it and wake the process."""
         proc = call.proc
         call.done_at = clock.now()
+        self._settle(call)
         proc.llm_time += call.service_s
         proc.queue_wait += call.wait_s
         if result is not None:
@@ -537,6 +546,7 @@ class Kernel:
         if call.cancelled:
             return
         proc = call.proc
+        self._settle(call)
         if call.chunks:
             prompt = sum(self.backend.count_tokens(str(m.get("content", ""))) for m in call.request.messages)
             proc.completion_tokens += call.chunks

@@ -53,6 +53,22 @@ def parse_signal(spec: str) -> Signal:
         raise NoSuchSignal(f"invalid signal specification: {spec}") from None
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a process has used so far, its model calls in flight included: the one source of the live
+    counters that `ps`, `/proc/PID/status`, the monitor and its process screen show."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    llm_time: float  # seconds its calls held a slot
+    queue_wait: float  # seconds its calls waited for one
+    ctx_tokens: int  # the size of its context: the last call's prompt and what it has generated so far
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
 @dataclass
 class Process:
     pid: int
@@ -94,6 +110,7 @@ class Process:
     stdin: Any = field(default=None, repr=False, compare=False)  # a kernel.syscall.Pipe, or None
     history: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)  # carried-on conversation
     last_logged: tuple[str, str] | None = field(default=None, repr=False, compare=False)  # last transcript entry
+    inflight: list[Any] = field(default_factory=list, repr=False, compare=False)  # its unsettled LLMCalls
 
     def __post_init__(self) -> None:
         self.resumed.set()
@@ -118,6 +135,25 @@ class Process:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def usage(self) -> Usage:
+        """The settled counters plus what its calls in flight have used so far (a stopped or preempted
+        call keeps what it generated: STOP does not take tokens back)."""
+        prompt, completion, run, wait, ctx = (self.prompt_tokens, self.completion_tokens, self.llm_time,
+                                              self.queue_wait, self.ctx_tokens)
+        now = clock.now()
+        for call in self.inflight:
+            completion += call.chunks
+            run += call.service_s
+            wait += call.wait_s
+            if call.slot is not None and call.segment_started is not None:
+                run += max(0.0, now - call.segment_started)
+            elif call.dispatched_at is None:
+                wait += max(0.0, now - call.queued_at)  # still waiting for its first slot
+            if call.dispatched_at is not None:
+                prompt += call.prompt_estimate
+                ctx = call.prompt_estimate + call.chunks
+        return Usage(prompt, completion, run, wait, ctx)
 
     @property
     def cmdline(self) -> str:
@@ -156,6 +192,7 @@ class Process:
         return proc
 
     def to_dict(self) -> dict[str, Any]:
+        used = self.usage()
         return {
             "pid": self.pid,
             "ppid": self.ppid,
@@ -173,14 +210,14 @@ class Process:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "llm_time_s": round(self.llm_time, 6),
-            "queue_wait_s": round(self.queue_wait, 6),
+            "prompt_tokens": used.prompt_tokens,
+            "completion_tokens": used.completion_tokens,
+            "llm_time_s": round(used.llm_time, 6),
+            "queue_wait_s": round(used.queue_wait, 6),
             "syscalls": self.syscalls,
             "tool_calls": self.tool_calls,
             "ctx_switches": self.ctx_switches,
-            "ctx_tokens": self.ctx_tokens,
+            "ctx_tokens": used.ctx_tokens,
             "workspace": self.workspace,
             "ctx_window": self.ctx_window,
             "compactions": self.compactions,

@@ -51,6 +51,7 @@ class LLMCall:
     overhead_s: float = 0.0  # kernel time spent on this call outside the backend
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_estimate: int = 0  # its prompt as the kernel counts it: what it shows until the backend's figure
     slot: int | None = None
     held: bool = False
     preempt: str | None = None  # set to a reason to make the serving loop yield the slot

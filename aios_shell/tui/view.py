@@ -14,7 +14,7 @@ from kernel.sanitize import one_line, strip_controls
 
 if TYPE_CHECKING:
     from kernel import Kernel
-    from kernel.process import Process
+    from kernel.process import Process, Usage
 
 COLUMNS = ("PID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "CMD")
 NUMERIC = ("PID", "PRI", "NI", "%CTX", "TOKENS", "TIME")
@@ -48,30 +48,22 @@ def window(kernel: Kernel) -> int:
     return int(getattr(kernel.backend, "context_window", 0) or 0)
 
 
-def live_tokens(kernel: Kernel) -> dict[int, int]:
-    """Tokens generated so far by calls that hold a slot (not yet counted in the process)."""
-    out: dict[int, int] = {}
-    for call in list(getattr(kernel.dispatcher, "running", {}).values()):
-        out[call.pid] = out.get(call.pid, 0) + int(getattr(call, "chunks", 0))
-    return out
-
-
-def row(proc: Process, ctx_window: int, live: int = 0) -> Row:
-    pct = 100 * proc.ctx_tokens / ctx_window if ctx_window else 0.0
-    completion = proc.completion_tokens + live
+def row(proc: Process, ctx_window: int, used: Usage | None = None) -> Row:
+    used = used or proc.usage()
+    pct = 100 * used.ctx_tokens / ctx_window if ctx_window else 0.0
     cells = (
         str(proc.pid), clean(proc.user, 16), str(20 + proc.nice), str(proc.nice), short_status(proc.status),
-        f"{pct:.0f}", f"{proc.prompt_tokens}/{completion}", fmt_time(proc.llm_time), clean(proc.cmdline),
+        f"{pct:.0f}", f"{used.prompt_tokens}/{used.completion_tokens}", fmt_time(used.llm_time), clean(proc.cmdline),
     )
-    keys = (proc.pid, proc.user, 20 + proc.nice, proc.nice, proc.status, pct,
-            proc.prompt_tokens + completion, proc.llm_time, proc.cmdline.lower())
+    keys = (proc.pid, proc.user, 20 + proc.nice, proc.nice, proc.status, pct, used.tokens, used.llm_time,
+            proc.cmdline.lower())
     return Row(proc.pid, proc.ppid, cells, keys, proc.state.value, proc.alive)
 
 
 def rows(kernel: Kernel) -> list[Row]:
     """Every process of this kernel, exited ones included, in pid order."""
-    ctx_window, live = window(kernel), live_tokens(kernel)
-    return [row(p, ctx_window, live.get(p.pid, 0)) for p in kernel.procs]
+    ctx_window = window(kernel)
+    return [row(p, ctx_window) for p in kernel.procs]
 
 
 def slots(kernel: Kernel) -> list[tuple[int, Any]]:

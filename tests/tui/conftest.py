@@ -82,6 +82,9 @@ async def scenario(home: Path, pin_clock: bool = False) -> Kernel:
     for proc, ctx, switches in ((done, 31, 0), (kernel.get(2), 2900, 2), (kernel.get(3), 7600, 1),
                                 (kernel.get(5), 6000, 0)):
         proc.ctx_tokens, proc.ctx_switches = ctx, switches
+        for call in proc.inflight:  # a call on a slot counts its prompt and what it generated so far
+            if call.dispatched_at is not None:
+                call.prompt_estimate = ctx - call.chunks
     for proc in kernel.procs:
         proc.llm_time = 0.42 if proc is done else 0.0
     return kernel

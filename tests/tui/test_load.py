@@ -26,7 +26,8 @@ from tests.tui.test_keys import SIZE, app_over, visible_pids
 # -- the process table ----------------------------------------------------------------------------------
 
 
-async def test_a_changed_process_repaints_its_row_only(app_kernel: Kernel) -> None:
+async def test_a_changed_process_repaints_its_row_only(app_kernel: Kernel, frozen: float) -> None:
+    """(The wall clock is pinned: a running process's TIME moves with it, and its row with it.)"""
     app = app_over(app_kernel)
     async with app.run_test(size=SIZE) as pilot:
         await app.ready.wait()

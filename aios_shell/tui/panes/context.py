@@ -40,7 +40,7 @@ class ContextPane(CachedRowTable):
         if kernel is None:
             return
         window = view.window(kernel)
-        data = {p.pid: (p.ctx_tokens, p.ctx_window or window, p.compactions, p.ctx_switches,
+        data = {p.pid: (p.usage().ctx_tokens, p.ctx_window or window, p.compactions, p.ctx_switches,
                         round(1000 * p.switch_cost_s)) for p in kernel.procs if p.alive}
         theme = self.app.current_theme
         colours = (str(theme.success), str(theme.warning), str(theme.error))

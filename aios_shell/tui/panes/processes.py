@@ -222,19 +222,19 @@ class ProcessPane(Vertical):
     # -- rows ---------------------------------------------------------------------------------
     def rows(self, kernel: Any) -> list[Row]:
         """A Row per process, made again only for processes whose numbers changed since the last refresh."""
-        window, live = view.window(kernel), view.live_tokens(kernel)
+        window = view.window(kernel)
         if window != self._window:
             self._rows.clear()
             self._window = window
         out: list[Row] = []
         seen: dict[int, tuple[tuple[Any, ...], Row]] = {}
         for proc in kernel.procs:
-            extra = live.get(proc.pid, 0)
+            used = proc.usage()
             made_from = (proc.state, proc.waiting_on, proc.exit_code, proc.term_signal, proc.lost, proc.nice,
-                         proc.ctx_tokens, proc.prompt_tokens, proc.completion_tokens, extra, proc.llm_time)
+                         used.ctx_tokens, used.prompt_tokens, used.completion_tokens, round(used.llm_time, 2))
             cached = self._rows.get(proc.pid)
             if cached is None or cached[0] != made_from:
-                cached = (made_from, view.row(proc, window, extra))
+                cached = (made_from, view.row(proc, window, used))
             seen[proc.pid] = cached
             out.append(cached[1])
         self._rows = seen  # forgotten processes leave the cache

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -25,6 +27,63 @@ from kernel.events import (
 )
 
 SYSCALL_EVENTS = (SyscallQueued, SyscallDispatched, SyscallPreempted, SyscallDone)
+KEEP_CHARS = 1_000_000  # text kept to wrap again when the pane is resized
+
+
+class WrappedLog(Log):
+    """Textual's Log, with long lines wrapped at the pane's width (at a word where there is one), and wrapped
+    again when the pane is resized; tokens streamed into a line keep being wrapped as they come."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._text: list[str] = []  # everything written, to wrap anew at another width
+        self._kept = 0
+        self._column = 0  # where the last line ends
+        self._width = 0  # the width the lines were wrapped at
+
+    def _wrap_width(self) -> int:
+        return max(20, self.scrollable_content_region.width - 1)
+
+    def write(self, data: str, scroll_end: bool | None = None) -> Log:
+        self._text.append(data)
+        self._kept += len(data)
+        while self._kept > KEEP_CHARS and len(self._text) > 1:
+            self._kept -= len(self._text.pop(0))
+        self._width = self._width or self._wrap_width()
+        return super().write(self._wrap(data, self._width), scroll_end)
+
+    def _wrap(self, data: str, width: int) -> str:
+        out: list[str] = []
+        for piece in re.split(r"(\n|\s+)", data):
+            if not piece:
+                continue
+            if piece == "\n":
+                out.append(piece)
+                self._column = 0
+                continue
+            if self._column and self._column + len(piece) > width:
+                out.append("\n")
+                self._column = 0
+                if piece.isspace():
+                    continue  # a break replaces the blank it falls on
+            while len(piece) > width:  # a word longer than the line: cut it
+                out.append(piece[:width] + "\n")
+                piece = piece[width:]
+            out.append(piece)
+            self._column += len(piece)
+        return "".join(out)
+
+    def on_resize(self) -> None:
+        width = self._wrap_width()
+        if not self._text or width == self._width:
+            return
+        text, self._width, self._column = "".join(self._text), width, 0
+        super().clear()
+        super().write(self._wrap(text, width))
+
+    def clear(self) -> Log:
+        self._text, self._kept, self._column = [], 0, 0
+        return super().clear()
 
 
 class ProcessScreen(Screen[None]):
@@ -43,7 +102,7 @@ class ProcessScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="process-head")
         with Horizontal(id="process-body"):
-            conversation = Log(max_lines=5000, id="conversation", auto_scroll=True)
+            conversation = WrappedLog(max_lines=5000, id="conversation", auto_scroll=True)
             conversation.border_title = "conversation"
             yield conversation
             calls = DataTable(cursor_type="none", id="syscalls")
@@ -63,14 +122,14 @@ class ProcessScreen(Screen[None]):
         for row in kernel.storage.messages(self.pid):
             self._message(str(row["role"]), str(row["content"]))
             self._last_message_ts = max(self._last_message_ts, float(row.get("ts") or 0))
-        for call in list(kernel.dispatcher.running.values()) + list(kernel.dispatcher.queue()):
-            if call.pid == self.pid and call.raw:
+        proc = kernel.procs.get(self.pid)
+        for call in list(proc.inflight) if proc is not None else []:  # running, queued, preempted or stopped
+            if call.raw:
                 self._header("assistant (streaming)")
                 self.log_widget.write(view.clean_block(call.raw))
                 self._streaming = call.sid
         for stored in kernel.storage.events(self.pid, types=tuple(e.__name__ for e in SYSCALL_EVENTS)):
             self._syscall(stored["type"], stored["data"])
-        proc = kernel.procs.get(self.pid)
         if proc is None or not proc.alive:
             self._settle_calls()
         self._draw_syscalls()
@@ -115,13 +174,26 @@ class ProcessScreen(Screen[None]):
         for sid in sorted(self._syscalls, reverse=True)[:200]:
             table.add_row(*self._syscalls[sid], key=str(sid))
 
+    def _live_calls(self, proc: Any) -> None:
+        """The TOK of calls in flight, counted as the header counts them (Process.usage)."""
+        table = self.query_one("#syscalls", DataTable)
+        for call in list(proc.inflight):
+            row = self._syscalls.get(call.sid)
+            prompt = call.prompt_estimate if call.dispatched_at is not None else 0
+            if row is None or row[3] == (tokens := f"{prompt}/{call.chunks}"):
+                continue
+            row[3] = tokens
+            if str(call.sid) in table.rows:
+                table.update_cell(str(call.sid), "TOK", tokens)
+
     def _head(self) -> None:
         try:
             proc = self.app.kernel.lookup(self.pid)
         except NoSuchProcess:
             self.query_one("#process-head", Static).update(f"pid {self.pid}: no such process")
             return
-        r = view.row(proc, view.window(self.app.kernel), view.live_tokens(self.app.kernel).get(self.pid, 0))
+        r = view.row(proc, view.window(self.app.kernel))
+        self._live_calls(proc)
         head = Text.assemble(
             ("pid ", "dim"), (str(proc.pid), "bold"), ("  user ", "dim"), r.cells[1],
             ("  state ", "dim"), (r.cells[4], "bold"), ("  nice ", "dim"), r.cells[3],
