@@ -15,6 +15,7 @@ from aios_shell.tui.screens.process import ProcessScreen
 from aios_shell.tui.settings import MonitorSettings
 from kernel.events import ProcessOutput
 from kernel.kernel import Kernel
+from kernel.process import Signal
 from tests.conftest import until
 from tests.tui.test_keys import SIZE, app_over, select
 
@@ -151,3 +152,42 @@ async def test_top_runs_the_app_and_holds_shell_output_until_it_ends(kernel: Ker
     assert await shell.execute(["top", "--theme", "light"]) == 0
     assert ran == ["light"]
     assert "[1]+  Done  chat hi" in out.getvalue()
+
+
+async def test_the_process_screen_wraps_long_lines(kernel: Kernel) -> None:
+    words = [f"word{i:03d}" for i in range(120)]
+    kernel.backend.enqueue(" ".join(words))
+    proc = kernel.spawn("chat", ["one", "long", "line"])
+    await kernel.wait(proc.pid)
+    app = app_over(kernel)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.ready.wait()
+        app.push_screen(ProcessScreen(proc.pid))
+        await pilot.pause()
+        log = app.screen.query_one("#conversation", Log)
+        width = log.scrollable_content_region.width
+        answer = [line for line in log.lines if "word" in line]
+        assert len(answer) > 3 and all(len(line) <= width for line in log.lines)
+        assert " ".join(answer).split() == words  # wrapped at words: nothing lost, nothing cut
+        await pilot.resize_terminal(160, 45)
+        await pilot.pause()
+        wider = [line for line in log.lines if "word" in line]
+        assert len(wider) < len(answer) and " ".join(wider).split() == words
+
+
+async def test_the_process_screen_shows_what_a_stopped_call_generated(kernel: Kernel) -> None:
+    kernel.backend.decode_tps = 100.0
+    kernel.backend.enqueue(" ".join(f"tok{i}" for i in range(300)))
+    proc = kernel.spawn("chat", ["tell", "a", "long", "story"])
+    await until(lambda: len(proc.output) >= 10)
+    kernel.signal(proc.pid, Signal.STOP)
+    await until(lambda: proc.status == "STOPPED")
+    generated = proc.inflight[0].raw.split()
+    app = app_over(kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        app.push_screen(ProcessScreen(proc.pid))
+        await pilot.pause()
+        text = " ".join(app.screen.query_one("#conversation", Log).lines).split()
+        assert "(streaming)" in text and generated and all(word in text for word in generated)
+    kernel.signal(proc.pid, Signal.KILL)
