@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
 from textual.widgets import Footer, Header
 
 import themes
@@ -27,20 +28,22 @@ from aios_shell.tui.screens.confirm import ConfirmModal
 from aios_shell.tui.screens.help import HelpScreen
 from aios_shell.tui.screens.permission import PermissionModal
 from aios_shell.tui.screens.process import ProcessScreen
+from aios_shell.tui.screens.sort import SortMenu
 from aios_shell.tui.settings import MonitorSettings
 from aios_shell.tui.theming import register_themes
-from aios_shell.tui.view import clean
+from aios_shell.tui.view import COLUMNS, clean
 from kernel import Kernel
 from kernel.errors import KernelError
 from kernel.events import Event, PermissionDecided, PermissionRequested
 from kernel.process import Signal
 
+TABLE_ACTIONS = ("filter", "sort_menu", "sort_step", "sort_invert", "exited", "tree")
 REFRESH_EVERY = 0.1  # seconds: at most 10 refreshes a second
 BUSY_SHARE = 0.25  # under load, refresh no more often than keeps drawing under this share of the loop
 SLOWEST_EVERY = 1.0  # and never less often than once a second
 PENDING_MAX = 20_000  # events kept between two refreshes (oldest dropped first)
 KEY_NAMES = {"plus": "+", "minus": "-", "slash": "/", "colon": ":", "question_mark": "?", "escape": "Esc",
-             "enter": "Enter"}
+             "enter": "Enter", "less_than_sign": "<", "greater_than_sign": ">", "ctrl+c": "Ctrl-C"}
 
 
 class View(Protocol):
@@ -57,20 +60,24 @@ class MonitorApp(App[int]):
     TITLE = "aios top"
     CSS_PATH = themes.stylesheet()
     ENABLE_COMMAND_PALETTE = False
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-compact"), (110, "-narrow"), (130, "-wide")]
     BINDINGS = [
         Binding("q", "quit", "quit", id="quit"),
         Binding("ctrl+c", "quit", "quit", id="interrupt", show=False),  # as in htop (Textual only says how)
         Binding("k", "term", "term", id="term"),
         Binding("K", "kill", "kill", id="kill"),
-        Binding("s", "stop_cont", "stop/cont", id="stop_cont"),
+        Binding("s", "stop_cont", "stop", id="stop_cont"),
         Binding("plus", "renice(1)", "nice+", id="nice_up"),
-        Binding("minus", "renice(-1)", "nice-", id="nice_down"),
+        Binding("minus", "renice(-1)", "nice-", id="nice_down", show=False),
         Binding("slash", "filter", "filter", id="filter"),
-        Binding("o", "sort_next", "sort", id="sort"),
+        Binding("o", "sort_menu", "sort", id="sort"),
+        Binding("less_than_sign", "sort_step(-1)", "sort ←", id="sort_previous", show=False),
+        Binding("greater_than_sign", "sort_step(1)", "sort →", id="sort_next", show=False),
+        Binding("I", "sort_invert", "invert", id="sort_invert", show=False),
+        Binding("e", "exited", "exited", id="exited"),
         Binding("T", "tree", "tree", id="tree", show=False),
-        Binding("t", "next_theme", "theme", id="theme"),
-        Binding("colon", "command", "command", id="command"),
+        Binding("t", "next_theme", "theme", id="theme", show=False),
+        Binding("colon", "command", "cmd", id="command"),
         Binding("question_mark", "help", "help", id="help"),
         Binding("enter", "open", "open", id="open", show=False),
         Binding("escape", "close", "close", id="close", show=False),
@@ -80,8 +87,11 @@ class MonitorApp(App[int]):
         "kill": "send KILL to the process at once", "stop_cont": "STOP the process, or CONT it when stopped",
         "nice_up": "renice +1 (nicer, lower priority)", "nice_down": "renice -1 (higher priority; admins only)",
         "filter": "filter the process table (Enter keeps it, Esc clears)",
-        "sort": "sort by the next column (click a header to sort by it; again to reverse)",
-        "tree": "tree view by parent process", "theme": "next theme (dark, light, high-contrast); remembered",
+        "sort": "sort menu: pick a column (click a header to sort by it; again to reverse)",
+        "sort_previous": "sort by the column to the left", "sort_next": "sort by the column to the right",
+        "sort_invert": "reverse the sort order", "exited": "show or hide exited processes (hidden at first)",
+        "tree": "tree view by parent process",
+        "theme": f"next theme ({', '.join(themes.names())}); remembered",
         "command": "a shell command line: ps, kill, renice, run … (same commands as the shell)",
         "help": "this help", "open": "open the process screen (conversation, syscalls)",
         "close": "close the filter, the command line or the process screen",
@@ -139,7 +149,7 @@ class MonitorApp(App[int]):
             yield ContextPane()
             yield ToolLogPane()
         yield ConsolePane()
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def processes(self) -> ProcessPane:
@@ -322,8 +332,26 @@ class MonitorApp(App[int]):
         if not isinstance(self.screen, ProcessScreen):
             self.processes.open_filter()
 
-    def action_sort_next(self) -> None:
-        self.processes.next_sort()
+    def action_sort_menu(self) -> None:
+        pane = self.processes
+
+        def chosen(column: str | None) -> None:
+            if column is not None:
+                pane.sort_by(column)
+
+        self.push_screen(SortMenu(COLUMNS, pane.sort_column, pane.sort_reverse), chosen)
+
+    def action_sort_step(self, step: int) -> None:
+        if step > 0:
+            self.processes.next_sort()
+        else:
+            self.processes.previous_sort()
+
+    def action_sort_invert(self) -> None:
+        self.processes.invert_sort()
+
+    def action_exited(self) -> None:
+        self.processes.toggle_exited()
 
     def action_tree(self) -> None:
         self.processes.toggle_tree()
@@ -360,6 +388,10 @@ class MonitorApp(App[int]):
         question's (moving between its buttons aside)."""
         if isinstance(self.screen, PermissionModal) and action not in ("focus_next", "focus_previous"):
             return False
+        if isinstance(self.screen, ModalScreen) and action not in ("focus_next", "focus_previous"):
+            return False  # a dialog's keys are its own: `k` in the sort menu terminates nothing
+        if isinstance(self.screen, ProcessScreen) and action in TABLE_ACTIONS:
+            return False  # the table's keys, not shown over one process
         return True
 
     def key_help(self) -> list[tuple[str, str, str]]:

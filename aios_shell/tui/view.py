@@ -22,6 +22,20 @@ NUMERIC = ("PID", "PRI", "NI", "%CTX", "TOKENS", "TIME")
 WIDTHS = {"PID": 5, "USER": 7, "PRI": 3, "NI": 3, "STATE": 15, "%CTX": 4, "TOKENS": 9, "TIME": 8, "CMD": None}
 
 
+DROP_FIRST = ("PRI", "USER", "NI", "%CTX")  # the lesser columns, dropped in this order when the pane is narrow
+CMD_MIN = 18  # CMD keeps at least this much room; TOKENS, TIME and STATE are never dropped
+
+
+def columns_for(width: int) -> tuple[str, ...]:
+    """The columns that fit a table `width` cells wide (each column has a cell of padding either side)."""
+    shown = list(COLUMNS)
+    for name in DROP_FIRST:
+        if sum((WIDTHS[c] or CMD_MIN) + 2 for c in shown) <= width:
+            break
+        shown.remove(name)
+    return tuple(shown)
+
+
 def short_status(status: str) -> str:
     """The STATE column's width: WAITING(permission) reads WAIT(perm)."""
     if len(status) <= WIDTHS["STATE"]:
@@ -87,6 +101,13 @@ def ready_queue(kernel: Kernel, limit: int = 50) -> tuple[list[tuple[Any, str]],
             reason = f"? ({type(exc).__name__})"
         out.append((call, clean(reason, 80)))
     return out, len(calls)
+
+
+def summary(kernel: Kernel) -> str:
+    """The scheduler in one line, for a screen too narrow for its pane: `srpt · slots 3/4 · 2 queued`."""
+    taken = slots(kernel)
+    busy = sum(1 for _, call in taken if call is not None)
+    return f"{policy_name(kernel)} · slots {busy}/{len(taken)} · {len(kernel.dispatcher.queue())} queued"
 
 
 def policy_name(kernel: Kernel) -> str:

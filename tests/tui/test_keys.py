@@ -13,6 +13,7 @@ from aios_shell.tui.probe import FixedProbe
 from aios_shell.tui.screens.confirm import ConfirmModal
 from aios_shell.tui.screens.help import HelpScreen
 from aios_shell.tui.screens.process import ProcessScreen
+from aios_shell.tui.screens.sort import SortMenu
 from kernel.kernel import Kernel
 from tests.conftest import until
 
@@ -49,6 +50,8 @@ async def test_k_asks_first_and_yes_terminates_the_selected_process(app_kernel: 
         await pilot.press("y")
         await until(lambda: not app_kernel.get(5).alive)
         assert app_kernel.get(5).status == "EXITED(SIGTERM)"
+        await until(lambda: 5 not in visible_pids(app), timeout=2)  # exited: hidden until `e`
+        await pilot.press("e")
         await until(lambda: state_cell(app, 5) == "EXITED(SIGTERM)", timeout=2)
 
 
@@ -79,6 +82,7 @@ async def test_K_kills_at_once_and_the_row_shows_it(app_kernel: Kernel) -> None:
         await select(pilot, app, 2)
         await pilot.press("K")
         assert app_kernel.get(2).status == "EXITED(SIGKILL)"
+        await pilot.press("e")
         await until(lambda: state_cell(app, 2) == "EXITED(SIGKILL)", timeout=2)
 
 
@@ -128,7 +132,8 @@ async def test_slash_filters_and_escape_clears(app_kernel: Kernel) -> None:
     app = app_over(app_kernel)
     async with app.run_test(size=SIZE) as pilot:
         await app.ready.wait()
-        assert visible_pids(app) == [1, 2, 3, 4, 5, 6, 7]
+        await pilot.press("e")
+        assert visible_pids(app) == [2, 3, 4, 5, 6, 1, 7]  # live ones first
         await pilot.press("slash")
         assert isinstance(app.focused, Input)
         await pilot.press("b", "o", "b")
@@ -137,7 +142,7 @@ async def test_slash_filters_and_escape_clears(app_kernel: Kernel) -> None:
         assert visible_pids(app) == [4] and app.processes.filter_text == "bob"
         assert isinstance(app.focused, DataTable)
         await pilot.press("slash", "escape")
-        assert visible_pids(app) == [1, 2, 3, 4, 5, 6, 7]
+        assert visible_pids(app) == [2, 3, 4, 5, 6, 1, 7]
 
 
 async def test_t_cycles_themes_and_the_choice_is_remembered(app_kernel: Kernel, home: Path) -> None:
@@ -230,10 +235,65 @@ async def test_o_sorts_and_T_shows_the_tree(app_kernel: Kernel) -> None:
         app.processes.sort_by("NI")
         await pilot.pause()
         assert visible_pids(app)[0] == 5  # again: reversed
-        await pilot.press("o")
+        await pilot.press("greater_than_sign")
         assert app.processes.sort_column == "STATE"
+        await pilot.press("less_than_sign", "less_than_sign")
+        assert app.processes.sort_column == "PRI"
+        reverse = app.processes.sort_reverse
+        await pilot.press("I")
+        assert app.processes.sort_reverse is not reverse
         await pilot.press("T")
         assert app.processes.tree_view and "tree" in str(app.processes.border_subtitle)
+
+
+async def test_o_opens_a_sort_menu_whose_keys_are_its_own(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        await pilot.press("o")
+        assert isinstance(app.screen, SortMenu)
+        await pilot.press("k", "s", "q")  # the menu's: neither TERM nor STOP for the selected process
+        assert not isinstance(app.screen, ConfirmModal) and all(p.status != "STOPPED" or p.pid == 6
+                                                                 for p in app_kernel.procs)
+        await pilot.press("o")
+        for _ in range(6):  # PID → TOKENS
+            await pilot.press("down")
+        await pilot.press("enter")
+        assert not isinstance(app.screen, SortMenu)
+        assert app.processes.sort_column == "TOKENS" and app.processes.sort_reverse  # biggest first
+        await pilot.press("o", "escape")
+        assert app.processes.sort_column == "TOKENS"
+
+
+async def test_exited_processes_are_hidden_until_e(app_kernel: Kernel) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        assert visible_pids(app) == [2, 3, 4, 5, 6]
+        assert "2 exited hidden (e)" in str(app.processes.border_subtitle)
+        await pilot.press("e")
+        assert visible_pids(app) == [2, 3, 4, 5, 6, 1, 7]
+        app.processes.sort_by("TOKENS")
+        await pilot.pause()
+        assert set(visible_pids(app)[:5]) == {2, 3, 4, 5, 6}  # whatever the order, the live ones lead
+        await pilot.press("e")
+        assert visible_pids(app)[:5] and 1 not in visible_pids(app)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 35), (160, 45)])
+async def test_the_table_keeps_cmd_tokens_and_time_at_any_width(app_kernel: Kernel, size: tuple[int, int]) -> None:
+    app = app_over(app_kernel)
+    async with app.run_test(size=size) as pilot:
+        await app.ready.wait()
+        await pilot.pause()
+        table = app.processes.table
+        shown = [str(c.label) for c in table.ordered_columns]
+        assert {"PID", "STATE", "TOKENS", "TIME", "CMD"} <= set(shown)
+        assert sum(c.get_render_width(table) for c in table.ordered_columns[:-1]) + 18 \
+            <= app.processes.size.width - 2  # CMD keeps its room
+        assert str(table.get_cell("3", "CMD")).startswith("chat write a haiku")
+        if size[0] < 110:
+            assert "slots 2/2" in str(app.processes.border_title)  # the scheduler pane gave way to the table
 
 
 async def test_keymap_from_config_rebinds_by_id(app_kernel: Kernel, home: Path) -> None:

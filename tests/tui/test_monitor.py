@@ -54,6 +54,8 @@ async def test_rows_follow_the_kernel_live(kernel: Kernel) -> None:
         proc = kernel.spawn("chat", ["short", "question"])
         await until(lambda: app.processes.table.row_count == 1, timeout=3)
         await until(lambda: not proc.alive)
+        await until(lambda: app.processes.table.row_count == 0, timeout=3)  # exited: hidden
+        await pilot.press("e")
         await until(lambda: str(app.processes.table.get_cell(str(proc.pid), "STATE")) == "EXITED(0)", timeout=3)
         await pilot.pause()
 
@@ -88,6 +90,7 @@ async def test_control_sequences_never_reach_the_screen(app_kernel: Kernel) -> N
     app = app_over(app_kernel)
     async with app.run_test(size=SIZE) as pilot:
         await app.ready.wait()
+        await pilot.press("e")  # pid 7 was killed
         cmd = str(app.processes.table.get_cell("7", "CMD"))
         assert "\x1b" not in cmd and cmd.endswith("files red")
         await select(pilot, app, 7)

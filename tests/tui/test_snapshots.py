@@ -1,4 +1,5 @@
-"""Pictures of the monitor on the scenario kernel, pinned in time, at 100×30 and 160×45.
+"""Pictures of the monitor on the scenario kernel, pinned in time, at 80×24 and 120×35 (and the wide layout at
+160×45).
 
 Update them with `make snapshots` (pytest --snapshot-update) after a deliberate change, and look at
 the report before committing them.
@@ -18,7 +19,8 @@ from tests.conftest import until
 from tests.tui.conftest import FIXED, monitor, settle
 
 pytestmark = pytest.mark.snapshot
-SIZES = pytest.mark.parametrize("size", [(100, 30), (160, 45)], ids=["100x30", "160x45"])
+SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 35)], ids=["80x24", "120x35"])
+WIDE = pytest.mark.parametrize("size", [(80, 24), (120, 35), (160, 45)], ids=["80x24", "120x35", "160x45"])
 
 
 def tool_calls() -> list[Event]:
@@ -50,10 +52,12 @@ async def settle_with_tools(pilot: Any) -> None:
     await pilot.pause()
 
 
-@SIZES
+@WIDE
 def test_main_screen(snap_compare: Any, home: Path, frozen: float, size: tuple[int, int]) -> None:
-    """Every pane in the dark theme: processes (7 rows: EXITED(0), 2 RUNNING, 2 READY, STOPPED, EXITED(SIGKILL),
-    no escape sequence in pid 7's CMD), scheduler (policy, P0 → 2, P1 → 3, queue 4 then 5 with reasons),
+    """Every pane in the dark theme: processes (the live ones: 2 RUNNING with their tokens and TIME counted as they
+    generate, 2 READY, STOPPED; '2 exited hidden (e)' in the subtitle; CMD, TOKENS and TIME at every width — at
+    80×24 the table takes the whole width without PRI, USER and NI, the scheduler's summary in its title),
+    scheduler (policy, P0 → 2, P1 → 3, queue 4 then 5 with reasons),
     system (cpu 12% and 40%, 3.0 of 8.0 GiB, rss 180 MiB, tokens/s sparkline), context gauges (35%, 93%, 73%)
     and the tool calls, one row each, newest at the bottom (the narrow picture shows the last ones): fs.read by pid 2
     (a stand-in event), shell by pid 3 denied on timeout, fs.read allowed by a rule in 0.00s, shell by pid 3 denied
@@ -71,8 +75,8 @@ def test_themes(snap_compare: Any, home: Path, frozen: float, size: tuple[int, i
 @SIZES
 def test_process_screen(snap_compare: Any, home: Path, frozen: float, size: tuple[int, int]) -> None:
     """Enter on pid 3: its header (RUNNING, ctx 93%), the user's prompt, the five tokens streamed so far,
-    and its one syscall holding slot P1."""
-    assert snap_compare(monitor(home), terminal_size=size, run_before=settle, press=["down", "down", "enter"])
+    and its one syscall holding slot P1 with those tokens."""
+    assert snap_compare(monitor(home), terminal_size=size, run_before=settle, press=["down", "enter"])
 
 
 async def ask_permission(pilot: Any) -> None:
@@ -102,11 +106,12 @@ def test_help_screen(snap_compare: Any, home: Path, frozen: float, size: tuple[i
 @SIZES
 def test_term_confirmation(snap_compare: Any, home: Path, frozen: float, size: tuple[int, int]) -> None:
     """`k` on pid 2 asks 'Send SIGTERM to process 2 (chat summarise the kernel log)?' with No focused."""
-    assert snap_compare(monitor(home), terminal_size=size, run_before=settle, press=["down", "k"])
+    assert snap_compare(monitor(home), terminal_size=size, run_before=settle, press=["k"])
 
 
 def test_filter_and_tree(snap_compare: Any, home: Path, frozen: float) -> None:
-    """`/alice` then Enter, and `T`: only alice's six processes, the subtitle says 'tree' and the filter."""
+    """`/alice` then Enter, and `T`: only alice's four live processes, the subtitle says 'tree', the filter and
+    '2 exited hidden (e)'."""
     keys = ["slash", "a", "l", "i", "c", "e", "enter", "T"]
     assert snap_compare(monitor(home), terminal_size=(160, 45), run_before=settle, press=keys)
 

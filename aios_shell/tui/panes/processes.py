@@ -114,7 +114,9 @@ class ProcessPane(Vertical):
         self.sort_reverse = False
         self.tree_view = False
         self.filter_text = ""
-        self.hide_exited = False
+        self.hide_exited = True  # live processes only, as htop; `e` shows the exited ones too
+        self.hidden = 0  # exited processes left out of the table
+        self.columns: tuple[str, ...] = COLUMNS  # those that fit the pane's width (view.columns_for)
         self.rebuilds = 0  # times the table was cleared and filled again
         self._order: list[int] = []  # pids in the table's order
         self._shown: dict[int, tuple[Row, int]] = {}  # pid → (row, depth) as in the table
@@ -125,16 +127,38 @@ class ProcessPane(Vertical):
 
     def compose(self) -> ComposeResult:
         table = ProcessTable(cursor_type="row", zebra_stripes=False, id="proc-table")
-        for name in COLUMNS:
-            table.add_column(Text(name, justify="right" if name in NUMERIC else "left"), key=name,
-                             width=WIDTHS[name])
+        self._add_columns(table)
         yield table
         yield Input(placeholder="filter: pid, user, state or command — Enter keeps it, Esc clears",
                     id="proc-filter", classes="hidden")
 
+    def _add_columns(self, table: DataTable) -> None:
+        for name in self.columns:
+            table.add_column(Text(name, justify="right" if name in NUMERIC else "left"), key=name,
+                             width=WIDTHS[name])
+
     @property
     def table(self) -> ProcessTable:
         return self.query_one(ProcessTable)
+
+    def _scheduler_title(self, kernel: Any) -> None:
+        """Where the scheduler's pane gives way to the table (a narrow screen), its summary is in the title."""
+        compact = self.screen.has_class("-compact") and kernel is not None
+        title = f"processes · {view.summary(kernel)}" if compact else "processes"
+        if title != self.border_title:
+            self.border_title = title
+
+    def on_resize(self) -> None:
+        """Keep CMD at any width: drop the lesser columns first (a scrollbar's room left aside)."""
+        self._scheduler_title(getattr(self.app, "kernel", None))
+        columns = view.columns_for(self.size.width - 2 - 2)
+        if columns == self.columns:
+            return
+        self.columns = columns
+        table = self.table
+        table.clear(columns=True)
+        self._add_columns(table)
+        self._rebuild(self._shown)
 
     # -- what the keys act on -------------------------------------------------------------
     def selected_pid(self) -> int | None:
@@ -165,6 +189,19 @@ class ProcessPane(Vertical):
     def next_sort(self) -> None:
         i = COLUMNS.index(self.sort_column)
         self.sort_column = COLUMNS[(i + 1) % len(COLUMNS)]
+        self.update_view(force=True)
+
+    def previous_sort(self) -> None:
+        i = COLUMNS.index(self.sort_column)
+        self.sort_column = COLUMNS[(i - 1) % len(COLUMNS)]
+        self.update_view(force=True)
+
+    def invert_sort(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.update_view(force=True)
+
+    def toggle_exited(self) -> None:
+        self.hide_exited = not self.hide_exited
         self.update_view(force=True)
 
     def toggle_tree(self) -> None:
@@ -215,6 +252,8 @@ class ProcessPane(Vertical):
             parts.append("tree")
         if self.filter_text:
             parts.append(f"filter “{view.clean(self.filter_text, 30)}”")
+        if self.hidden:
+            parts.append(f"{self.hidden} exited hidden (e)")
         subtitle = " · ".join(parts)
         if subtitle != self._subtitle:  # setting it repaints the whole pane, even to the same text
             self.border_subtitle = self._subtitle = subtitle
@@ -254,6 +293,7 @@ class ProcessPane(Vertical):
             ordered = rows  # the kernel lists its processes by pid already
         else:
             ordered = sorted(rows, key=lambda r: (r.keys[col], r.pid), reverse=self.sort_reverse)
+        ordered = [r for r in ordered if r.alive] + [r for r in ordered if not r.alive]  # live ones first
         if not self.tree_view:
             return [(r, 0) for r in ordered]
         pids = {r.pid for r in ordered}
@@ -280,6 +320,8 @@ class ProcessPane(Vertical):
         }.get(r.state, "")
         out = []
         for name, cell in zip(COLUMNS, r.cells, strict=True):
+            if name not in self.columns:
+                continue
             if name == "CMD" and depth:
                 cell = "  " * (depth - 1) + "└─ " + cell
             text = Text(cell, style=state_style if name == "STATE" else ("dim" if not r.alive else ""),
@@ -294,12 +336,15 @@ class ProcessPane(Vertical):
         kernel = getattr(self.app, "kernel", None)
         if kernel is None:
             return
-        self._title()
         theme_name = self.app.theme
         force = force or theme_name != self._styles_for
         self._styles_for = theme_name
-        wanted = {r.pid: (r, depth) for r, depth in self._ordered([r for r in self.rows(kernel)
-                                                                   if self._matches(r)])}
+        rows = self.rows(kernel)
+        matching = [r for r in rows if self._matches(r)]
+        self.hidden = sum(1 for r in rows if not r.alive) if self.hide_exited else 0
+        self._title()
+        self._scheduler_title(kernel)
+        wanted = {r.pid: (r, depth) for r, depth in self._ordered(matching)}
         shown = self._shown
         gone = [pid for pid in shown if pid not in wanted]
         new = [pid for pid in wanted if pid not in shown]

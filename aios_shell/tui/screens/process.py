@@ -108,7 +108,7 @@ class ProcessScreen(Screen[None]):
             calls = DataTable(cursor_type="none", id="syscalls")
             calls.border_title = "syscalls"
             yield calls
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def log_widget(self) -> Log:
@@ -143,7 +143,7 @@ class ProcessScreen(Screen[None]):
         log = self.log_widget
         if log.lines and log.lines[-1] != "":
             log.write("\n")
-        log.write(f"── {role} " + "─" * 20 + "\n")
+        log.write(f"── {role} " + "─" * 12 + "\n")
 
     def _message(self, role: str, content: str) -> None:
         self._header(role)
