@@ -15,14 +15,17 @@ from kernel.sanitize import strip_controls
 
 
 def make_console(file: TextIO | None = None, stderr: bool = False) -> Console:
-    """A console that honours NO_COLOR and prints wide, plain text into pipes and files."""
+    """A console that honours NO_COLOR (no escape sequence at all: no colour, no bold, no reset) and prints wide,
+    plain text into pipes and files."""
     stream = file or (sys.stderr if stderr else sys.stdout)
     is_tty = hasattr(stream, "isatty") and stream.isatty()
     width = None if is_tty else int(os.environ.get("COLUMNS", "160"))
+    plain = bool(os.environ.get("NO_COLOR"))  # no-color.org: set and not empty
     return Console(
         file=file,
         stderr=stderr,
-        no_color="NO_COLOR" in os.environ or None,
+        color_system=None if plain else "auto",
+        no_color=plain or None,
         width=width,
         highlight=False,
         soft_wrap=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import textwrap
 from typing import TYPE_CHECKING
 
 from commands.registry import UsageError, command, load_all, lookup
@@ -22,13 +23,18 @@ async def help_(sh: Shell, args: argparse.Namespace) -> int:
             raise UsageError(f"{args.name}: no such command")
         sh.print(spec.help())
         return 0
-    seen = {}
-    for _name, spec in sorted(load_all().items()):
-        seen.setdefault(spec.name, spec)
-    rows = [[(spec.parser.usage or spec.name).replace("%%", "%"), spec.summary] for spec in seen.values()]
-    sh.table(["COMMAND", "WHAT IT DOES"], rows)
+    commands = sorted({spec.name: spec for spec in load_all().values()}.values(), key=lambda c: c.name)
+    names = [c.name + (f" ({', '.join(c.aliases)})" if c.aliases else "") for c in commands]
+    width = max(len(n) for n in names)
+    room = max(30, sh.out.width - width - 2)
+    for name, spec in zip(names, commands, strict=True):  # descriptions wrap: none is cut at the screen's edge
+        lines = textwrap.wrap(spec.summary, room) or [""]
+        sh.print(f"{name.ljust(width)}  {lines[0]}")
+        for more in lines[1:]:
+            sh.print(f"{' ' * width}  {more}")
     agents = ", ".join(available(sh.kernel.config.home)) or "none"
-    sh.print(f"Agents: {agents}. `help COMMAND` for details; `CMD --json` prints JSON where a table is shown.")
+    sh.print(f"Agents: {agents}. `help COMMAND` for its usage and options; `CMD --json` prints JSON where a "
+             "table is shown.")
     sh.print("Language: ; && || & | > >> # 'quotes' $? $! %N; jobs, fg, bg, wait, source FILE.")
     return 0
 

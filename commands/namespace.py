@@ -211,6 +211,9 @@ def proc_file(sh: Shell, proc: Process, name: str) -> str:
     if name == "status":
         fields = sh.kernel.shown(proc, sh.kernel.user)
         fields["argv"] = json.dumps(fields["argv"], ensure_ascii=False)
+        for key in ("created_at", "started_at", "ended_at"):  # as a person reads a time; --json keeps the number
+            if isinstance(fields.get(key), float):
+                fields[key] = fmt_ts(fields[key])
         return "".join(f"{k}: {'' if v is None else v}\n" for k, v in fields.items())
     if name == "log":
         return "".join(proc.output)

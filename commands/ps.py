@@ -19,8 +19,11 @@ SORT_KEYS: dict[str, Any] = {
     "pid": lambda p: p.pid, "ppid": lambda p: p.ppid, "user": lambda p: p.user, "nice": lambda p: p.nice,
     "pri": lambda p: p.nice, "state": lambda p: p.status, "tokens": lambda p: p.usage().tokens,
     "time": lambda p: p.usage().llm_time, "wait": lambda p: p.usage().queue_wait, "cmd": lambda p: p.cmdline,
-    "start": lambda p: p.created_at,
+    "start": lambda p: p.created_at, "ctx": lambda p: p.usage().ctx_tokens,
 }
+# the names procps' ps knows them by, and the column headings
+ALIASES = {"ni": "nice", "stat": "state", "s": "state", "args": "cmd", "command": "cmd", "comm": "cmd",
+           "start_time": "start", "lstart": "start", "uid": "user", "euser": "user", "%ctx": "ctx", "cputime": "time"}
 SHAPE = [{
     "pid": int, "ppid": int, "user": str, "program": str, "argv": [str], "cmd": str, "nice": int, "state": str,
     "status": str, "waiting_on": (str, None), "exit_code": (int, None), "signal": (int, None),
@@ -49,7 +52,9 @@ def _args(p: ArgParser) -> None:
                    help="more columns: queue WAIT, model CALLS, SWITCHES, the user's QUOTA (tokens in the last "
                         "minute/limit)")
     p.add_argument("-u", "--user", metavar="USER", help="only this user's processes")
-    p.add_argument("--sort", metavar="KEY", help=f"sort by {', '.join(SORT_KEYS)}; --sort=-KEY for descending")
+    p.add_argument("--sort", metavar="KEY", help=f"sort by {', '.join(SORT_KEYS)} (or procps' names: ni, stat, "
+                   "args…); -KEY descending, KEY or +KEY ascending; several as KEY,KEY")
+    p.signed = ("--sort",)
     p.add_argument("--forest", action="store_true", help="show children under their parents")
     p.add_argument("--json", action="store_true", help="print JSON (shape below)")
 
@@ -81,10 +86,12 @@ def select(sh: Shell, args: argparse.Namespace) -> list[Process]:
     if args.user:
         procs = [p for p in procs if p.user == args.user]
     if args.sort:
-        key = args.sort.lstrip("-+")
-        if key not in SORT_KEYS:
-            raise UsageError(f"{args.sort}: unknown sort key (keys: {', '.join(SORT_KEYS)})")
-        procs = sorted(procs, key=SORT_KEYS[key], reverse=args.sort.startswith("-"))
+        for spec in reversed([s.strip() for s in args.sort.split(",") if s.strip()]):  # stable: last key first
+            name = spec.lstrip("-+").lower()
+            key = ALIASES.get(name, name)
+            if key not in SORT_KEYS:
+                raise UsageError(f"{spec}: unknown sort key (keys: {', '.join(SORT_KEYS)})")
+            procs = sorted(procs, key=SORT_KEYS[key], reverse=spec.startswith("-"))
     return procs
 
 

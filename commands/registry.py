@@ -35,6 +35,18 @@ class HelpShown(Exception):
 class ArgParser(argparse.ArgumentParser):
     """argparse that raises instead of printing and exiting."""
 
+    signed: tuple[str, ...] = ()  # options whose value may start with `-` (`ps --sort -nice`, as procps takes it)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if args is not None and self.signed:
+            joined: list[str] = []
+            words = iter(args)
+            for word in words:
+                value = next(words, None) if word in self.signed else None
+                joined.append(word if value is None else f"{word}={value}")
+            args = joined
+        return super().parse_args(args, namespace)
+
     def error(self, message: str) -> Any:
         raise UsageError(message)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,28 @@ def test_kill_against_an_earlier_run_is_one_clear_line() -> None:
     assert aios("-c", "run chat short").exit_code == 0
     result = aios("kill", "1")
     assert result.exit_code == 1 and result.stderr.strip() == "kill: (1) - No such process"
+
+
+@pytest.mark.parametrize("no_color", ["1", ""])
+def test_no_color_means_no_escape_sequence_on_a_terminal(tmp_path: Path, no_color: str) -> None:
+    """NO_COLOR set: neither colour nor bold nor a reset reaches the terminal (an empty NO_COLOR is unset)."""
+    import pty
+
+    env = {**os.environ, "AIOS_HOME": str(tmp_path / "h"), "NO_COLOR": no_color, "TERM": "xterm-256color"}
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "aios_shell.cli", "--backend", "simulated", "-c",
+                             "ps -a; kill 999"], stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the other side closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 1
+    assert b"PID" in out and b"No such process" in out
+    assert (b"\x1b[" in out) is (not no_color), out

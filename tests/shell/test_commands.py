@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,9 @@ async def test_proc_namespace(home: Path) -> None:
         await s.run("cat /proc/1/status")
         status = dict(line.split(": ", 1) for line in s.take()[0].splitlines())
         assert status["pid"] == "1" and status["status"] == "EXITED(0)" and status["argv"] == '["hello"]'
+        proc = s.kernel.get(1)
+        assert status["created_at"] == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(proc.created_at))
+        assert status["ended_at"] == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(proc.ended_at))
         await s.run("cat /proc/1/log /proc/1/context")
         assert s.take()[0] == ("The answer.\nused: 7 / 8192 tokens (0%)\ncompactions: 0\nswitches: 0\n"
                                "switch cost: 0.0 ms total\n\n[user]\nhello\n\n[assistant]\nThe answer.\n\n")
@@ -77,8 +81,11 @@ async def test_ps_options(home: Path) -> None:
     async with session(home, SimulatedBackend(decode_tps=0, prefill_tps=0), admins=frozenset({"alice"})) as s:
         await s.run("run chat short; nice -n 7 run chat short; run -n -3 chat short")
         s.take()
-        await s.run("ps -a --sort=-nice")
-        assert [line.split()[4] for line in s.take()[0].splitlines()[1:]] == ["7", "0", "-3"]
+        for line in ("ps -a --sort=-nice", "ps -a --sort -nice", "ps -a --sort -ni", "ps -a --sort=-NI,pid"):
+            assert await s.run(line) == 0, line
+            assert [row.split()[4] for row in s.take()[0].splitlines()[1:]] == ["7", "0", "-3"], line
+        await s.run("ps -a --sort ni")
+        assert [row.split()[4] for row in s.take()[0].splitlines()[1:]] == ["-3", "0", "7"]
         await s.run("ps -a -l")
         header = s.take()[0].splitlines()[0].split()
         assert header == ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "WAIT",
@@ -176,4 +183,9 @@ async def test_help_works_for_every_command(home: Path) -> None:
             out, err = s.take()
             assert out.startswith("usage: ") and err == "", (name, err)
         assert await s.run("help") == 0
-        assert "kill [-s SIGNAL | -SIGNAL] PID|%N…" in s.take()[0]
+        listed = s.take()[0].splitlines()
+        kill = next(line for line in listed if line.startswith("kill "))
+        assert "signal" in kill and "…" not in kill  # the description, whole
+        commands = [line.split()[0] for line in listed if line[:1].isalpha() and not line.startswith(("Agents",
+                                                                                                      "Language"))]
+        assert commands == sorted(commands) and "source" in commands and "." not in commands
