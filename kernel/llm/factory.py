@@ -45,7 +45,7 @@ def create_backend(
         return SimulatedBackend(model=model or "sim-1", slots=slots or 4, seed=seed)
     from kernel.llm.llamacpp import LlamaCppBackend
 
-    return LlamaCppBackend(model=model, slots=slots or 1, seed=seed)
+    return LlamaCppBackend(model=model, slots=slots or 4, seed=seed)
 
 
 def create_pool(spec: str, model: str | None = None, slots: int | None = None, seed: int = 0) -> Backend:

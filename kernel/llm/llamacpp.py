@@ -60,6 +60,28 @@ def _quiet_llama_logs() -> None:
 
     _LOG_CALLBACK = _discard  # keep a reference: llama.cpp holds the pointer
     llama_cpp.llama_log_set(_LOG_CALLBACK, None)
+    # With verbose=False the bindings also silence a load by pointing file descriptors 1 and 2 at /dev/null,
+    # and sys.stdout/sys.stderr at a null file, for the whole process. The model loads in a worker thread while
+    # the shell's prompt is up: the prompt, the keys typed at it and what commands printed went to /dev/null.
+    # The log callback above already keeps llama.cpp quiet, so the swap is turned off.
+    import llama_cpp._internals
+    import llama_cpp.llama
+
+    llama_cpp.llama.suppress_stdout_stderr = _NoSwap  # type: ignore[misc, assignment]
+    llama_cpp._internals.suppress_stdout_stderr = _NoSwap  # type: ignore[misc, assignment]
+
+
+class _NoSwap:
+    """`llama_cpp._utils.suppress_stdout_stderr` without touching the process's stdout and stderr."""
+
+    def __init__(self, disable: bool = True) -> None:
+        self.disable = disable
+
+    def __enter__(self) -> _NoSwap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 class LlamaCppBackend:

@@ -13,6 +13,7 @@ from kernel.kernel import Kernel, boot
 from kernel.llm.simulated import SimulatedBackend
 from kernel.process import Signal, State
 from tests.conftest import make_config, until
+from tests.shell.helpers import add_agent
 
 
 def put_agent(home: Path, name: str, source: str) -> None:
@@ -225,3 +226,23 @@ async def test_shutdown_hangs_up_live_processes(home: Path) -> None:
     await kernel.shutdown()
     assert proc.status == "EXITED(SIGHUP)"
     assert State.EXITED == proc.state
+
+
+async def test_a_stopped_call_keeps_to_its_max_tokens_when_it_resumes(home: Path) -> None:
+    """STOP takes the slot mid-answer; after CONT the call continues, and the whole answer is still no longer
+    than the max_tokens it asked for (the resumed request asked for max_tokens again, from where it was)."""
+    add_agent(home, "capped", "async def main(ctx):\n"
+                              "    r = await ctx.llm([{'role': 'user', 'content': 'go'}], max_tokens=60)\n"
+                              "    await ctx.write(f'{r.completion_tokens} {len(r.text.split())}')\n"
+                              "    return 0\n")
+    sim = SimulatedBackend(slots=1, decode_tps=200, prefill_tps=100_000)
+    sim.enqueue(" ".join(f"w{i}" for i in range(300)))
+    async with await boot(make_config(home), backend=sim) as kernel:
+        proc = kernel.spawn("capped")
+        await until(lambda: proc.usage().completion_tokens >= 20)
+        kernel.signal(proc.pid, Signal.STOP)
+        await until(lambda: proc.status == "STOPPED" and proc.inflight[0].slot is None)  # it gave its slot back
+        kernel.signal(proc.pid, Signal.CONT)
+        await kernel.wait(proc.pid)
+        assert len(sim.requests) == 2  # asked again, from where it was
+        assert "".join(proc.output) == "60 60" and proc.completion_tokens == 60
