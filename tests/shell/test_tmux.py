@@ -84,7 +84,10 @@ def start_shell(cwd: Path, home: Path, width: int, height: int, backend: str = "
     return name
 
 
-@pytest.mark.parametrize("backend", ["simulated", pytest.param("llamacpp", marks=[pytest.mark.llamacpp, pytest.mark.timeout(600)])])
+EMBEDDED = pytest.param("llamacpp", marks=[pytest.mark.llamacpp, pytest.mark.timeout(600)])
+
+
+@pytest.mark.parametrize("backend", ["simulated", EMBEDDED])
 def test_the_readme_tour_in_80x24(tmp_path: Path, backend: str) -> None:
     """As README.md has it, on the simulated model and on the embedded one (the default `make run` starts)."""
     name = start_shell(tmp_path, tmp_path / "home", 80, 24, backend)
