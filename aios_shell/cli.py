@@ -105,6 +105,12 @@ async def _main(config: KernelConfig, command: str | None, args: list[str]) -> i
                 status = await shell.run_line(shlex.join(args))
         finally:
             loop.remove_signal_handler(signal.SIGINT)
+        left = shell.live_agents()
+        if left:  # the kernel ends with the script: say so, rather than hang them up without a word
+            pids = " ".join(str(p.pid) for p in left)
+            noun = "agent" if len(left) == 1 else "agents"
+            err.print(f"aios: {len(left)} {noun} still running when the script ended, hung up (pid {pids}); "
+                      "end it with `wait` to let them finish", markup=False, highlight=False, soft_wrap=True)
         if shell.interrupted:
             return 130
         return status

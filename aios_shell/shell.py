@@ -118,11 +118,19 @@ class Shell:
         self.out.file.flush()
 
     def _emit(self, text: str, job: Job | None) -> None:
-        """Agent output: to stdout, or held while its job is in the background."""
-        if not self.captured and job is not None and not job.foreground:
-            job.hold(text)
-        else:
+        """Agent output: to stdout, or held while its job is in the background. A script has no prompt to
+        keep clear: a background job's output is written there too, a whole line at a time (so two jobs'
+        answers do not interleave word by word)."""
+        if self.captured or job is None or job.foreground:
             self.write(text)
+            return
+        job.hold(text)
+        if not self.interactive and "\n" in text:
+            held = job.take_held()
+            lines, _, rest = held.rpartition("\n")
+            self.write(lines + "\n")
+            if rest:
+                job.hold(rest)
 
     # -- running lines ----------------------------------------------------------------------------
     def variables(self) -> dict[str, str]:
@@ -303,9 +311,14 @@ class Shell:
         if job.foreground:
             self.jobs.pop(job.number, None)
             return
-        if self.interactive:
-            self.print(f"[{job.number}]+  {job.state():<22}  {job.cmdline}")
-            self.jobs.pop(job.number, None)
+        if not self.interactive:
+            if job.held:  # the end of its last line
+                rest = job.take_held()
+                self.write(rest if rest.endswith("\n") else rest + "\n")
+            return
+        hint = f"  (its output: logs {job.pid})" if job.held and job.pid else ""
+        self.print(f"[{job.number}]+  {job.state():<22}  {job.cmdline}{hint}")
+        self.jobs.pop(job.number, None)
 
     async def wait_foreground(self, job: Job) -> int:
         """Wait for a job in the foreground; Ctrl-Z (`suspend`) stops it and gives the shell back."""

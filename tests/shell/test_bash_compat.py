@@ -43,7 +43,8 @@ echo unreachable
 """
 
 BASH = {"fail": "sh -c 'exit 3'", "long": "sleep 30", "ok": "true", "quiet": "true > /dev/null"}
-AIOS = {"fail": "run fail", "long": "run chat long", "ok": "run chat short", "quiet": "run chat short > /dev/null"}
+AIOS = {"fail": "run fail", "long": "run chat long", "ok": "run chat short > /dev/null",
+        "quiet": "run chat short > /dev/null"}
 FAIL_AGENT = "async def main(ctx):\n    return 3\n"
 
 

@@ -88,7 +88,7 @@ async def test_ctrl_c_during_wait_leaves_the_jobs_running(home: Path) -> None:
 async def test_logs_prints_and_follows(home: Path) -> None:
     sim = SimulatedBackend(decode_tps=200, prefill_tps=0)
     async with session(home, sim) as s:
-        await s.run("run chat long &")
+        await s.run("run chat long > answer.txt &")  # (a script prints what a background job writes)
         await until(lambda: len(s.kernel.procs.get(1).output) >= 3)
         assert await s.run("logs -f 1") == 0  # follows until it exits
         out, _ = s.take()
@@ -127,3 +127,36 @@ async def test_an_agent_may_only_wait_for_its_own_children(home: Path) -> None:
         assert await s.run("run chat short; run stranger") == 1
         _, err = s.take()
     assert err.strip() == "stranger[2]: (1) - No such process"
+
+
+async def test_a_finished_background_job_says_where_its_output_is(home: Path) -> None:
+    async with session(home, SimulatedBackend(decode_tps=500), interactive=True) as s:
+        await s.run("run chat short &")
+        await until(lambda: "Done" in s.out.getvalue())
+        assert "[1]+  Done                    run chat short &  (its output: logs 1)" in s.take()[0]
+        await s.run("logs 1")
+        answer = s.kernel.storage.messages(1)[-1]["content"]
+        assert answer and answer in s.take()[0]
+
+
+async def test_a_script_prints_what_its_background_jobs_write_a_line_at_a_time(home: Path) -> None:
+    async with session(home, SimulatedBackend(decode_tps=300)) as s:  # not interactive: a script
+        assert await s.run("run chat one long & run chat two long &; wait") == 0
+        lines = s.take()[0].splitlines()
+        answers = ["".join(s.kernel.get(pid).output).strip() for pid in (1, 2)]
+        assert sorted(lines) == sorted(answers)  # each whole on its line, though both wrote at once
+
+
+def test_a_script_that_ends_before_its_agents_says_it_hangs_them_up(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AIOS_HOME": str(tmp_path / "h")}
+    done = subprocess.run([sys.executable, "-m", "aios_shell.cli", "--backend", "simulated", "-c",
+                           'run chat "a long story" &'], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "aios: 1 agent still running when the script ended, hung up (pid 1)" in done.stderr
+    waited = subprocess.run([sys.executable, "-m", "aios_shell.cli", "--backend", "simulated", "-c",
+                             'run chat "short" &; wait'], env=env, capture_output=True, text=True, timeout=60)
+    assert waited.returncode == 0 and waited.stdout.strip() and waited.stderr == ""
