@@ -100,6 +100,7 @@ class JobControl:
     interrupted: bool = False
     last_stopped: int | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    notices: list[str] | None = None  # job reports kept while the monitor has the screen
 
     def add(self, job: Job) -> Job:
         if not job.number:

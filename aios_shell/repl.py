@@ -17,6 +17,7 @@ from typing import Any
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
@@ -26,6 +27,7 @@ from aios_shell.completion import ShellCompleter
 from aios_shell.shell import Shell
 from kernel import Kernel
 from kernel.events import TokenGenerated
+from kernel.process import State
 
 BANNER = "aios {version} — {backend} backend, model {model}. Type `help` for commands, `exit` or Ctrl-D to leave."
 RATE_WINDOW = 5.0  # seconds of tokens the toolbar's rate averages over
@@ -59,9 +61,16 @@ class Repl:
             history = self._history_file(kernel)
         self.completer = ShellCompleter(self.shell, [kernel.backend.model] if kernel.backend.model else [])
         self.meter = TokenMeter(kernel)
+        keys = KeyBindings()
+
+        @keys.add("c-z")
+        def _nothing_to_stop(event: Any) -> None:
+            """Ctrl-Z at the prompt: nothing runs in the foreground, so nothing happens (as in bash); it put a
+            ^Z character in the line, and the next command failed on it unseen."""
+
         self.session: PromptSession[str] = PromptSession(
             input=input, output=output, history=history, completer=self.completer, complete_while_typing=False,
-            bottom_toolbar=self.toolbar, refresh_interval=1.0,
+            bottom_toolbar=self.toolbar, refresh_interval=1.0, key_bindings=keys,
         )
         self.shell.history = lambda: list(self.session.history.get_strings())
         self.shell.clear_screen = self._clear
@@ -140,6 +149,8 @@ class Repl:
                 if not line.strip():
                     continue
                 await self.run_line(line)
+                if self.shell.exit_code is not None and not await self._confirm_exit():
+                    self.shell.exit_code = None  # `exit` asks as Ctrl-D does; `n` keeps the shell
         finally:
             self.asker.stop()
             self.meter.unsubscribe()
@@ -164,9 +175,14 @@ class Repl:
         live = self.shell.live_agents()
         if not live:
             return True
-        noun = "agent is" if len(live) == 1 else "agents are"
+        stopped = sum(1 for p in live if p.state is State.STOPPED)
+        running = len(live) - stopped
+        said = [f"{running} {'agent is' if running == 1 else 'agents are'} still running"] if running else []
+        if stopped:
+            said.append(f"{stopped} {'is' if stopped == 1 else 'are'} stopped" if running else
+                        f"{stopped} {'agent is' if stopped == 1 else 'agents are'} stopped")
         try:
-            answer = await self.read(f"{len(live)} {noun} still running; exit and hang up? [y/N] ", completer=None)
+            answer = await self.read(f"{' and '.join(said)}; exit and hang up? [y/N] ", completer=None)
         except (EOFError, KeyboardInterrupt):
             return True  # a second Ctrl-D leaves, as bash does after its warning
         return answer.strip().lower() in ("y", "yes")

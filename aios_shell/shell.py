@@ -316,9 +316,13 @@ class Shell:
                 rest = job.take_held()
                 self.write(rest if rest.endswith("\n") else rest + "\n")
             return
+        self.jobs.pop(job.number, None)  # first: whatever the printing does, the job has left the table
         hint = f"  (its output: logs {job.pid})" if job.held and job.pid else ""
-        self.print(f"[{job.number}]+  {job.state():<22}  {job.cmdline}{hint}")
-        self.jobs.pop(job.number, None)
+        line = f"[{job.number}]+  {job.state():<22}  {job.cmdline}{hint}"
+        if self.ctl.notices is not None:  # the monitor has the screen: said when it gives it back
+            self.ctl.notices.append(line)
+        else:
+            self.print(line)
 
     async def wait_foreground(self, job: Job) -> int:
         """Wait for a job in the foreground; Ctrl-Z (`suspend`) stops it and gives the shell back."""

@@ -39,7 +39,8 @@ async def help_(sh: Shell, args: argparse.Namespace) -> int:
     return 0
 
 
-@command("exit", "leave the shell (agents still running are hung up)", usage="exit [N]",
+@command("exit", "leave the shell (asks first when agents still run or are stopped: they are hung up)",
+         usage="exit [N]",
          args=lambda p: p.add_argument("code", nargs="?", type=int, help="exit status (default: $?)"))
 async def exit_(sh: Shell, args: argparse.Namespace) -> int:
     code = sh.status if args.code is None else args.code & 0xFF

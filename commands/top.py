@@ -45,10 +45,14 @@ async def top(sh: Shell, args: argparse.Namespace) -> int:
     from aios_shell.render import make_console
 
     sh.out = sh.err = make_console(held)
+    sh.ctl.notices = []  # and so are the job reports of the shell that started it
     try:
         await app.run_async()
     finally:
         sh.out, sh.err = saved
+        notices, sh.ctl.notices = sh.ctl.notices, None
         if held.getvalue():
             sh.write(held.getvalue())
+        for line in notices or ():
+            sh.print(line)
     return int(app.return_code or 0)

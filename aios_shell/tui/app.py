@@ -200,9 +200,9 @@ class MonitorApp(App[int]):
             return
         self._flush_scheduled = True
         delay = max(0.0, self._last_flush + self._interval - time.monotonic())
-        asyncio.get_running_loop().call_later(delay, self.call_later, self._flush)
+        asyncio.get_running_loop().call_later(delay, self.call_later, self._refresh_due)
 
-    def _flush(self) -> None:
+    def _refresh_due(self) -> None:  # (not `_flush`: Textual's App has one, which its print capture calls)
         self._flush_scheduled = False
         if not self.is_running:
             return

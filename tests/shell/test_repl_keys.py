@@ -104,3 +104,42 @@ async def test_toolbar_shows_user_model_policy_slots_and_rate(home: Path) -> Non
     policy = s.kernel.dispatcher.policy.name
     assert text == f" alice │ simulated sim-1 │ {policy} 0/3 run, 0 queued │ 0 tok/s "
     assert len(text) <= 80
+
+
+async def asked(home: Path, keys: str, decode_tps: float = 5) -> tuple[int, str, list[str]]:
+    """Run the REPL on `keys`; its status, its output and every question it put to the person."""
+    questions: list[str] = []
+    async with session(home, SimulatedBackend(decode_tps=decode_tps), interactive=True) as s:
+        with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
+            repl = Repl(s.kernel, input=inp, output=DummyOutput(), history=InMemoryHistory(), shell=s.shell)
+            read = repl.read
+
+            async def recording(message: str, **kw: object) -> str:
+                if "hang up" in message:
+                    questions.append(message)
+                return await read(message, **kw)
+
+            repl.read = recording  # type: ignore[method-assign]
+            inp.send_text(keys)
+            status = await asyncio.wait_for(repl.run(), 30)
+        return status, s.take()[0], questions
+
+
+async def test_exit_asks_as_ctrl_d_does_when_agents_still_run(home: Path) -> None:
+    status, out, questions = await asked(home, "run chat long &\rexit\rn\rjobs\rexit 3\ry\r")
+    assert "[1]+  Running" in out  # `n` kept the shell; `jobs` ran
+    assert questions == ["1 agent is still running; exit and hang up? [y/N] "] * 2
+    assert status == 3
+
+
+async def test_a_stopped_agent_is_counted_as_stopped(home: Path) -> None:
+    keys = "run chat long &\rrun chat long &\rkill -STOP %1\r\x04y\r"
+    status, _, questions = await asked(home, keys)
+    assert questions == ["1 agent is still running and 1 is stopped; exit and hang up? [y/N] "]
+    status, _, questions = await asked(home, "run chat long &\rkill -STOP %1\rexit\ry\r")
+    assert questions == ["1 agent is stopped; exit and hang up? [y/N] "]
+
+
+async def test_ctrl_z_at_an_empty_prompt_does_nothing(home: Path) -> None:
+    status, out, _, _ = await repl_session(home, SimulatedBackend(), "\x1aecho hi\rexit\r")
+    assert status == 0 and out.splitlines()[1:] == ["hi"]  # (the banner first)

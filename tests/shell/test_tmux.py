@@ -117,3 +117,26 @@ def test_the_readme_tour_in_80x24(tmp_path: Path, backend: str) -> None:
     for shown in screens.values():  # 80x24: nothing wider than the screen, the toolbar on the last line
         assert all(len(row) <= 80 for row in shown.splitlines())
         assert toolbar_drawn(shown, backend)
+
+
+def test_a_job_that_ends_while_top_is_open_is_reported_once_and_leaves_the_table(tmp_path: Path) -> None:
+    name = start_shell(tmp_path, tmp_path / "home", 100, 30)
+    try:
+        wait_for_prompt(name, 1)
+        tmux("send-keys", "-t", name, "-l", "run chat long &")
+        tmux("send-keys", "-t", name, "Enter")
+        wait_for_prompt(name, 2)
+        tmux("send-keys", "-t", name, "-l", "top")
+        tmux("send-keys", "-t", name, "Enter")
+        wait_for_screen(name, lambda shown: "RUNNING" in shown)
+        wait_for_screen(name, lambda shown: "1 exited hidden" in shown)  # it ended while the monitor showed
+        tmux("send-keys", "-t", name, "q")
+        wait_for_prompt(name, 3)
+        tmux("send-keys", "-t", name, "-l", "jobs; wait %1; echo waited $?")
+        tmux("send-keys", "-t", name, "Enter")
+        wait_for_prompt(name, 4)
+        everything = screen(name, history=True)
+    finally:
+        tmux("kill-session", "-t", name)
+    assert everything.count("[1]+  Done") == 1, everything  # said once, after the monitor
+    assert "Running" not in everything and "waited 127" in everything  # no stale job: wait %1 finds none
