@@ -32,6 +32,28 @@ class Event:
             out[name] = value.copy() if isinstance(value, (dict, list)) else value
         return out
 
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Event | None:
+        """The event `to_dict` made (as stored); None for a type this kernel does not know or fields that do
+        not fit it (an event stored by another version)."""
+        cls = _kinds().get(str(data.get("type")))
+        if cls is None:
+            return None
+        try:
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except TypeError:
+            return None
+
+
+def _kinds() -> dict[str, type[Event]]:
+    found: dict[str, type[Event]] = {}
+    todo = [Event]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found[sub.__name__] = sub
+            todo.append(sub)
+    return found
+
 
 @dataclass(frozen=True)
 class ProcessSpawned(Event):

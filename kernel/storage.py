@@ -364,7 +364,9 @@ class Storage:
         self.flush()
         return [dict(r) for r in self.db["messages"].rows_where("pid = ?", [pid], order_by="id")]
 
-    def events(self, pid: int | None = None, types: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    def events(self, pid: int | None = None, types: tuple[str, ...] = (), since: float | None = None,
+               last: int | None = None) -> list[dict[str, Any]]:
+        """Stored events, oldest first: of `pid`, of these `types`, from `since` on, only the `last` N."""
         self.flush()
         where, args = [], []
         if pid is not None:
@@ -373,7 +375,13 @@ class Storage:
         if types:
             where.append(f"type in ({','.join('?' * len(types))})")
             args.extend(types)
-        rows = self.db["events"].rows_where(" and ".join(where) or None, args, order_by="id")
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        order = "id desc" if last is not None else "id"
+        rows = list(self.db["events"].rows_where(" and ".join(where) or None, args, order_by=order, limit=last))
+        if last is not None:
+            rows.reverse()
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
 
     def record(self, event: Event) -> None:

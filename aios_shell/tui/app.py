@@ -170,6 +170,7 @@ class MonitorApp(App[int]):
         describe = self.kernel.backend.describe()
         self.sub_title = f"{clean(describe.get('backend', '?'), 20)} · {clean(describe.get('model', '?'), 40)} · " \
                          f"{clean(self.kernel.user, 20)}"
+        self.query_one(ToolLogPane).history(self.kernel)  # (no await in between: no event falls in the gap)
         self._unsubscribe = self.kernel.bus.on(self._on_event)
         broker = getattr(self.kernel, "permissions", None)
         if broker is not None:

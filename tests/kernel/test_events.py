@@ -47,3 +47,14 @@ async def test_a_slow_subscriber_drops_the_oldest() -> None:
 def test_strip_controls() -> None:
     hostile = "ok\x1b[2J\x1b]0;pwned\x07 red\x1b[31m!\x1b[0m\r\nbell\x07 nul\x00 tab\tend\x9b1m"
     assert strip_controls(hostile) == "ok red!\nbell nul tab\tend"
+
+
+def test_an_event_comes_back_from_its_stored_form() -> None:
+    from kernel.events import Event, PermissionRequested, ToolCalled
+
+    called = ToolCalled(pid=3, sid=4, tool="shell", args={"cmd": "ls"}, ts=12.5)
+    assert Event.from_dict(called.to_dict()) == called
+    asked = PermissionRequested(request_id=1, pid=3, user="a", program="p", tool="t", args={}, timeout=1, deadline=2)
+    assert Event.from_dict(asked.to_dict()) == asked
+    assert Event.from_dict({"type": "NoSuchEvent", "pid": 1}) is None
+    assert Event.from_dict({"type": "ToolCalled", "pid": 1}) is None  # fields missing: another version's

@@ -276,3 +276,27 @@ async def test_other_backends_show_what_describe_knows(home: Path) -> None:
             assert app.query_one(SystemPane).polls == 0  # nothing to ask
     finally:
         await kernel.shutdown()
+
+
+def test_a_call_that_waited_for_a_person_lasts_as_long_as_it_waited() -> None:
+    calls = ToolCalls()
+    calls.feed(ToolCalled(pid=4, sid=9, tool="shell", args={"cmd": "pwd"}))
+    calls.feed(PermissionRequested(request_id=1, pid=4, user="alice", program="react", tool="shell",
+                                   args={"cmd": "pwd"}, timeout=30, deadline=0))
+    calls.feed(PermissionDecided(request_id=1, pid=4, tool="shell", decision="once", by="user"))
+    calls.feed(SyscallDone(pid=4, sid=9, call="tool:shell", ok=True, wait_s=10.0, service_s=0.004))
+    (shell,) = calls.calls.values()
+    assert shell.duration == pytest.approx(10.004)  # not the 0.00s the program itself took
+
+
+async def test_the_tool_log_shows_calls_made_before_the_monitor_opened(kernel: Kernel, sim: SimulatedBackend) -> None:
+    sim.enqueue('CALL {"tool": "calc", "args": {"expression": "6*7"}}', "ANSWER: 42")
+    proc = kernel.spawn("react", ["compute"])
+    await asyncio.wait_for(kernel.wait(proc.pid), 10)
+    app = app_over(kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        await pilot.pause()
+        rows = rows_of(app.query_one(ToolLogPane))
+    assert [(r["PID"], r["TOOL"], r["ARGS"], r["DECISION"], r["OUTCOME"]) for r in rows] == [
+        (str(proc.pid), "calc", "expression=6*7", "allow", "ok")]

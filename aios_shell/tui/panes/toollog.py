@@ -108,7 +108,7 @@ class ToolCalls:
             call = self.calls.get(f"{event.pid}:{event.sid}") or self._open(event.pid, tool)
             if call is None:
                 call = self._add(ToolCall(f"{event.pid}:{event.sid}", event.ts, event.pid, tool))
-            call.duration, call.ok = event.service_s, event.ok
+            call.duration, call.ok = event.wait_s + event.service_s, event.ok  # as long as the agent waited
             call.outcome = "ok" if event.ok else clean(redact(event.error or "failed"), 200)
             if not call.decision:  # no person was asked: a rule decided (or the call was invalid)
                 denied = (event.error or "").startswith("permission denied")
@@ -153,6 +153,18 @@ class ToolLogPane(CachedRowTable):
         and at once: the layout that shows the scroll bar (without which a scroll is refused) may come later."""
         if self.following and new.height != old.height:
             self.scroll_end(animate=False, immediate=True, force=True)
+
+    def history(self, kernel: Any) -> None:
+        """The calls this kernel made before the pane opened, from the stored events."""
+        kinds = ("ToolCalled", "PermissionRequested", "PermissionDecided", "SyscallDone")
+        try:
+            stored = kernel.storage.events(types=kinds, since=kernel.boot_time, last=20 * self.log_calls.keep)
+        except Exception:  # the log's past is a convenience: never in the way of the monitor
+            return
+        for row in stored:
+            event = Event.from_dict(row["data"])
+            if event is not None:
+                self.log_calls.feed(event)
 
     def on_mount(self) -> None:
         self._rebuild()
