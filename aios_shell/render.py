@@ -33,14 +33,29 @@ def make_console(file: TextIO | None = None, stderr: bool = False) -> Console:
     )
 
 
+LAST_COLUMN_ROOM = 30  # what the last column (ps's CMD) keeps before optional columns give way
+
+
 def table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-          right: Sequence[str] = (), title: str | None = None) -> None:
+          right: Sequence[str] = (), title: str | None = None, optional: Sequence[str] = ()) -> None:
     """A Unix-looking table, as ps prints it: columns two spaces apart, numbers right-aligned.
 
-    Every column keeps its full width; on a terminal the last one is cut (…) at the screen's edge.
+    Every column keeps its full width. On a terminal too narrow for the table, the `optional` columns are
+    left out, in that order, until the last column has LAST_COLUMN_ROOM (ps keeps CMD); then it is cut (…) at
+    the screen's edge.
     """
     cells = [[strip_controls(str(c)).replace("\n", " ") for c in row] for row in rows]
     widths = [max([len(col), *(len(row[i]) for row in cells)]) for i, col in enumerate(columns)]
+    if console.is_terminal and optional:
+        keep = list(range(len(columns)))
+        room = min(widths[-1], LAST_COLUMN_ROOM)
+        for name in optional:
+            if sum(widths[i] + 2 for i in keep[:-1]) + room <= console.width or name not in columns:
+                continue
+            keep.remove(list(columns).index(name))
+        columns = [columns[i] for i in keep]
+        cells = [[row[i] for i in keep] for row in cells]
+        widths = [widths[i] for i in keep]
 
     def line(values: Sequence[str]) -> str:
         parts = []

@@ -110,8 +110,9 @@ class Shell:
         line = strip_controls(message.replace("\r", "\\r").replace("\n", "\\n"))
         self.err.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
 
-    def table(self, columns: list[str], rows: list[list[Any]], right: tuple[str, ...] = ()) -> None:
-        table(self.out, columns, rows, right=right)
+    def table(self, columns: list[str], rows: list[list[Any]], right: tuple[str, ...] = (),
+              optional: tuple[str, ...] = ()) -> None:
+        table(self.out, columns, rows, right=right, optional=optional)
 
     def json(self, obj: Any) -> None:
         self.out.file.write(to_json(obj) + "\n")

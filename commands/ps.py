@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 COLUMNS = ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "CMD"]
 LONG = ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "WAIT", "CALLS", "SWITCHES", "QUOTA",
         "CMD"]
+# on a terminal too narrow for CMD, these give way first (PRI is 20 + NI; the rest are ps -l's extras)
+NARROW = ("PRI", "QUOTA", "SWITCHES", "WAIT", "%CTX", "PPID", "CALLS", "USER")
 RIGHT = ("PID", "PPID", "PRI", "NI", "%CTX", "TOKENS", "TIME", "WAIT", "CALLS", "SWITCHES")
 SORT_KEYS: dict[str, Any] = {
     "pid": lambda p: p.pid, "ppid": lambda p: p.ppid, "user": lambda p: p.user, "nice": lambda p: p.nice,
@@ -115,5 +117,5 @@ async def ps(sh: Shell, args: argparse.Namespace) -> int:
         if args.long:
             row += [fmt_time(used.queue_wait), p.syscalls, p.ctx_switches, sh.kernel.quotas.describe(p.user)]
         rows.append([*row, cmd])
-    sh.table(LONG if args.long else COLUMNS, rows, right=RIGHT)
+    sh.table(LONG if args.long else COLUMNS, rows, right=RIGHT, optional=NARROW)
     return 0

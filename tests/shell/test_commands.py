@@ -189,3 +189,23 @@ async def test_help_works_for_every_command(home: Path) -> None:
         commands = [line.split()[0] for line in listed if line[:1].isalpha() and not line.startswith(("Agents",
                                                                                                       "Language"))]
         assert commands == sorted(commands) and "source" in commands and "." not in commands
+
+
+async def test_ps_keeps_cmd_on_a_narrow_terminal(home: Path) -> None:
+    from rich.console import Console
+
+    async with session(home, quick()) as s:
+        await s.run("run chat hello there")
+        screen = io.StringIO()
+        s.shell.out = Console(file=screen, force_terminal=True, width=80, color_system=None)
+        for line in ("ps -a -l", "ps -a"):
+            await s.run(line)
+            shown = screen.getvalue().splitlines()
+            screen.seek(0)
+            screen.truncate()
+            assert all(len(row) <= 80 for row in shown), line
+            assert shown[0].split()[-1] == "CMD" and shown[1].endswith("chat hello there"), (line, shown)
+            assert {"TOKENS", "TIME", "STATE"} <= set(shown[0].split())
+        s.shell.out = Console(file=screen, force_terminal=True, width=200, color_system=None)
+        await s.run("ps -a -l")
+        assert "SWITCHES" in screen.getvalue().splitlines()[0]  # room enough: every column
