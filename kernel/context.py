@@ -67,6 +67,7 @@ class ContextSnapshot:
     partial: str
     tokens: int  # what the model must read again to go on: prompt + partial
     reason: str
+    produced: int = 0  # tokens of the partial answer
     ts: float = field(default_factory=clock.now)
 
     @property
@@ -204,14 +205,14 @@ class ContextManager:
         """`call`'s context as it leaves its slot."""
         prompt = self._calls[call.sid][1] if call.sid in self._calls else self.count(call.request.messages)
         snap = ContextSnapshot(pid=call.pid, sid=call.sid, request=call.request, partial=call.raw,
-                               tokens=prompt + self.tokens(call.raw), reason=reason)
+                               tokens=prompt + self.tokens(call.raw), reason=reason, produced=call.chunks)
         self._snapshots[call.pid] = snap
         return snap
 
     @staticmethod
     def restore(snapshot: ContextSnapshot) -> LLMRequest:
         """The request that continues a snapshotted call: its prompt, then its partial answer."""
-        return replace(snapshot.request, partial=snapshot.partial)
+        return snapshot.request.continued(snapshot.partial, snapshot.produced)
 
     def latest_snapshot(self, pid: int) -> ContextSnapshot | None:
         return self._snapshots.get(pid)

@@ -9,7 +9,7 @@ cancelling the task that iterates it) must stop the generation at the next token
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 Message = dict[str, Any]
@@ -28,6 +28,13 @@ class LLMRequest:
     options: dict[str, Any] = field(default_factory=dict)
     # tools the model may call (function schemas); backends with native tool calling pass them on
     tools: list[dict[str, Any]] = field(default_factory=list)
+
+    def continued(self, partial: str, produced: int) -> LLMRequest:
+        """This request, to go on after `partial` (`produced` tokens of answer so far): what it has counts
+        against its max_tokens, so a call preempted or stopped and resumed is no longer than it asked for."""
+        if not partial:
+            return replace(self, partial="")
+        return replace(self, partial=partial, max_tokens=max(1, self.max_tokens - produced))
 
 
 @dataclass(frozen=True)

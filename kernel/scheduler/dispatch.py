@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from kernel import clock
@@ -135,10 +134,7 @@ class Dispatcher:
         call.wait_s += now - call.queued_at
         kernel.bus.publish(SyscallDispatched(pid=call.pid, sid=call.sid, slot=call.slot or 0))
         kernel.set_state(proc, State.WAITING, "llm")
-        # a resumed call continues its answer: what it already has counts against its max_tokens
-        request = replace(call.request, partial=call.raw,
-                          max_tokens=max(1, call.request.max_tokens - call.chunks) if call.raw else
-                          call.request.max_tokens)
+        request = call.request.continued(call.raw, call.chunks)
         stream = self.backend.stream(request)
         started = clock.monotonic()
         outcome: LLMResult | BaseException | None = None
