@@ -43,6 +43,8 @@ def test_the_issue_script_verbatim(tmp_path: Path) -> None:
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    rows = {row["pid"]: row for row in json.loads(out.stdout)}
+    answer, _, listing = out.stdout.partition("\n[")  # the short answer (a script prints its & jobs), then ps
+    assert answer.strip() and "\n" not in answer.strip()
+    rows = {row["pid"]: row for row in json.loads("[" + listing)}
     assert rows[1]["signal"] == 9 and rows[1]["status"] == "EXITED(SIGKILL)" and rows[1]["exit_code"] == 137
     assert rows[2]["exit_code"] == 0 and rows[2]["status"] == "EXITED(0)"

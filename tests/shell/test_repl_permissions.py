@@ -42,7 +42,7 @@ class Typing:
         return self.out.getvalue()
 
     async def exit(self) -> int:
-        self.inp.send_text("exit 0\n")
+        self.inp.send_text("exit 0\ny\n")  # `y`: when an agent still runs, exit asks before hanging it up
         return await asyncio.wait_for(self.task, 10)
 
 
