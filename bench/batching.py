@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import kernel.llm  # noqa: F401 - first: it sets OpenMP's spin (for both sides) before llama_cpp loads libgomp
+
+# isort: split
 import llama_cpp
 import numpy as np
 from llama_cpp._internals import LlamaBatch, LlamaContext
