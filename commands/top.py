@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 def _args(p: ArgParser) -> None:
     p.add_argument("--theme", metavar="NAME", help="dark (default), light or high-contrast; remembered")
-    p.epilog = "keys: k term, K kill, s stop/cont, +/- renice, / filter, t theme, : command, ? help, q quit"
+    p.epilog = ("keys: k term, K kill, s stop/cont, +/- renice, / filter, o sort menu (< > step, I reverse), "
+                "e exited, T tree, t theme, : command, ? help, q quit")
 
 
 def is_terminal(sh: Shell) -> bool:
