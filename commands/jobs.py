@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, command
@@ -53,9 +54,9 @@ def _spec_args(p: ArgParser) -> None:
 def _find(sh: Shell, spec: str, name: str) -> Job:
     job = sh.ctl.find(spec if spec.startswith("%") else "%" + spec)
     if job is None:
-        raise CommandError(f"{spec if spec != '%+' else 'current'}: no such job")
+        raise CommandError(f"{shlex.quote(spec) if spec != '%+' else 'current'}: no such job")
     if job.done:
-        raise CommandError(f"{spec}: job has terminated")
+        raise CommandError(f"{shlex.quote(spec)}: job has terminated")
     return job
 
 

@@ -62,7 +62,7 @@ def parse_targets(sh: Shell, text: str) -> list[int]:
     if text.startswith("%"):
         job = sh.ctl.find(text)
         if job is None:
-            raise UsageError(f"{text}: no such job")
+            raise UsageError(f"{shlex.quote(text)}: no such job")
         pids = [p.pid for p in job.live()] or [p.pid for p in job.procs]
         if not pids:
             raise UsageError(f"{text}: the job has no agents")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, command
@@ -30,7 +31,7 @@ async def wait(sh: Shell, args: argparse.Namespace) -> int:
         if target.startswith("%"):
             job = sh.ctl.find(target)
             if job is None or job.task is None:
-                sh.error(f"wait: {target}: no such job")
+                sh.error(f"wait: {shlex.quote(target)}: no such job")
                 status = 127
                 continue
             await asyncio.wait([job.task])

@@ -85,3 +85,12 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0, step: floa
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(step)
+
+
+CHAIN = ("import os, time\nr, w = os.pipe()\nfirst = True\nwhile True:\n    if os.fork():\n"
+         "        need = 20 if first else 1  # the run's own process waits for 20 hops, each later one for 1\n"
+         "        while need > 0:\n            need -= len(os.read(r, need))\n        os._exit(0)\n"
+         "    first = False\n    os.setsid()\n    open('hop', 'a').write('.')\n    os.write(w, b'.')\n"
+         "    time.sleep(0.01)\n")
+"""A program that re-forks in `setsid` chains every 10 ms, each copy writing a dot to `hop`; the run's own process
+ends once the chain has made 20 hops (so a loaded machine cannot end the run before the chain got going)."""
