@@ -151,8 +151,8 @@ class Process:
             elif call.dispatched_at is None:
                 wait += max(0.0, now - call.queued_at)  # still waiting for its first slot
             if call.dispatched_at is not None:
-                prompt += call.prompt_estimate
-                ctx = call.prompt_estimate + call.chunks
+                prompt += call.prompt_so_far
+                ctx = call.prompt_so_far + call.chunks
         return Usage(prompt, completion, run, wait, ctx)
 
     @property

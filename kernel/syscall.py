@@ -65,6 +65,11 @@ class LLMCall:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def prompt_so_far(self) -> int:
+        """The prompt tokens it counts for now: its prompt once a slot has read it, until the backend's figure."""
+        return self.prompt_estimate if self.dispatched_at is not None else 0
+
     def __lt__(self, other: LLMCall) -> bool:  # heap tie-break
         return self.seq < other.seq
 

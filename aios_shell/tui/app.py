@@ -343,10 +343,7 @@ class MonitorApp(App[int]):
         self.push_screen(SortMenu(COLUMNS, pane.sort_column, pane.sort_reverse), chosen)
 
     def action_sort_step(self, step: int) -> None:
-        if step > 0:
-            self.processes.next_sort()
-        else:
-            self.processes.previous_sort()
+        self.processes.step_sort(step)
 
     def action_sort_invert(self) -> None:
         self.processes.invert_sort()

@@ -186,14 +186,10 @@ class ProcessPane(Vertical):
             self.sort_column, self.sort_reverse = column, column in ("%CTX", "TOKENS", "TIME")
         self.update_view(force=True)
 
-    def next_sort(self) -> None:
+    def step_sort(self, step: int) -> None:
+        """Sort by the column `step` places to the right (left when negative)."""
         i = COLUMNS.index(self.sort_column)
-        self.sort_column = COLUMNS[(i + 1) % len(COLUMNS)]
-        self.update_view(force=True)
-
-    def previous_sort(self) -> None:
-        i = COLUMNS.index(self.sort_column)
-        self.sort_column = COLUMNS[(i - 1) % len(COLUMNS)]
+        self.sort_column = COLUMNS[(i + step) % len(COLUMNS)]
         self.update_view(force=True)
 
     def invert_sort(self) -> None:

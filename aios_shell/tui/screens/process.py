@@ -179,8 +179,7 @@ class ProcessScreen(Screen[None]):
         table = self.query_one("#syscalls", DataTable)
         for call in list(proc.inflight):
             row = self._syscalls.get(call.sid)
-            prompt = call.prompt_estimate if call.dispatched_at is not None else 0
-            if row is None or row[3] == (tokens := f"{prompt}/{call.chunks}"):
+            if row is None or row[3] == (tokens := f"{call.prompt_so_far}/{call.chunks}"):
                 continue
             row[3] = tokens
             if str(call.sid) in table.rows:
