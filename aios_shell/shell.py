@@ -395,7 +395,7 @@ class Shell:
         live = job.live()
         if not live and job.task is not None:
             job.task.cancel()  # `sleep`, `wait`, `logs -f`: interrupt the builtin itself
-        for proc in live:
+        for proc in self.family(job):
             try:
                 self.kernel.signal(proc.pid, Signal.INT)
             except KernelError:
@@ -406,12 +406,17 @@ class Shell:
         job = self.ctl.fg
         if job is None or not job.live():
             return
-        for proc in job.live():
+        for proc in self.family(job):
             try:
                 self.kernel.signal(proc.pid, Signal.STOP)
             except KernelError:
                 pass
         job.suspended.set()
+
+    def family(self, job: Job) -> list[Process]:
+        """The job's live agents and the children they started: what job control signals, as a shell signals
+        a process group."""
+        return self.kernel.procs.family(job.procs)
 
     def live_agents(self) -> list[Process]:
         """This user's processes still running in this kernel."""

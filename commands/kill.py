@@ -58,12 +58,12 @@ def parse_pid(sh: Shell, text: str) -> int:
 
 
 def parse_targets(sh: Shell, text: str) -> list[int]:
-    """A pid, or every process of a job spec `%N` (`%%`, `%+`, `%-` as in bash)."""
+    """A pid, or every process of a job spec `%N` (`%%`, `%+`, `%-` as in bash) with the children they started."""
     if text.startswith("%"):
         job = sh.ctl.find(text)
         if job is None:
             raise UsageError(f"{shlex.quote(text)}: no such job")
-        pids = [p.pid for p in job.live()] or [p.pid for p in job.procs]
+        pids = [p.pid for p in sh.family(job)] or [p.pid for p in job.procs]
         if not pids:
             raise UsageError(f"{text}: the job has no agents")
         return pids

@@ -379,6 +379,8 @@ class Kernel:
                 self.dispatcher.hold(pid)
         elif sig is Signal.CONT:
             self._continue(proc)
+        elif proc.pending_signal is not None:
+            pass  # already ending (its cleanup runs): a second TERM must not cancel that; KILL still comes
         else:  # TERM, HUP, INT: cancel now, KILL after the grace period
             proc.pending_signal = sig
             self.dispatcher.cancel_pid(pid)

@@ -272,3 +272,18 @@ class ProcessTable:
 
     def alive(self) -> list[Process]:
         return [p for p in self if p.alive]
+
+    def family(self, procs: list[Process]) -> list[Process]:
+        """The live ones of `procs` and, after each, its live descendants: what a signal to a job reaches,
+        as a shell's signal to a process group does."""
+        children: dict[int, list[Process]] = {}
+        for p in self.alive():
+            children.setdefault(p.ppid, []).append(p)
+        found: dict[int, Process] = {}
+        todo = [p for p in procs if p.alive]
+        while todo:
+            p = todo.pop(0)
+            if p.pid not in found:
+                found[p.pid] = p
+                todo[:0] = children.get(p.pid, [])
+        return list(found.values())

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from kernel import clock
 from kernel.errors import NoSuchProcess
 from kernel.llm.backend import LLMRequest, Message
+from kernel.process import Signal, State
 from kernel.tools.registry import ToolResult
 
 if TYPE_CHECKING:
@@ -176,6 +177,7 @@ class AgentContext:
         self._proc = proc
         self.memory = MemoryView(kernel, proc)
         self.files = FilesView(self)
+        self._waits = 0  # children being waited for, by as many tasks of this agent
 
     @property
     def pid(self) -> int:
@@ -253,13 +255,37 @@ class AgentContext:
                                    ppid=self._proc.pid, stdin=pipe, workspace=self._kernel.workspace(self._proc))
         return child.pid
 
-    async def wait(self, pid: int) -> int:
-        """Wait for a child to exit; returns its exit code (128+N when signal N ended it)."""
+    def _child(self, pid: int) -> Process:
         child = self._kernel.procs.get(pid)
         if child is None or child.ppid != self._proc.pid:
             raise NoSuchProcess(pid)
-        await child.exited.wait()
+        return child
+
+    async def wait(self, pid: int) -> int:
+        """Wait for a child to exit (`ps` shows WAITING(child)); returns its exit code (128+N when signal N
+        ended it)."""
+        child = self._child(pid)
+        if child.alive:
+            self._waits += 1
+            self._kernel.set_state(self._proc, State.WAITING, "child")
+            try:
+                await child.exited.wait()
+            finally:
+                self._waits -= 1
+                if not self._waits:
+                    self._kernel.set_state(self._proc, State.RUNNING)
         return child.exit_code if child.exit_code is not None else 1
+
+    def signal(self, pid: int, sig: Signal = Signal.TERM) -> None:
+        """Send a signal to a child (nothing if it has already exited)."""
+        child = self._child(pid)
+        if child.alive:
+            self._kernel.signal(pid, sig, sender=self._proc.user)
+
+    @property
+    def signalled(self) -> Signal | None:
+        """The signal that is ending this process (TERM, INT, HUP, KILL), once one was sent; else None."""
+        return self._proc.pending_signal
 
     def output(self, pid: int) -> str:
         """What a child has written so far."""

@@ -12,6 +12,7 @@ from kernel.events import SyscallPreempted, TokenGenerated
 from kernel.kernel import Kernel, boot
 from kernel.llm.simulated import SimulatedBackend
 from kernel.process import Signal, State
+from kernel.syscall import Pipe
 from tests.conftest import make_config, until
 from tests.shell.helpers import add_agent
 
@@ -172,6 +173,28 @@ async def test_term_lets_an_agent_clean_up_and_exit_its_way(kernel: Kernel, home
     proc = kernel.spawn("tidy")
     await until(lambda: proc.status == "RUNNING")
     kernel.signal(proc.pid, Signal.TERM)
+    await kernel.wait(proc.pid)
+    assert proc.status == "EXITED(3)"
+
+
+async def test_a_second_term_does_not_cut_short_the_cleanup_the_first_began(kernel: Kernel, home: Path) -> None:
+    put_agent(home, "tidy", (
+        "import asyncio\n"
+        "async def main(ctx):\n"
+        "    try:\n"
+        "        await asyncio.sleep(10)\n"
+        "    except asyncio.CancelledError:\n"
+        "        await ctx.print('cleaning')\n"
+        "        await ctx.stdin.read()  # cleanup that takes a while: until the test closes the pipe\n"
+        "        return 3\n"
+    ))
+    pipe = Pipe()
+    proc = kernel.spawn("tidy", stdin=pipe)
+    await until(lambda: proc.status == "RUNNING")
+    kernel.signal(proc.pid, Signal.TERM)
+    await until(lambda: "cleaning" in "".join(proc.output))
+    kernel.signal(proc.pid, Signal.TERM)  # as a job's TERM reaches a child its parent also passes TERM to
+    pipe.close()
     await kernel.wait(proc.pid)
     assert proc.status == "EXITED(3)"
 

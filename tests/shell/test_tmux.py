@@ -24,10 +24,11 @@ TOUR = [
     "bg                 # CONT: it goes on where it stopped",
     "renice 10 %1       # be nicer to the others",
     'run chat "Name three fish." | run chat "Translate into French:"',
+    'run parallel chat "A fish?" "A bird?"   # a child agent each, at once',
     'run chat "Write a haiku." > haiku.txt; cat haiku.txt',
     "ls /proc/$!",
     "cat /proc/$!/status",
-    "wait; ps -a --forest",
+    "wait; ps -a --forest   # -a: exited ones too; \\_ marks the children parallel started",
     "sched                  # the scheduler: policy, slots, ready queue",
     "help kill",
 ]
@@ -112,7 +113,8 @@ def test_the_readme_tour_in_80x24(tmp_path: Path, backend: str) -> None:
     assert "[1]+  Stopped" in screens["jobs"], everything
     assert "(process ID) old priority 0, new priority 10" in everything
     assert (tmp_path / "haiku.txt").read_text().strip()
-    assert "EXITED(0)" in screens["wait; ps -a --forest"]
+    assert "EXITED(0)" in screens[TOUR[-3]]
+    assert "\\_ chat A fish?" in screens[TOUR[-3]]  # parallel's children, under it
     assert "usage: kill" in screens["help kill"]
     for shown in screens.values():  # 80x24: nothing wider than the screen, the toolbar on the last line
         assert all(len(row) <= 80 for row in shown.splitlines())

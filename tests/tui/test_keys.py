@@ -15,6 +15,7 @@ from aios_shell.tui.screens.help import HelpScreen
 from aios_shell.tui.screens.process import ProcessScreen
 from aios_shell.tui.screens.sort import SortMenu
 from kernel.kernel import Kernel
+from kernel.process import Signal
 from tests.conftest import until
 
 SIZE = (160, 45)
@@ -244,6 +245,23 @@ async def test_o_sorts_and_T_shows_the_tree(app_kernel: Kernel) -> None:
         assert app.processes.sort_reverse is not reverse
         await pilot.press("T")
         assert app.processes.tree_view and "tree" in str(app.processes.border_subtitle)
+
+
+async def test_T_draws_the_children_an_agent_started_under_it(app_kernel: Kernel) -> None:
+    parent = app_kernel.spawn("parallel", ["workload", "100000", "100000"])
+    await until(lambda: len([p for p in app_kernel.procs if p.ppid == parent.pid]) == 2)
+    kids = [p.pid for p in app_kernel.procs if p.ppid == parent.pid]
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.ready.wait()
+        await pilot.press("T")
+        await pilot.pause()
+        pids = visible_pids(app)
+        assert pids[pids.index(parent.pid) + 1:pids.index(parent.pid) + 3] == kids
+        table = app.processes.table
+        assert [str(table.get_cell(str(pid), "CMD")) for pid in kids] == ["└─ workload 100000"] * 2
+        assert str(table.get_cell(str(parent.pid), "STATE")) == "WAITING(child)"
+    app_kernel.signal(parent.pid, Signal.KILL)
 
 
 async def test_o_opens_a_sort_menu_whose_keys_are_its_own(app_kernel: Kernel) -> None:
