@@ -106,11 +106,10 @@ class Repl:
     def toolbar(self) -> str:
         """`alice │ simulated sim-1 │ fifo 1/4 run, 0 queued │ 12 tok/s` — fits 80 columns."""
         k = self.kernel
-        d = k.dispatcher
-        slots = getattr(d, "slots", k.backend.slots)
+        info = self.shell.api.sched(queue_limit=0)
         model = k.backend.model if len(k.backend.model) <= 24 else k.backend.model[:23] + "…"
-        return (f" {k.user} │ {k.backend.name} {model} │ {d.policy.name} {len(d.running)}/{slots} run, "
-                f"{len(d.queue())} queued │ {self.meter.rate():.0f} tok/s ")
+        return (f" {k.user} │ {k.backend.name} {model} │ {info.policy} {info.busy}/{len(info.slots)} run, "
+                f"{info.queued} queued │ {self.meter.rate():.0f} tok/s ")
 
     def _clear(self) -> None:
         self.session.output.erase_screen()

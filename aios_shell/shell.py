@@ -24,6 +24,7 @@ from aios_shell.lang import AndOr, Command, ParseError, parse
 from aios_shell.render import make_console, table, to_json
 from commands.registry import CommandError, HelpShown, UsageError, lookup
 from kernel import Kernel
+from kernel.api import KernelAPI
 from kernel.errors import KernelError
 from kernel.events import ProcessExited, ProcessOutput
 from kernel.llm.backend import BackendError
@@ -59,6 +60,7 @@ class Shell:
         cwd: Path | None = None,
     ) -> None:
         self.kernel = kernel
+        self.api = KernelAPI(kernel)  # the door into the kernel, for the kernel's user
         self.out = out or make_console()
         self.err = err or make_console(stderr=True)
         self.interactive = interactive

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, command
-from kernel import clock
 from kernel.scheduler import POLICIES
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
 
 JSON_SHAPE = """\
-{"policy": str, "params": {str: number}, "slots": int, "preemptions": int,
+{"policy": str, "params": {str: number}, "slots": int, "preemptions": int, "queued": int,
  "running": [{"slot": int, "pid": int, "user": str, "cmd": str, "tokens": int}],
- "queue": [{"pos": int, "pid": int, "user": str, "nice": int, "wait_s": float, "reason": str}]}"""
+ "queue": [{"pos": int, "pid": int, "user": str, "nice": int, "cmd": str, "wait_s": float, "reason": str}]}"""
 
 
 def _args(p: ArgParser) -> None:
@@ -28,49 +27,26 @@ def _args(p: ArgParser) -> None:
                 "srpt (fewest tokens left first, waiting counts; the default)")
 
 
-def snapshot(sh: Shell) -> dict[str, Any]:
-    d = sh.kernel.dispatcher
-    now = clock.now()
-    described = d.policy.describe()
-    return {
-        "policy": described.pop("policy"),
-        "params": described,
-        "slots": d.slots,
-        "preemptions": d.preemptions,
-        "running": [
-            {"slot": slot, "pid": c.pid, "user": c.proc.user, "cmd": c.proc.cmdline, "tokens": c.chunks}
-            for slot, c in sorted(d.running.items())
-        ],
-        "queue": [
-            {"pos": i + 1, "pid": c.pid, "user": c.proc.user, "nice": c.proc.nice,
-             "wait_s": round(now - c.queued_at, 3), "reason": d.policy.reason(c)}
-            for i, c in enumerate(d.queue())
-        ],
-    }
-
-
 @command("sched", "show the scheduler (policy, slots, ready queue) or switch it live",
          usage="sched [POLICY] [--slice N] [--slots P] [--json]", args=_args, json_shape=JSON_SHAPE,
          examples=("sched", "sched fair --slice 16", "sched --slots 4", "sched --json"))
 async def sched(sh: Shell, args: argparse.Namespace) -> int:
+    api = sh.api
     if args.policy or args.slice is not None or args.slots is not None:
-        sh.kernel.sched(args.policy, slice=args.slice, slots=args.slots)
-    snap = snapshot(sh)
+        info = api.set_sched(args.policy, slice=args.slice, slots=args.slots)
+    else:
+        info = api.sched()
     if args.json:
-        sh.json(snap)
+        sh.json(info.to_dict())
         return 0
-    params = " ".join(f"{k}={v}" for k, v in snap["params"].items())
-    sh.print(f"policy {snap['policy']}{f' ({params})' if params else ''}")
-    sh.print(f"{snap['slots']} slots: {len(snap['running'])} running, {len(snap['queue'])} queued, "
-             f"{snap['preemptions']} preemptions")
-    slots = {r["slot"]: r for r in snap["running"]}
-    rows = []
-    for slot in range(snap["slots"]):
-        r = slots.get(slot)
-        rows.append([slot, r["pid"], r["user"], r["tokens"], r["cmd"]] if r else [slot, "-", "-", "-", "(idle)"])
+    params = " ".join(f"{k}={v}" for k, v in info.params.items())
+    sh.print(f"policy {info.policy}{f' ({params})' if params else ''}")
+    sh.print(f"{len(info.slots)} slots: {info.busy} running, {info.queued} queued, {info.preemptions} preemptions")
+    rows = [[s.slot, s.pid, s.user, s.tokens, s.cmd] if not s.idle else [s.slot, "-", "-", "-", "(idle)"]
+            for s in info.slots]
     sh.table(["SLOT", "PID", "USER", "TOKENS", "CMD"], rows, right=("SLOT", "PID", "TOKENS"))
-    if snap["queue"]:
+    if info.queue:
         sh.print("")
-        rows = [[q["pos"], q["pid"], q["user"], q["nice"], f"{q['wait_s']:.1f}s", q["reason"]] for q in snap["queue"]]
+        rows = [[q.pos, q.pid, q.user, q.nice, f"{q.wait_s:.1f}s", q.reason] for q in info.queue]
         sh.table(["POS", "PID", "USER", "NI", "WAIT", "REASON"], rows, right=("POS", "PID", "NI", "WAIT"))
     return 0

@@ -1,7 +1,6 @@
 """Read-only views of the kernel for the panes, taken on a batched refresh (never in a polling loop).
 
-Everything here goes through the kernel's public objects (`procs`, `dispatcher`, `backend`) and
-tolerates a scheduler that lacks an attribute, so the monitor keeps working while the scheduler grows.
+Processes come from the kernel's process table, the scheduler from its API (`kernel.api`).
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from commands.ps import fmt_time
+from kernel.api import KernelAPI, SchedInfo
 from kernel.sanitize import one_line, strip_controls
 
 if TYPE_CHECKING:
@@ -80,38 +80,14 @@ def rows(kernel: Kernel) -> list[Row]:
     return [row(p, ctx_window) for p in kernel.procs]
 
 
-def slots(kernel: Kernel) -> list[tuple[int, Any]]:
-    """(slot, call or None) for each of the backend's P slots."""
-    dispatcher = kernel.dispatcher
-    count = int(getattr(dispatcher, "slots", 0) or getattr(kernel.backend, "slots", 1))
-    running = dict(getattr(dispatcher, "running", {}))
-    return [(slot, running.get(slot)) for slot in range(count)]
-
-
-def ready_queue(kernel: Kernel, limit: int = 50) -> tuple[list[tuple[Any, str]], int]:
-    """The first `limit` queued calls in the order they will run, each with the policy's reason; and the total."""
-    dispatcher = kernel.dispatcher
-    calls = list(dispatcher.queue())
-    policy = dispatcher.policy
-    out = []
-    for call in calls[:limit]:
-        try:
-            reason = policy.reason(call)
-        except Exception as exc:  # a policy bug must not take the monitor down
-            reason = f"? ({type(exc).__name__})"
-        out.append((call, clean(reason, 80)))
-    return out, len(calls)
+def sched(kernel: Kernel, queue_limit: int | None = 0) -> SchedInfo:
+    """The scheduler as the kernel's API shows it (the queue's first `queue_limit` entries)."""
+    return KernelAPI(kernel).sched(queue_limit=queue_limit)
 
 
 def summary(kernel: Kernel) -> str:
     """The scheduler in one line, for a screen too narrow for its pane: `srpt · slots 3/4 · 2 queued`."""
-    taken = slots(kernel)
-    busy = sum(1 for _, call in taken if call is not None)
-    return f"{policy_name(kernel)} · slots {busy}/{len(taken)} · {len(kernel.dispatcher.queue())} queued"
-
-
-def policy_name(kernel: Kernel) -> str:
-    return str(getattr(kernel.dispatcher.policy, "name", "?"))
+    return sched(kernel).summary()
 
 
 def clean_block(text: object) -> str:

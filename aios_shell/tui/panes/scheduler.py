@@ -40,31 +40,30 @@ class SchedulerPane(Static):
             return
         theme = self.app.current_theme
         preempt, switch = self.rates(self.app.clock())
-        slots = view.slots(kernel)
-        busy = sum(1 for _, call in slots if call is not None)
+        room = max(1, self.size.height - 2) if self.size.height else 20  # at most; the slots take some
+        info = view.sched(kernel, queue_limit=room)
         head = Text.assemble(
-            ("policy ", "dim"), (view.policy_name(kernel), f"bold {theme.accent}"),
-            ("  slots ", "dim"), f"{busy}/{len(slots)}",
+            ("policy ", "dim"), (info.policy, f"bold {theme.accent}"),
+            ("  slots ", "dim"), f"{info.busy}/{len(info.slots)}",
             ("  preempt ", "dim"), f"{preempt:.1f}/s", ("  switch ", "dim"), f"{switch:.1f}/s",
         )
         grid = Table.grid(padding=(0, 1), expand=True)
         grid.add_column("slot", justify="right", style="dim", no_wrap=True)
         grid.add_column("pid", justify="right", no_wrap=True)
         grid.add_column("what", ratio=1, no_wrap=True, overflow="ellipsis")
-        for slot, call in slots:
-            if call is None:
-                grid.add_row(f"P{slot}", "", Text("idle", style="dim"))
+        for slot in info.slots:
+            if slot.idle:
+                grid.add_row(f"P{slot.slot}", "", Text("idle", style="dim"))
             else:
-                cmd = view.clean(call.proc.cmdline, 60)
-                grid.add_row(f"P{slot}", Text(str(call.pid), style=f"bold {theme.success}"),
-                             f"{cmd} · {getattr(call, 'chunks', 0)} tok")
-        room = max(1, self.size.height - len(slots) - 2) if self.size.height else 20
-        queued, total = view.ready_queue(kernel, limit=room)
+                grid.add_row(f"P{slot.slot}", Text(str(slot.pid), style=f"bold {theme.success}"),
+                             f"{view.clean(slot.cmd, 60)} · {slot.tokens} tok")
+        room = max(1, self.size.height - len(info.slots) - 2) if self.size.height else 20
         queue = Table.grid(padding=(0, 1), expand=True)
         queue.add_column("n", justify="right", style="dim", no_wrap=True)
         queue.add_column("pid", justify="right", no_wrap=True)
         queue.add_column("why", ratio=1, no_wrap=True, overflow="ellipsis")
-        for n, (call, reason) in enumerate(queued, 1):
-            queue.add_row(str(n), Text(str(call.pid), style=str(theme.warning)), reason)
+        for entry in info.queue[:room]:
+            queue.add_row(str(entry.pos), Text(str(entry.pid), style=str(theme.warning)), view.clean(entry.reason, 80))
+        total = info.queued
         title = Text.assemble(("ready queue ", "dim"), str(total), (" (empty)" if not total else "", "dim"))
         self.update(Group(head, grid, title, queue), layout=False)  # its size is fixed: no relayout

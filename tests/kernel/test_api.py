@@ -1,0 +1,65 @@
+"""The kernel's API: the scheduler's read model, as `sched`, the bottom bar and the monitor get it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kernel.api import KernelAPI, SchedInfo
+from kernel.errors import PermissionDenied
+from kernel.kernel import Kernel, boot
+from kernel.llm.simulated import SimulatedBackend
+from tests.conftest import make_config, until
+
+
+@pytest.fixture
+async def busy(home: Path):
+    """Two slots taken by long answers and three calls queued behind them."""
+    kernel = await boot(make_config(home), backend=SimulatedBackend(slots=2, decode_tps=20, prefill_tps=0))
+    try:
+        procs = [kernel.spawn("workload", ["100000"]) for _ in range(5)]
+        await until(lambda: sum(p.status == "READY" for p in procs) == 3)
+        yield kernel
+    finally:
+        await kernel.shutdown()
+
+
+async def test_sched_shows_every_slot_and_the_queue_in_order(busy: Kernel) -> None:
+    info = KernelAPI(busy).sched()
+    assert info.policy == busy.dispatcher.policy.name and len(info.slots) == 2 and info.busy == 2
+    assert {s.pid for s in info.slots} == {c.pid for c in busy.dispatcher.running.values()}
+    assert [q.pid for q in info.queue] == [c.pid for c in busy.dispatcher.queue()]
+    assert [q.pos for q in info.queue] == [1, 2, 3] and info.queued == 3
+    assert all(q.cmd == "workload 100000" and q.reason and q.wait_s >= 0 for q in info.queue)
+    assert info.summary() == f"{info.policy} · slots 2/2 · 3 queued"
+
+
+async def test_a_queue_limit_takes_the_first_entries_and_counts_them_all(busy: Kernel) -> None:
+    info = KernelAPI(busy).sched(queue_limit=1)
+    assert len(info.queue) == 1 and info.queue[0].pos == 1 and info.queued == 3
+    assert KernelAPI(busy).sched(queue_limit=0).queue == ()
+
+
+async def test_sched_info_goes_through_json_and_back_unchanged(busy: Kernel) -> None:
+    info = KernelAPI(busy).sched()
+    again = SchedInfo.from_dict(json.loads(json.dumps(info.to_dict())))
+    assert again == info
+
+
+async def test_a_policy_that_fails_to_explain_itself_does_not_take_the_view_down(busy: Kernel,
+                                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                                 ) -> None:
+    def broken(call: object) -> str:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(busy.dispatcher.policy, "reason", broken)
+    assert {q.reason for q in KernelAPI(busy).sched().queue} == {"? (RuntimeError)"}
+
+
+async def test_only_the_owner_or_an_admin_may_switch_the_scheduler(kernel: Kernel) -> None:
+    with pytest.raises(PermissionDenied):
+        KernelAPI(kernel, caller="mallory").set_sched("fifo")
+    assert KernelAPI(kernel).set_sched("fifo", slots=3).policy == "fifo"
+    assert len(KernelAPI(kernel, caller="mallory").sched().slots) == 3  # reading is for everyone
