@@ -9,7 +9,7 @@ from commands.registry import ArgParser, UsageError, command
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
-    from kernel.process import Process
+    from kernel.api import ProcInfo
 
 COLUMNS = ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "CMD"]
 LONG = ["PID", "PPID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "WAIT", "CALLS", "SWITCHES", "QUOTA",
@@ -19,9 +19,9 @@ NARROW = ("PRI", "QUOTA", "SWITCHES", "WAIT", "%CTX", "PPID", "CALLS", "USER")
 RIGHT = ("PID", "PPID", "PRI", "NI", "%CTX", "TOKENS", "TIME", "WAIT", "CALLS", "SWITCHES")
 SORT_KEYS: dict[str, Any] = {
     "pid": lambda p: p.pid, "ppid": lambda p: p.ppid, "user": lambda p: p.user, "nice": lambda p: p.nice,
-    "pri": lambda p: p.nice, "state": lambda p: p.status, "tokens": lambda p: p.usage().tokens,
-    "time": lambda p: p.usage().llm_time, "wait": lambda p: p.usage().queue_wait, "cmd": lambda p: p.cmdline,
-    "start": lambda p: p.created_at, "ctx": lambda p: p.usage().ctx_tokens,
+    "pri": lambda p: p.nice, "state": lambda p: p.status, "tokens": lambda p: p.tokens,
+    "time": lambda p: p.llm_time_s, "wait": lambda p: p.queue_wait_s, "cmd": lambda p: p.cmd,
+    "start": lambda p: p.created_at, "ctx": lambda p: p.ctx_tokens,
 }
 # the names procps' ps knows them by, and the column headings
 ALIASES = {"ni": "nice", "stat": "state", "s": "state", "args": "cmd", "command": "cmd", "comm": "cmd",
@@ -39,7 +39,7 @@ a list of processes, oldest first (or in --sort order):
   [{"pid": int, "ppid": int, "user": str, "program": str, "argv": [str], "cmd": str,
     "nice": int, "state": "NEW|READY|RUNNING|WAITING|STOPPED|EXITED",
     "status": str  (as the STATE column: "WAITING(llm)", "EXITED(0)", "EXITED(SIGKILL)", "EXITED(lost)"),
-    "waiting_on": "llm|tool|permission|quota"|null, "exit_code": int|null, "signal": int|null,
+    "waiting_on": "llm|tool|permission|quota|child"|null, "exit_code": int|null, "signal": int|null,
     "error": str|null, "created_at": float, "started_at": float|null, "ended_at": float|null,
     "prompt_tokens": int, "completion_tokens": int, "llm_time_s": float, "queue_wait_s": float,
     "syscalls": int, "tool_calls": int, "ctx_switches": int, "ctx_tokens": int,
@@ -66,13 +66,13 @@ def fmt_time(seconds: float) -> str:
     return f"{int(minutes)}:{secs:05.2f}"
 
 
-def forest(procs: list[Process]) -> list[tuple[Process, int]]:
+def forest(procs: list[ProcInfo]) -> list[tuple[ProcInfo, int]]:
     """Processes in tree order with their depth; an orphan (parent not listed) is a root."""
     listed = {p.pid for p in procs}
-    children: dict[int, list[Process]] = {}
+    children: dict[int, list[ProcInfo]] = {}
     for p in procs:
         children.setdefault(p.ppid if p.ppid in listed and p.ppid != p.pid else 0, []).append(p)
-    out: list[tuple[Process, int]] = []
+    out: list[tuple[ProcInfo, int]] = []
 
     def walk(parent: int, depth: int) -> None:
         for child in children.get(parent, []):
@@ -83,10 +83,8 @@ def forest(procs: list[Process]) -> list[tuple[Process, int]]:
     return out
 
 
-def select(sh: Shell, args: argparse.Namespace) -> list[Process]:
-    procs = sh.kernel.ps(all=args.all)
-    if args.user:
-        procs = [p for p in procs if p.user == args.user]
+def select(sh: Shell, args: argparse.Namespace) -> list[ProcInfo]:
+    procs = sh.api.ps(all=args.all, user=args.user)
     if args.sort:
         for spec in reversed([s.strip() for s in args.sort.split(",") if s.strip()]):  # stable: last key first
             name = spec.lstrip("-+").lower()
@@ -104,18 +102,17 @@ async def ps(sh: Shell, args: argparse.Namespace) -> int:
     procs = select(sh, args)
     ordered = forest(procs) if args.forest else [(p, 0) for p in procs]
     if args.json:
-        sh.json([sh.kernel.shown(p, sh.kernel.user) for p, _ in ordered])
+        sh.json([p.to_dict() for p, _ in ordered])
         return 0
-    window = sh.kernel.backend.context_window or 0
+    window = sh.api.model().context_window
     rows = []
     for p, depth in ordered:
-        used = p.usage()
-        ctx = f"{100 * used.ctx_tokens / window:.0f}" if window and used.ctx_tokens else "0"
-        cmd = ("    " * (depth - 1) + " \\_ " if depth else "") + sh.kernel.shown(p, sh.kernel.user)["cmd"]
+        ctx = f"{100 * p.ctx_tokens / window:.0f}" if window and p.ctx_tokens else "0"
+        cmd = ("    " * (depth - 1) + " \\_ " if depth else "") + p.cmd
         row = [p.pid, p.ppid, p.user, 20 + p.nice, p.nice, p.status, ctx,
-               f"{used.prompt_tokens}/{used.completion_tokens}", fmt_time(used.llm_time)]
+               f"{p.prompt_tokens}/{p.completion_tokens}", fmt_time(p.llm_time_s)]
         if args.long:
-            row += [fmt_time(used.queue_wait), p.syscalls, p.ctx_switches, sh.kernel.quotas.describe(p.user)]
+            row += [fmt_time(p.queue_wait_s), p.syscalls, p.ctx_switches, sh.kernel.quotas.describe(p.user)]
         rows.append([*row, cmd])
     sh.table(LONG if args.long else COLUMNS, rows, right=RIGHT, optional=NARROW)
     return 0

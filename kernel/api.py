@@ -2,20 +2,97 @@
 
 The shell, its commands and the monitor reach the kernel through `KernelAPI`, which acts for one caller
 (the owner/admin decisions are the kernel's, made for that caller). Every read model has `to_dict` and
-`from_dict`, so what a view shows can cross a socket as it is. This is the first part of that door: the
-scheduler's view (`sched`, the shell's bottom bar and the monitor's scheduler pane all read `SchedInfo`).
+`from_dict`, so what a view shows can cross a socket as it is. So far: the process table (`ProcInfo`, which
+`ps` reads), the model (`ModelInfo`) and the scheduler (`SchedInfo`: `sched`, the shell's bottom bar and the
+monitor's scheduler pane).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from kernel import clock
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
+    from kernel.process import Process
     from kernel.syscall import LLMCall
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    """A process as its caller may see it (another user's arguments and workspace hidden), with its live
+    counters: the fields and the shape of `ps --json`."""
+
+    pid: int
+    ppid: int
+    user: str
+    program: str
+    argv: tuple[str, ...]
+    cmd: str
+    nice: int
+    state: str  # NEW READY RUNNING WAITING STOPPED EXITED
+    status: str  # as ps's STATE column: WAITING(llm), EXITED(0), EXITED(SIGKILL), EXITED(lost)
+    waiting_on: str | None
+    exit_code: int | None
+    signal: int | None
+    error: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    llm_time_s: float
+    queue_wait_s: float
+    syscalls: int
+    tool_calls: int
+    ctx_switches: int
+    ctx_tokens: int
+    workspace: str | None
+    ctx_window: int
+    compactions: int
+    switch_cost_s: float
+
+    @property
+    def alive(self) -> bool:
+        return self.state != "EXITED"
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {name: getattr(self, name) for name in _PROC_FIELDS}
+        d["argv"] = list(self.argv)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProcInfo:
+        values = {name: d.get(name) for name in _PROC_FIELDS}
+        values["argv"] = tuple(str(a) for a in d.get("argv") or ())
+        return cls(**values)
+
+
+_PROC_FIELDS = tuple(f.name for f in fields(ProcInfo))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model the kernel serves: its backend, name, context window (0: not known) and P slots."""
+
+    backend: str
+    model: str
+    context_window: int
+    slots: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
+        return cls(backend=str(d["backend"]), model=str(d["model"]), context_window=int(d.get("context_window") or 0),
+                   slots=int(d.get("slots", 1)))
 
 
 @dataclass(frozen=True)
@@ -107,6 +184,18 @@ class KernelAPI:
     def __init__(self, kernel: Kernel, caller: str | None = None) -> None:
         self._kernel = kernel
         self.caller = caller or kernel.user
+
+    def ps(self, all: bool = False, user: str | None = None) -> list[ProcInfo]:
+        """Live processes, by pid; with `all`, every process this AIOS_HOME has seen; only `user`'s if given."""
+        return [self.proc_info(p) for p in self._kernel.ps(all=all) if user is None or p.user == user]
+
+    def proc_info(self, proc: Process) -> ProcInfo:
+        return ProcInfo.from_dict(self._kernel.shown(proc, self.caller))
+
+    def model(self) -> ModelInfo:
+        backend = self._kernel.backend
+        return ModelInfo(backend=backend.name, model=backend.model, slots=self._kernel.dispatcher.slots,
+                         context_window=int(getattr(backend, "context_window", 0) or 0))
 
     def sched(self, queue_limit: int | None = None) -> SchedInfo:
         """The scheduler now; the queue's first `queue_limit` entries (all when None), `queued` counts them all."""

@@ -59,7 +59,8 @@ clean = one_line  # untrusted text made safe to draw on one line
 
 
 def window(kernel: Kernel) -> int:
-    return int(getattr(kernel.backend, "context_window", 0) or 0)
+    """The model's context window in tokens (0: not known)."""
+    return KernelAPI(kernel).model().context_window
 
 
 def row(proc: Process, ctx_window: int, used: Usage | None = None) -> Row:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel.api import KernelAPI, SchedInfo
+from kernel.api import KernelAPI, ModelInfo, ProcInfo, SchedInfo
 from kernel.errors import PermissionDenied
 from kernel.kernel import Kernel, boot
 from kernel.llm.simulated import SimulatedBackend
@@ -63,3 +63,23 @@ async def test_only_the_owner_or_an_admin_may_switch_the_scheduler(kernel: Kerne
         KernelAPI(kernel, caller="mallory").set_sched("fifo")
     assert KernelAPI(kernel).set_sched("fifo", slots=3).policy == "fifo"
     assert len(KernelAPI(kernel, caller="mallory").sched().slots) == 3  # reading is for everyone
+
+
+async def test_ps_hides_another_users_arguments_and_goes_through_json_unchanged(kernel: Kernel) -> None:
+    mine = kernel.spawn("workload", ["100000"])
+    theirs = kernel.spawn("workload", ["100000"], user="carol")
+    as_root = {p.pid: p for p in KernelAPI(kernel, caller="root").ps()}
+    as_bob = {p.pid: p for p in KernelAPI(kernel, caller="bob").ps()}
+    assert as_root[theirs.pid].argv == ("100000",)  # root is an admin
+    assert as_bob[theirs.pid].argv == () and as_bob[theirs.pid].cmd == "workload [hidden]"
+    assert as_bob[theirs.pid].workspace is None
+    assert [p.pid for p in KernelAPI(kernel).ps(user="carol")] == [theirs.pid]
+    info = as_root[mine.pid]
+    assert ProcInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
+    assert info.to_dict() == kernel.shown(mine, kernel.user)  # the shape ps --json documents
+
+
+async def test_model_names_the_backend_its_window_and_slots(kernel: Kernel, sim: SimulatedBackend) -> None:
+    model = KernelAPI(kernel).model()
+    assert (model.backend, model.model, model.slots) == (sim.name, sim.model, kernel.dispatcher.slots)
+    assert ModelInfo.from_dict(model.to_dict()) == model
