@@ -29,6 +29,7 @@ from prompt_toolkit.keys import Keys
 
 from kernel import Kernel
 from kernel.events import PermissionDecided, PermissionRequested
+from kernel.permissions import Answerer
 from kernel.sanitize import one_line as clean
 from kernel.sanitize import strip_controls
 
@@ -55,7 +56,8 @@ class PermissionAsker:
         self.idle = asyncio.Event()
         self.idle.set()
         self._task: asyncio.Task[None] | None = None
-        self._detach: Callable[[], None] | None = None
+        self._handle: Answerer | None = None
+        self.standing_aside = False  # a request waits while another front end (the monitor) has the turn
         self._unsubscribe: Callable[[], None] | None = None
         self._question: Any = None
         self.note = ""  # what the question says about the last line typed at it
@@ -64,15 +66,15 @@ class PermissionAsker:
 
     def start(self) -> None:
         broker = self.kernel.permissions
-        self._detach = broker.attach()
+        self._handle = broker.attach()
         self._unsubscribe = self.kernel.bus.on(self._on_event, PermissionRequested, PermissionDecided)
         for request in broker.pending():
             self._on_event(request)
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="permission-asker")
 
     def stop(self) -> None:
-        if self._detach:
-            self._detach()
+        if self._handle:
+            self._handle.detach()
         if self._unsubscribe:
             self._unsubscribe()
         if self._task:
@@ -92,8 +94,11 @@ class PermissionAsker:
     async def _serve(self) -> None:
         while True:
             request = await self.queue.get()
-            while self.kernel.permissions.screen is not None and request.request_id not in self.decided:
-                await asyncio.sleep(0.1)  # the monitor is up: its dialog asks; ours comes back if it quits first
+            broker = self.kernel.permissions
+            while self._handle is not None and not self._handle.has_turn and request.request_id not in self.decided:
+                self.standing_aside = True  # the monitor is up: its dialog asks; ours comes back if it quits first
+                await broker.changed()
+            self.standing_aside = False
             try:
                 if request.request_id not in self.decided:
                     await self.pause_prompt()

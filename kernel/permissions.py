@@ -3,7 +3,10 @@
 `await broker.request(...)` publishes `PermissionRequested` and waits for `broker.answer(id, decision)`
 from user space (the monitor's modal, the REPL). No answer in time means deny; either way a
 `PermissionDecided` event says what was decided and by whom. A front end that can ask a person
-`attach()`es while it can; with nobody attached (`aios -c`, scripts, CI) the kernel does not ask.
+`attach()`es while it can and gets an `Answerer` handle; with nobody attached (`aios -c`, scripts, CI) the
+kernel does not ask. An exclusive answerer (the monitor, whose dialog asks while it shows) has the turn
+while it is attached; the others (the shell's inline prompt) wait for `changed()` and ask once they have it.
+The broker holds no front end, only their handles.
 """
 
 from __future__ import annotations
@@ -28,6 +31,28 @@ class _Pending:
     future: asyncio.Future[str]
 
 
+class Answerer:
+    """A front end's place at the broker. Call it (or `detach()`) when the front end goes."""
+
+    def __init__(self, broker: PermissionBroker, exclusive: bool) -> None:
+        self._broker = broker
+        self.exclusive = exclusive
+        self.attached = True
+
+    @property
+    def has_turn(self) -> bool:
+        """Whether this front end should ask now: no other exclusive answerer is attached after it."""
+        latest = self._broker.exclusive
+        return self.attached and (latest is None or latest is self)
+
+    def detach(self) -> None:
+        if self.attached:
+            self.attached = False
+            self._broker._gone(self)
+
+    __call__ = detach
+
+
 class PermissionBroker:
     """Waits for answers to permission requests on the kernel's loop; no answer in time → deny."""
 
@@ -36,21 +61,37 @@ class PermissionBroker:
         self.clock = clock
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        self.answerers = 0  # front ends that can ask a person right now
-        self.screen: object | None = None  # a full-screen front end (the monitor) that asks while it shows
+        self._answerers: list[Answerer] = []
+        self._change = asyncio.Event()
 
-    def attach(self) -> Callable[[], None]:
-        """A front end that can ask a person is here; call the returned function when it goes."""
-        self.answerers += 1
-        gone = False
+    @property
+    def answerers(self) -> int:
+        """Front ends that can ask a person right now."""
+        return len(self._answerers)
 
-        def detach() -> None:
-            nonlocal gone
-            if not gone:
-                gone = True
-                self.answerers -= 1
+    @property
+    def exclusive(self) -> Answerer | None:
+        """The exclusive answerer that came last, which has the turn; None when there is none."""
+        return next((a for a in reversed(self._answerers) if a.exclusive), None)
 
-        return detach
+    def attach(self, exclusive: bool = False) -> Answerer:
+        """A front end that can ask a person is here; `exclusive` when it asks in place of the others."""
+        answerer = Answerer(self, exclusive)
+        self._answerers.append(answerer)
+        self._changed()
+        return answerer
+
+    def _gone(self, answerer: Answerer) -> None:
+        self._answerers.remove(answerer)
+        self._changed()
+
+    def _changed(self) -> None:
+        change, self._change = self._change, asyncio.Event()
+        change.set()
+
+    async def changed(self) -> None:
+        """Return at the next change: a front end came or went, or a request was decided."""
+        await self._change.wait()
 
     def pending(self) -> list[PermissionRequested]:
         """Requests still waiting for an answer, oldest first."""
@@ -84,10 +125,12 @@ class PermissionBroker:
             self._pending.pop(rid, None)
             self.bus.publish(PermissionDecided(request_id=rid, pid=pid, tool=event.tool, decision="deny",
                                                by="cancelled", ts=self.clock()))
+            self._changed()
             raise
         self._pending.pop(rid, None)
         self.bus.publish(PermissionDecided(request_id=rid, pid=pid, tool=event.tool, decision=decision, by=by,
                                            ts=self.clock()))
+        self._changed()
         return decision, by
 
     def answer(self, request_id: int, decision: str) -> bool:

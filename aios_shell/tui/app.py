@@ -175,8 +175,7 @@ class MonitorApp(App[int]):
         broker = getattr(self.kernel, "permissions", None)
         if broker is not None:
             self._permissions.extend(broker.pending())
-            self._detach = broker.attach()  # the monitor can ask a person while it shows
-            broker.screen = self  # and the shell's inline prompt stands aside meanwhile
+            self._detach = broker.attach(exclusive=True)  # the monitor asks while it shows; the shell waits
         self.processes.table.focus()
         self.ready.set()
         self.refresh_now(force=True)
@@ -185,8 +184,6 @@ class MonitorApp(App[int]):
         if self._detach is not None:
             self._detach()
             self._detach = None
-            if self.kernel is not None and self.kernel.permissions.screen is self:
-                self.kernel.permissions.screen = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

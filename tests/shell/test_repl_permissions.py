@@ -121,12 +121,11 @@ async def test_two_agents_asking_at_once_get_two_questions_in_turn(home: Path) -
 
 async def test_while_the_monitor_shows_the_inline_prompt_stands_aside(home: Path) -> None:
     async with repl_at(home) as t:
-        t.kernel.permissions.screen = object()  # what the monitor sets while it is up
+        monitor = t.kernel.permissions.attach(exclusive=True)  # what the monitor does while it is up
         t.inp.send_text(f"run tooly {calls('echo m')} &\n")
-        await until(lambda: t.kernel.permissions.pending())
-        await asyncio.sleep(0.3)
+        await until(lambda: t.kernel.permissions.pending() and t.repl.asker.standing_aside)
         assert "wants to call" not in t.shown()  # the monitor's dialog asks, not the shell
-        t.kernel.permissions.screen = None  # the monitor quit without an answer: the shell asks now
+        monitor.detach()  # the monitor quit without an answer: the shell asks now
         await until(lambda: "wants to call" in t.shown())
         t.inp.send_text("y\n")
         await until(lambda: "→ allowed once" in t.shown())
