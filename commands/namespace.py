@@ -2,6 +2,7 @@
 
     /proc/PID/{status,context,log,tools}   a process: its state, its conversation, its output, its tool calls
     /proc/PID/files/PATH                   the files its tools wrote (latest version; `files log` has them all)
+    /proc/kmsg                             the kernel's own messages (`dmesg`)
     /agents/NAME   /tools/NAME   /users/NAME   /models/NAME   /mem/ID   /audit
 
 Any other path is a file or directory of the real file system, read-only here too.
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from commands.registry import CommandError
-from kernel.errors import NoSuchProcess
+from kernel.errors import KernelError, NoSuchProcess
 from kernel.programs import available
 from kernel.sanitize import strip_controls
 
@@ -84,6 +85,15 @@ def audit_text(sh: Shell, limit: int | None = None) -> str:
     return strip_controls("".join(lines))
 
 
+def kmsg_text(sh: Shell) -> str:
+    """The kernel's messages, one a line: `2026-12-02 13:20:01 error: event handler … failed …`."""
+    try:
+        messages = sh.api.kmsg()
+    except KernelError as exc:
+        raise CommandError(str(exc)) from None
+    return "".join(f"{fmt_ts(m.ts)} {m.level}: {m.text}\n" for m in messages)
+
+
 def fmt_ts(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
@@ -120,7 +130,10 @@ async def listdir(sh: Shell, path: str) -> list[Entry]:
         raise CommandError(f"{norm}: Not a directory")
     if root == "proc":
         if not rest:
-            return [Entry(str(p.pid), f"/proc/{p.pid}", "dir") for p in sh.kernel.ps(all=True)]
+            return [Entry(str(p.pid), f"/proc/{p.pid}", "dir") for p in sh.kernel.ps(all=True)] + [
+                Entry("kmsg", "/proc/kmsg", "file")]
+        if rest == ["kmsg"]:
+            raise CommandError(f"{norm}: Not a directory")
         if len(rest) == 1:
             _proc(sh, rest[0], norm)
             return [Entry(name, f"{norm}/{name}", "file") for name in PROC_FILES] + [
@@ -157,6 +170,8 @@ async def read(sh: Shell, path: str) -> str:
     parts = norm.strip("/").split("/") if norm != "/" else []
     if parts == ["audit"]:
         return audit_text(sh)
+    if parts == ["proc", "kmsg"]:
+        return kmsg_text(sh)
     if parts[:1] == ["proc"] and len(parts) >= 4 and parts[2] == "files":
         proc = _proc(sh, parts[1], norm)
         _owned(sh, proc, norm)

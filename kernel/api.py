@@ -3,8 +3,8 @@
 The shell, its commands and the monitor reach the kernel through `KernelAPI`, which acts for one caller
 (the owner/admin decisions are the kernel's, made for that caller). Every read model has `to_dict` and
 `from_dict`, so what a view shows can cross a socket as it is. So far: the process table (`ProcInfo`, which
-`ps` reads), the model (`ModelInfo`) and the scheduler (`SchedInfo`: `sched`, the shell's bottom bar and the
-monitor's scheduler pane).
+`ps` reads), the model (`ModelInfo`), the scheduler (`SchedInfo`: `sched`, the shell's bottom bar and the
+monitor's scheduler pane) and the kernel's messages (`KernelMessage`: `dmesg`, `/proc/kmsg`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from kernel import clock
+from kernel.errors import PermissionDenied
+from kernel.kmsg import KernelMessage
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -196,6 +198,12 @@ class KernelAPI:
         backend = self._kernel.backend
         return ModelInfo(backend=backend.name, model=backend.model, slots=self._kernel.dispatcher.slots,
                          context_window=int(getattr(backend, "context_window", 0) or 0))
+
+    def kmsg(self) -> list[KernelMessage]:
+        """The kernel's own messages, oldest first: for the kernel's owner and admins (as Linux restricts dmesg)."""
+        if self.caller != self._kernel.user and not self._kernel.is_admin(self.caller):
+            raise PermissionDenied(f"{self.caller} may not read the kernel's messages (its owner and admins may)")
+        return self._kernel.kmsg.messages()
 
     def sched(self, queue_limit: int | None = None) -> SchedInfo:
         """The scheduler now; the queue's first `queue_limit` entries (all when None), `queued` counts them all."""

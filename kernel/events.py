@@ -244,10 +244,11 @@ class EventBus:
     """Synchronous publish, asynchronous or callback delivery.
 
     `publish` never blocks and never raises because of a subscriber: a failing
-    handler is counted in `handler_errors` and the others still run.
+    handler is counted in `handler_errors`, reported (the kernel's log: `dmesg`), and the others still run.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, report: Callable[[Handler, Event, BaseException], None] | None = None) -> None:
+        self._report = report  # told of a failing handler (the kernel's log, `dmesg`)
         self._handlers: list[tuple[tuple[type[Event], ...], Handler]] = []
         self._subs: dict[Subscription, None] = {}  # in the order they came: delivery never depends on addresses
         self.handler_errors = 0
@@ -273,6 +274,11 @@ class EventBus:
             except Exception as exc:  # a subscriber must not break the kernel
                 self.handler_errors += 1
                 self.last_handler_error = exc
+                if self._report is not None:
+                    try:
+                        self._report(handler, event, exc)
+                    except Exception:  # noqa: S110 - the report must not break delivery either
+                        pass
         for sub in list(self._subs):
             sub._offer(event)
 

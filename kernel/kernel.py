@@ -32,6 +32,7 @@ from kernel.events import (
     SyscallDone,
 )
 from kernel.files import FileVersions
+from kernel.kmsg import KernelLog
 from kernel.llm import Backend, LLMRequest, create_backend
 from kernel.memory import Memory
 from kernel.permissions import PermissionBroker
@@ -78,7 +79,8 @@ class Kernel:
         self.quotas = Quotas()  # admission limits and tokens per minute per user (a bad setting stops boot here)
         asking = permission_timeout()
         versions_quota = whole("AIOS_VERSIONS_QUOTA_MB", 256, maximum=1 << 30) << 20
-        self.bus = EventBus()
+        self.kmsg = KernelLog()
+        self.bus = EventBus(report=self.kmsg.handler_failed)
         self.procs = ProcessTable()
         self.storage = Storage(config.home)
         self._real_home = Path(os.path.realpath(config.home))  # made by Storage; resolved once, not per call

@@ -1,0 +1,30 @@
+"""dmesg [--json] — the kernel's own messages, as /proc/kmsg has them."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from commands.namespace import fmt_ts
+from commands.registry import ArgParser, command
+
+if TYPE_CHECKING:
+    from aios_shell.shell import Shell
+
+JSON_SHAPE = '[{"ts": float, "level": "error|warning|info", "text": str}]  (oldest first)'
+
+
+def _args(p: ArgParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON (shape below)")
+
+
+@command("dmesg", "print the kernel's own messages (a failing event handler, say); its owner and admins only",
+         usage="dmesg [--json]", args=_args, json_shape=JSON_SHAPE, examples=("dmesg", "dmesg --json"))
+async def dmesg(sh: Shell, args: argparse.Namespace) -> int:
+    messages = sh.api.kmsg()
+    if args.json:
+        sh.json([m.to_dict() for m in messages])
+        return 0
+    for m in messages:
+        sh.print(f"{fmt_ts(m.ts)} {m.level}: {m.text}")
+    return 0
