@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from kernel import clock
@@ -155,6 +156,43 @@ class ToolCalled(Event):
     sid: int
     tool: str
     args: dict[str, Any]
+
+
+class Decision(StrEnum):
+    """What access control made of a tool call: run it, refuse it, or it could not be decided (no such tool,
+    invalid arguments)."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    ERROR = "error"
+
+
+class WaitReason(StrEnum):
+    """What a WAITING process waits for (`ps`: WAITING(llm))."""
+
+    LLM = "llm"
+    TOOL = "tool"
+    PERMISSION = "permission"
+    QUOTA = "quota"
+    CHILD = "child"
+
+
+@dataclass(frozen=True)
+class ToolCallDecided(Event):
+    """Access control's decision on the tool call `(pid, sid)`, before it runs: `by` says who decided as the audit
+    log has it (`policy`, `grant:session`, `user:once`, `timeout`, `no terminal`, `kernel`), `reason` why."""
+
+    pid: int
+    sid: int
+    tool: str
+    decision: Decision
+    by: str
+    reason: str = ""
+
+    @property
+    def asked(self) -> bool:
+        """Whether a person was asked (or the question timed out)."""
+        return self.by.startswith("user") or self.by in ("timeout", "cancelled")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from kernel.events import (
     ProcessStateChanged,
     SignalDelivered,
     SyscallDone,
+    WaitReason,
 )
 from kernel.files import FileVersions
 from kernel.kmsg import KernelLog
@@ -467,7 +468,7 @@ class Kernel:
     async def syscall_llm(self, proc: Process, request: LLMRequest, echo: bool = False) -> LLMResult:
         await self._gate(proc)
         if self.quotas.over(proc.user):  # over its tokens per minute: wait outside the queue
-            self.set_state(proc, State.WAITING, "quota")
+            self.set_state(proc, State.WAITING, WaitReason.QUOTA)
             try:
                 await self.quotas.admit(proc.user)
             finally:

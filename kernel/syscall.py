@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernel import clock
 from kernel.errors import NoSuchProcess
+from kernel.events import WaitReason
 from kernel.llm.backend import LLMRequest, Message
 from kernel.process import Signal, State
 from kernel.tools.registry import ToolResult
@@ -267,7 +268,7 @@ class AgentContext:
         child = self._child(pid)
         if child.alive:
             self._waits += 1
-            self._kernel.set_state(self._proc, State.WAITING, "child")
+            self._kernel.set_state(self._proc, State.WAITING, WaitReason.CHILD)
             try:
                 await child.exited.wait()
             finally:

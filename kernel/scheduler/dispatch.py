@@ -21,7 +21,14 @@ import time
 from typing import TYPE_CHECKING
 
 from kernel import clock
-from kernel.events import SchedulerChanged, SyscallDispatched, SyscallPreempted, SyscallQueued, TokenGenerated
+from kernel.events import (
+    SchedulerChanged,
+    SyscallDispatched,
+    SyscallPreempted,
+    SyscallQueued,
+    TokenGenerated,
+    WaitReason,
+)
 from kernel.llm.backend import Backend, BackendError
 from kernel.llm.retry import RetryPolicy, explain, is_transient
 from kernel.process import State
@@ -133,7 +140,7 @@ class Dispatcher:
         call.dispatched_at = call.dispatched_at or now
         call.wait_s += now - call.queued_at
         kernel.bus.publish(SyscallDispatched(pid=call.pid, sid=call.sid, slot=call.slot or 0))
-        kernel.set_state(proc, State.WAITING, "llm")
+        kernel.set_state(proc, State.WAITING, WaitReason.LLM)
         request = call.request.continued(call.raw, call.chunks)
         stream = self.backend.stream(request)
         started = clock.monotonic()
@@ -245,7 +252,7 @@ class Dispatcher:
         call.completion_tokens += call.segment_tokens  # what it produced is kept: it continues from there
         delay = self.retry.delay(attempt)
         error = explain(error, self.backend.model)
-        self.kernel.set_state(call.proc, State.WAITING, "llm")
+        self.kernel.set_state(call.proc, State.WAITING, WaitReason.LLM)
         reason = f"retry: {error} (attempt {attempt} of {self.retry.retries} in {delay:.1f}s)"
         log.info("pid %d: %s", call.pid, reason)
         self.kernel.bus.publish(SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason,

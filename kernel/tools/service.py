@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kernel.events import EventBus, SyscallDone, ToolCalled
+from kernel.events import Decision, EventBus, SyscallDone, ToolCallDecided, ToolCalled, WaitReason
 from kernel.process import Process, State
 from kernel.redact import redact, redact_value
 from kernel.sanitize import strip_controls
@@ -80,7 +80,8 @@ class ToolService:
         shown = {k: strip_controls(str(v))[:500] for k, v in redact_value(cut).items()}
         self.bus.publish(ToolCalled(pid=proc.pid, sid=sid, tool=strip_controls(name), args=shown))
         try:
-            result = await self._call(proc, name, args, workspace, proc.workspace is None if own is None else own)
+            result = await self._call(proc, sid, name, args, workspace,
+                                      proc.workspace is None if own is None else own)
         except AuditFailed as exc:
             result = ToolResult(False, error=str(exc))
         finally:
@@ -91,24 +92,28 @@ class ToolService:
                                      error=result.error))
         return result
 
-    def _audit(self, proc: Process, name: str, args: dict[str, Any], decision: str, by: str, reason: str) -> None:
-        """Write the audit row; raises AuditFailed when it cannot be written (the call must not run then)."""
+    def _audit(self, proc: Process, sid: int, name: str, args: dict[str, Any], decision: Decision, by: str,
+               reason: str) -> None:
+        """Write the audit row and say what was decided; raises AuditFailed when the row cannot be written (the
+        call must not run then)."""
+        self.bus.publish(ToolCallDecided(pid=proc.pid, sid=sid, tool=strip_controls(name), decision=decision, by=by,
+                                         reason=strip_controls(redact(reason))))
         try:
             self.access.audit(user=proc.user, pid=proc.pid, program=proc.program, tool=name, args=capped_args(args),
                               decision=decision, by=by, reason=reason)
         except Exception as exc:  # a full disk, a locked database: fail closed
             raise AuditFailed(f"the audit log cannot be written ({exc}); {name} refused") from exc
 
-    async def _call(self, proc: Process, name: str, args: dict[str, Any], workspace: Path,
+    async def _call(self, proc: Process, sid: int, name: str, args: dict[str, Any], workspace: Path,
                     own: bool) -> ToolResult:
         tool = self.registry.get(name)
         if tool is None:
-            self._audit(proc, name, args, "error", "kernel", "no such tool")
+            self._audit(proc, sid, name, args, Decision.ERROR, "kernel", "no such tool")
             return ToolResult(False, error=f"no such tool: {name} (try: tools)")
         try:
             checked = tool.validate(args)
         except ToolError as exc:
-            self._audit(proc, name, args, "error", "kernel", str(exc))
+            self._audit(proc, sid, name, args, Decision.ERROR, "kernel", str(exc))
             return ToolResult(False, error=str(exc))
         target = tool.rule_target(workspace, checked)
         if not self.access.project_cached(workspace):  # a stat here; reading the file stays off the loop
@@ -117,11 +122,11 @@ class ToolService:
         decision, by, reason = verdict.effect, verdict.source, verdict.rule or ""
         if decision == "ask":
             decision, by, reason = await self._ask(proc, name, checked, target, workspace)
-        self._audit(proc, name, checked, "allow" if decision != "deny" else "deny", by, reason)
+        self._audit(proc, sid, name, checked, Decision.DENY if decision == "deny" else Decision.ALLOW, by, reason)
         if decision == "deny":
             why = f" ({reason})" if reason else ""
             return ToolResult(False, error=redact(f"permission denied: {name}({target}){why}"))
-        self.set_state(proc, State.WAITING, "tool")
+        self.set_state(proc, State.WAITING, WaitReason.TOOL)
         ctx = ToolContext(pid=proc.pid, user=proc.user, workspace=workspace, program=proc.program,
                           services=self.services, own_workspace=own,
                           rules=lambda t, tgt: self.access.check(proc.user, t, tgt, workspace).effect == "allow")
@@ -138,7 +143,7 @@ class ToolService:
 
         if not self.broker.answerers:
             return "deny", "no terminal", "no rule allows it and there is no one to ask"
-        self.set_state(proc, State.WAITING, "permission")
+        self.set_state(proc, State.WAITING, WaitReason.PERMISSION)
         answer, by = await self.broker.decide(proc.pid, proc.user, proc.program, name,
                                               redact_value(capped_args(args)), timeout=self.permission_timeout,
                                               workspace=str(workspace), rule=redact(str(Rule.for_call(name, target))))

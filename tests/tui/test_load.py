@@ -14,7 +14,14 @@ from aios_shell.tui.panes import SystemPane, ToolLogPane
 from aios_shell.tui.panes import system as system_pane
 from aios_shell.tui.panes.toollog import ToolCalls
 from aios_shell.tui.screens.permission import PermissionModal
-from kernel.events import PermissionDecided, PermissionRequested, SyscallDone, ToolCalled
+from kernel.events import (
+    Decision,
+    PermissionDecided,
+    PermissionRequested,
+    SyscallDone,
+    ToolCallDecided,
+    ToolCalled,
+)
 from kernel.kernel import Kernel, boot
 from kernel.llm.ollama import OllamaBackend
 from kernel.llm.simulated import SimulatedBackend
@@ -139,9 +146,11 @@ def test_the_join_covers_timeouts_rules_strays_and_secrets() -> None:
     calls.feed(PermissionRequested(request_id=1, pid=4, user="alice", program="react", tool="shell",
                                    args={"cmd": "curl"}, timeout=1, deadline=0))
     calls.feed(PermissionDecided(request_id=1, pid=4, tool="shell", decision="deny", by="timeout"))
+    calls.feed(ToolCallDecided(pid=4, sid=9, tool="shell", decision=Decision.DENY, by="timeout"))
     calls.feed(SyscallDone(pid=4, sid=9, call="tool:shell", ok=False, error="permission denied: shell(curl)"))
     calls.feed(SyscallDone(pid=4, sid=10, call="llm", ok=True))  # not a tool call
     calls.feed(ToolCalled(pid=5, sid=2, tool="fs.write", args={"path": "/etc/passwd"}))
+    calls.feed(ToolCallDecided(pid=5, sid=2, tool="fs.write", decision=Decision.DENY, by="policy"))
     calls.feed(SyscallDone(pid=5, sid=2, call="tool:fs.write", ok=False, error="permission denied: fs.write"))
     calls.feed(PermissionDecided(request_id=7, pid=3, tool="shell", decision="once", by="user"))  # asked earlier
     shell, write, stray = calls.calls.values()

@@ -2,9 +2,9 @@
 
 A call's events are joined into its row: `ToolCalled(pid, sid, tool, args)` opens it, a permission
 request for that process and tool marks it `asking`, the decision fills in who allowed or denied it,
-and `SyscallDone(call="tool:NAME")` with the same pid and sid gives its duration and outcome. A call
-no person was asked about was decided by a rule: `allow`, or `deny` when it ended in "permission
-denied". Events whose call began before the monitor did still get a row of their own.
+`ToolCallDecided(pid, sid)` says what a rule decided when no person was asked, and `SyscallDone(call="tool:NAME")`
+with the same pid and sid gives its duration and outcome. Events whose call began before the monitor did still get
+a row of their own.
 """
 
 from __future__ import annotations
@@ -19,7 +19,15 @@ from textual.geometry import Size
 
 from aios_shell.tui.panes.processes import CachedRowTable
 from aios_shell.tui.view import clean
-from kernel.events import Event, PermissionDecided, PermissionRequested, SyscallDone, ToolCalled
+from kernel.events import (
+    Decision,
+    Event,
+    PermissionDecided,
+    PermissionRequested,
+    SyscallDone,
+    ToolCallDecided,
+    ToolCalled,
+)
 from kernel.redact import redact
 
 KEEP = 200  # calls kept (the oldest leave first)
@@ -110,10 +118,17 @@ class ToolCalls:
                 call = self._add(ToolCall(f"{event.pid}:{event.sid}", event.ts, event.pid, tool))
             call.duration, call.ok = event.wait_s + event.service_s, event.ok  # as long as the agent waited
             call.outcome = "ok" if event.ok else clean(redact(event.error or "failed"), 200)
-            if not call.decision:  # no person was asked: a rule decided (or the call was invalid)
-                denied = (event.error or "").startswith("permission denied")
-                call.decision = "deny" if denied else "allow" if event.ok or event.service_s > 0 else "—"
+            if not call.decision:  # a kernel of an earlier version, which said nothing of its decision
+                call.decision = "allow" if event.ok or event.service_s > 0 else "—"
                 call.by = "rule" if call.decision != "—" else ""
+            return call.key
+        if isinstance(event, ToolCallDecided):
+            call = self.calls.get(f"{event.pid}:{event.sid}") or self._open(event.pid, clean(event.tool, 40))
+            if call is None:
+                call = self._add(ToolCall(f"{event.pid}:{event.sid}", event.ts, event.pid, clean(event.tool, 40)))
+            if not event.asked and call.decision in ("", "asking"):  # a rule decided, or the call was invalid
+                call.decision = "—" if event.decision == Decision.ERROR else clean(str(event.decision), 12)
+                call.by = "rule" if event.decision != Decision.ERROR else ""
             return call.key
         tool = getattr(event, "tool", None)  # an event the log does not know yet, but about a tool
         pid = getattr(event, "pid", None)
@@ -156,7 +171,7 @@ class ToolLogPane(CachedRowTable):
 
     def history(self, kernel: Any) -> None:
         """The calls this kernel made before the pane opened, from the stored events."""
-        kinds = ("ToolCalled", "PermissionRequested", "PermissionDecided", "SyscallDone")
+        kinds = ("ToolCalled", "PermissionRequested", "PermissionDecided", "ToolCallDecided", "SyscallDone")
         try:
             stored = kernel.storage.events(types=kinds, since=kernel.boot_time, last=20 * self.log_calls.keep)
         except Exception:  # the log's past is a convenience: never in the way of the monitor
