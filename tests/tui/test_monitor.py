@@ -64,7 +64,7 @@ async def test_the_process_screen_streams_the_conversation(kernel: Kernel) -> No
     app = app_over(kernel)
     async with app.run_test(size=SIZE) as pilot:
         await app.ready.wait()
-        kernel.backend.decode_tps = 40.0  # 200 tokens: five seconds of streaming
+        kernel.backend.decode_tps = 4.0  # 200 tokens: fifty seconds of streaming, however busy the machine
         proc = kernel.spawn("chat", ["tell", "a", "long", "story"])
         await until(lambda: app.processes.table.row_count == 1, timeout=3)
         await select(pilot, app, proc.pid)
@@ -75,6 +75,7 @@ async def test_the_process_screen_streams_the_conversation(kernel: Kernel) -> No
             before = len("".join(log.lines))
             await until(lambda before=before: len("".join(log.lines)) > before, timeout=3)
             assert proc.alive
+        kernel.backend.decode_tps = 1000.0  # the rest at once
         await until(lambda: not proc.alive, timeout=15)
         # the screen catches up at its next refresh (the monitor slows its refresh when the machine is busy)
         await until(lambda: "exited: EXITED(0)" in "\n".join(log.lines), timeout=5)
