@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kernel.events import Decision, SyscallDone, ToolCalled, ToolCallDecided
+from kernel.events import Decision, SyscallDone, ToolCallDecided, ToolCalled
 from kernel.kernel import Kernel
 from tests.shell.helpers import add_agent
 

@@ -1,0 +1,233 @@
+"""The kernel's API for user space: the operations, for one caller.
+
+The shell, its commands and the monitor reach the kernel through `KernelAPI`, which acts for one caller;
+every owner/admin decision user space needs is made here, once. What it returns are the read models of
+`kernel.api.models` (frozen, typed, `to_dict`/`from_dict`), so a view can cross a socket as it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kernel import clock
+from kernel.api.models import (
+    AuditEntry,
+    Grant,
+    KernelMessage,
+    Message,
+    ModelInfo,
+    ProcInfo,
+    QueueEntry,
+    SchedInfo,
+    SlotInfo,
+    UserInfo,
+)
+from kernel.errors import KernelError, PermissionDenied
+from kernel.events import Event, PermissionRequested
+
+if TYPE_CHECKING:
+    from kernel.access import AuditCheck, Verdict
+    from kernel.kernel import Kernel
+    from kernel.permissions import Answerer
+    from kernel.process import Process
+    from kernel.syscall import LLMCall
+
+
+class KernelAPI:
+    """What `caller` may see and do in `kernel`: every owner/admin decision for user space is made here."""
+
+    def __init__(self, kernel: Kernel, caller: str | None = None) -> None:
+        self._kernel = kernel
+        self._caller = caller
+
+    @property
+    def caller(self) -> str:
+        """Who asks: as given, or else whoever the kernel's user is now (`su` changes it)."""
+        return self._caller or self._kernel.user
+
+    def ps(self, all: bool = False, user: str | None = None) -> list[ProcInfo]:
+        """Live processes, by pid; with `all`, every process this AIOS_HOME has seen; only `user`'s if given."""
+        return [self.proc_info(p) for p in self._kernel.ps(all=all) if user is None or p.user == user]
+
+    def proc_info(self, proc: Process) -> ProcInfo:
+        return ProcInfo.from_dict(self._kernel.shown(proc, self.caller))
+
+    def model(self) -> ModelInfo:
+        backend = self._kernel.backend
+        return ModelInfo(backend=backend.name, model=backend.model, slots=self._kernel.dispatcher.slots,
+                         context_window=int(getattr(backend, "context_window", 0) or 0))
+
+    def kmsg(self) -> list[KernelMessage]:
+        """The kernel's own messages, oldest first: for the kernel's owner and admins (as Linux restricts dmesg)."""
+        if self.caller != self._kernel.user and not self._kernel.is_admin(self.caller):
+            raise PermissionDenied(f"{self.caller} may not read the kernel's messages (its owner and admins may)")
+        return self._kernel.kmsg.messages()
+
+    def sched(self, queue_limit: int | None = None) -> SchedInfo:
+        """The scheduler now; the queue's first `queue_limit` entries (all when None), `queued` counts them all."""
+        d = self._kernel.dispatcher
+        now = clock.now()
+        params = d.policy.describe()
+        policy = str(params.pop("policy", d.policy.name))
+        calls = d.queue()
+        taken = calls if queue_limit is None else calls[:max(0, queue_limit)]
+        running = dict(d.running)
+        return SchedInfo(
+            policy=policy, params=params, preemptions=d.preemptions, queued=len(calls),
+            slots=tuple(_slot(slot, running.get(slot)) for slot in range(d.slots)),
+            queue=tuple(_entry(i + 1, call, now, d.policy) for i, call in enumerate(taken)),
+        )
+
+    def set_sched(self, policy: str | None = None, slice: int | None = None, slots: int | None = None) -> SchedInfo:
+        """Switch the policy, its slice or P, live (the kernel's owner or an admin only); the scheduler after."""
+        self._kernel.sched(policy, slice=slice, slots=slots, sender=self.caller)
+        return self.sched()
+
+    # -- checks -------------------------------------------------------------------------------------
+    def _may_manage(self, user: str) -> bool:
+        return self._kernel.may_manage(self.caller, user)
+
+    def _owned(self, pid: int) -> Process:
+        """The process, if the caller may read what it said and did (its owner, an admin)."""
+        proc = self._kernel.lookup(pid)
+        if not self._may_manage(proc.user):
+            raise PermissionDenied(f"({pid}) - Permission denied: {self.caller} may not read {proc.user}'s process")
+        return proc
+
+    # -- what a process said and did ----------------------------------------------------------------
+    def transcript(self, pid: int) -> list[Message]:
+        """The conversation of process `pid`, oldest first (its owner and admins only)."""
+        self._owned(pid)
+        return [Message.from_dict(m) for m in self._kernel.storage.messages(pid)]
+
+    def events(self, pid: int | None = None, types: tuple[type[Event], ...] = (), since: float | None = None,
+               last: int | None = None) -> list[Event]:
+        """Stored events, oldest first: of `pid` (its owner and admins only) or of every process the caller may
+        manage; of these `types`; from `since` on; only the `last` N. An event stored by another version of aios
+        that this one cannot read is left out."""
+        if pid is not None:
+            self._owned(pid)
+        rows = self._kernel.storage.events(pid=pid, types=tuple(t.__name__ for t in types), since=since, last=last)
+        owners: dict[int, bool] = {}
+        out = []
+        for row in rows:
+            event = Event.from_dict(row["data"])
+            if event is None:
+                continue
+            of = row.get("pid")
+            if pid is None and of is not None:
+                if of not in owners:
+                    try:
+                        owners[of] = self._may_manage(self._kernel.lookup(of).user)
+                    except KernelError:
+                        owners[of] = False
+                if not owners[of]:
+                    continue
+            out.append(event)
+        return out
+
+    # -- users ----------------------------------------------------------------------------------------
+    def users(self) -> list[UserInfo]:
+        """Everyone known: the policy file, the admins, the users table."""
+        return [UserInfo.from_dict(u) for u in self._kernel.access.users()]
+
+    def user_names(self) -> list[str]:
+        """Every user this AIOS_HOME has seen: this kernel's, the admins, and whoever ran a process."""
+        seen = {self._kernel.user, *self._kernel.config.admins}
+        seen.update(row["user"] for row in self._kernel.storage.process_rows())
+        return sorted(seen)
+
+    def add_user(self, name: str, groups: tuple[str, ...] | list[str] = (), admin: bool = False) -> None:
+        """Add (or update) a user (admins only)."""
+        self._kernel.access.add_user(name, list(groups), admin=admin, by=self.caller)
+
+    # -- access control ---------------------------------------------------------------------------------
+    def _for(self, user: str | None) -> str:
+        user = user or self.caller
+        if not self._may_manage(user):
+            raise PermissionDenied(f"only an admin may act on {user}'s grants")
+        return user
+
+    @property
+    def policy_error(self) -> str | None:
+        """What is wrong with the policy file, if anything (its rules are not in force meanwhile)."""
+        return self._kernel.access.policy_error
+
+    def grants(self, user: str | None = None) -> list[Grant]:
+        """The rules in force for `user` (default: the caller; another user's: admins only)."""
+        return [Grant.from_dict(g) for g in self._kernel.access.grants(self._for(user))]
+
+    def grant(self, rule: str, user: str | None = None, always: bool = False, effect: str = "allow") -> str:
+        """Allow (or deny) `rule` for `user`, for this session or always; the rule as saved."""
+        scope = "always" if always else "session"
+        return str(self._kernel.access.grant(self._for(user), rule, scope=scope, effect=effect, by=self.caller))
+
+    def revoke(self, rule: str, user: str | None = None) -> bool:
+        """Take a grant back; False when there was none."""
+        return bool(self._kernel.access.revoke(self._for(user), rule))
+
+    def trust(self, path: Path) -> None:
+        """Let `path`'s `.aios/policy.toml` count, as it is now."""
+        self._kernel.access.trust(path, self.caller)
+
+    def check(self, tool: str, target: str = "", user: str | None = None) -> Verdict:
+        """What a call of `tool` on `target` would get: allow, deny or ask, and the rule that says so."""
+        return self._kernel.access.check(self._for(user), tool, target)
+
+    def audit(self, limit: int | None = None, pid: int | None = None) -> list[AuditEntry]:
+        """The audit log, oldest first (with `limit`, the newest `limit` rows): an admin's has every user's
+        calls, anyone else's their own."""
+        user = None if self._kernel.is_admin(self.caller) else self.caller
+        return [AuditEntry.from_dict(r) for r in self._kernel.access.audit_rows(limit=limit, user=user, pid=pid)]
+
+    def verify_audit(self) -> AuditCheck:
+        """Recompute the audit log's hash chain."""
+        return self._kernel.access.verify()
+
+    # -- permission requests ----------------------------------------------------------------------------
+    def attach_answerer(self, exclusive: bool = False) -> Answerer:
+        """This front end can ask a person now (`exclusive`: it asks in place of the others while attached)."""
+        return self._kernel.permissions.attach(exclusive=exclusive)
+
+    def may_answer(self, request: PermissionRequested) -> bool:
+        """A request is for its process's owner to answer (or an admin)."""
+        return self._may_manage(request.user)
+
+    def pending_permissions(self) -> list[PermissionRequested]:
+        """Requests still waiting for an answer, oldest first: the caller's processes' (an admin's: all)."""
+        return [r for r in self._kernel.permissions.pending() if self.may_answer(r)]
+
+    def answer_permission(self, request_id: int, decision: str) -> bool:
+        """Answer an open request (once, session, always, deny); False when it is no longer open. A request of
+        another user's process is theirs to answer (or an admin's)."""
+        request = next((r for r in self._kernel.permissions.pending() if r.request_id == request_id), None)
+        if request is None:
+            return False
+        if not self._may_manage(request.user):
+            raise PermissionDenied(f"{self.caller} may not answer {request.user}'s permission request")
+        return self._kernel.permissions.answer(request_id, decision)
+
+    async def permissions_changed(self) -> None:
+        """Return at the next change: a front end came or went, or a request was decided."""
+        await self._kernel.permissions.changed()
+
+    def now(self) -> float:
+        """The kernel's clock, on which request deadlines are set."""
+        return self._kernel.permissions.clock()
+
+
+
+def _slot(slot: int, call: LLMCall | None) -> SlotInfo:
+    if call is None:
+        return SlotInfo(slot)
+    return SlotInfo(slot, pid=call.pid, user=call.proc.user, cmd=call.proc.cmdline, tokens=call.chunks)
+
+
+def _entry(pos: int, call: LLMCall, now: float, policy: Any) -> QueueEntry:
+    try:
+        reason = str(policy.reason(call))
+    except Exception as exc:  # a policy bug must not take a view of the scheduler down
+        reason = f"? ({type(exc).__name__})"
+    return QueueEntry(pos=pos, pid=call.pid, user=call.proc.user, nice=call.proc.nice, cmd=call.proc.cmdline,
+                      wait_s=round(now - call.queued_at, 3), reason=reason)
