@@ -28,6 +28,7 @@ from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.keys import Keys
 
 from kernel import Kernel
+from kernel.api import KernelAPI
 from kernel.events import PermissionDecided, PermissionRequested
 from kernel.permissions import Answerer
 from kernel.sanitize import one_line as clean
@@ -48,6 +49,7 @@ class PermissionAsker:
     def __init__(self, kernel: Kernel, session: PromptSession[str], print: Callable[[str], None],
                  pause_prompt: Callable[[], Awaitable[None]]) -> None:
         self.kernel = kernel
+        self.api = KernelAPI(kernel)
         self.session = session
         self.print = print
         self.pause_prompt = pause_prompt
@@ -65,10 +67,9 @@ class PermissionAsker:
         self.message: Callable[[], str] | None = None  # the open question's prompt line, as drawn now
 
     def start(self) -> None:
-        broker = self.kernel.permissions
-        self._handle = broker.attach()
+        self._handle = self.api.attach_answerer()
         self._unsubscribe = self.kernel.bus.on(self._on_event, PermissionRequested, PermissionDecided)
-        for request in broker.pending():
+        for request in self.api.pending_permissions():
             self._on_event(request)
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="permission-asker")
 
@@ -82,6 +83,8 @@ class PermissionAsker:
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, PermissionRequested):
+            if not self.api.may_answer(event):
+                return  # another user's process asks: theirs to answer
             self.idle.clear()
             self.queue.put_nowait(event)
         elif isinstance(event, PermissionDecided):
@@ -94,19 +97,18 @@ class PermissionAsker:
     async def _serve(self) -> None:
         while True:
             request = await self.queue.get()
-            broker = self.kernel.permissions
             while self._handle is not None and not self._handle.has_turn and request.request_id not in self.decided:
                 self.standing_aside = True  # the monitor is up: its dialog asks; ours comes back if it quits first
-                await broker.changed()
+                await self.api.permissions_changed()
             self.standing_aside = False
             try:
                 if request.request_id not in self.decided:
                     await self.pause_prompt()
                     answer = await self.ask(request)
-                    if answer and self.kernel.permissions.answer(request.request_id, answer):
+                    if answer and self.api.answer_permission(request.request_id, answer):
                         self.print(f"  → {SAID[answer]}")
             except Exception as exc:  # never leave a request hanging on a display problem
-                self.kernel.permissions.answer(request.request_id, "deny")
+                self.api.answer_permission(request.request_id, "deny")
                 self.print(f"aios: permission prompt failed ({exc}); denied")
             finally:
                 if self.queue.empty():
@@ -132,7 +134,7 @@ class PermissionAsker:
         """A whole-line answer (y, s, a, n, then Enter; Ctrl-C denies). "" when it was decided elsewhere."""
         keys = KeyBindings()
         shown = time.monotonic()
-        clock = self.kernel.permissions.clock
+        clock = self.api.now
 
         in_grace = Condition(lambda: time.monotonic() - shown < GRACE)
 

@@ -30,9 +30,9 @@ def _args(p: ArgParser) -> None:
          usage="audit [-n N] [--pid PID] [--json] | audit verify", args=_args, json_shape=JSON_SHAPE,
          examples=("audit", "audit -n 0 --pid 3", "audit verify"))
 async def audit(sh: Shell, args: argparse.Namespace) -> int:
-    access = sh.kernel.access
+    api = sh.api
     if args.action == "verify":
-        check = access.verify()
+        check = api.verify_audit()
         if args.json:
             sh.json({"ok": check.ok, "rows": check.rows, "bad_id": check.bad_id, "message": check.message})
         else:
@@ -40,15 +40,13 @@ async def audit(sh: Shell, args: argparse.Namespace) -> int:
         return 0 if check.ok else 1
     if args.n < 0:
         raise CommandError("-n: expected 0 or more")
-    me = sh.kernel.user
-    user = None if sh.kernel.is_admin(me) else me  # others' calls are for admins
-    rows = access.audit_rows(limit=args.n or None, user=user, pid=args.pid)
+    rows = api.audit(limit=args.n or None, pid=args.pid)  # others' calls are for admins
     if args.json:
-        sh.json(rows)
+        sh.json([r.to_dict() for r in rows])
         return 0
     sh.table(["ID", "TIME", "USER", "PID", "PROGRAM", "TOOL", "ARGS", "DECISION", "BY"],
-             [[r["id"], fmt_ts(r["ts"]), r["user"], r["pid"], one_line(r["program"], 20), one_line(r["tool"], 20),
-               one_line(json.dumps(r["args"], ensure_ascii=False), 60), r["decision"], one_line(r["by"], 24)]
+             [[r.id, fmt_ts(r.ts), r.user, r.pid, one_line(r.program, 20), one_line(r.tool, 20),
+               one_line(json.dumps(r.args, ensure_ascii=False), 60), r.decision, one_line(r.by, 24)]
               for r in rows],
              right=("ID", "PID"))
     return 0

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from commands.registry import CommandError
 from kernel.errors import KernelError, NoSuchProcess
+from kernel.events import ContextCompacted, ContextSwitched, SyscallDone
 from kernel.programs import available
 from kernel.sanitize import strip_controls
 
@@ -64,9 +65,7 @@ def _proc(sh: Shell, text: str, path: str) -> Process:
 
 
 def users(sh: Shell) -> list[str]:
-    seen = {sh.kernel.user, *sh.kernel.config.admins}
-    seen.update(row["user"] for row in sh.kernel.storage.process_rows())
-    return sorted(seen)
+    return sh.api.user_names()
 
 
 def tools(sh: Shell) -> dict[str, str]:
@@ -76,12 +75,11 @@ def tools(sh: Shell) -> dict[str, str]:
 
 def audit_text(sh: Shell, limit: int | None = None) -> str:
     """The audit log as lines; an admin sees every user's calls, anyone else their own."""
-    user = None if sh.kernel.is_admin(sh.kernel.user) else sh.kernel.user
     lines = []
-    for r in sh.kernel.access.audit_rows(limit=limit, user=user):
-        args = json.dumps(r["args"], ensure_ascii=False)
-        lines.append(f"{r['id']} {fmt_ts(r['ts'])} {r['user']} pid={r['pid']} {r['program']} {r['tool']} {args} "
-                     f"{r['decision']} by={r['by']}{' (' + r['reason'] + ')' if r['reason'] else ''}\n")
+    for r in sh.api.audit(limit=limit):
+        args = json.dumps(r.args, ensure_ascii=False)
+        lines.append(f"{r.id} {fmt_ts(r.ts)} {r.user} pid={r.pid} {r.program} {r.tool} {args} "
+                     f"{r.decision} by={r.by}{' (' + r.reason + ')' if r.reason else ''}\n")
     return strip_controls("".join(lines))
 
 
@@ -234,22 +232,22 @@ def proc_file(sh: Shell, proc: Process, name: str) -> str:
         return "".join(proc.output)
     if name == "context":
         return context_header(sh, proc) + "".join(
-            f"[{m['role']}]\n{m['content']}\n\n" for m in sh.kernel.storage.messages(proc.pid))
-    calls = [e["data"] for e in sh.kernel.storage.events(pid=proc.pid, types=("SyscallDone",))]
-    return "".join(f"{c.get('call')} ok={c.get('ok')} wait={c.get('wait_s', 0):.3f}s "
-                   f"service={c.get('service_s', 0):.3f}s{' error=' + c['error'] if c.get('error') else ''}\n"
-                   for c in calls if c.get("call") != "llm")
+            f"[{m.role}]\n{m.content}\n\n" for m in sh.api.transcript(proc.pid))
+    calls = [e for e in sh.api.events(pid=proc.pid, types=(SyscallDone,)) if isinstance(e, SyscallDone)]
+    return "".join(f"{c.call} ok={c.ok} wait={c.wait_s:.3f}s "
+                   f"service={c.service_s:.3f}s{' error=' + c.error if c.error else ''}\n"
+                   for c in calls if c.call != "llm")
 
 
 def context_header(sh: Shell, proc: Process) -> str:
     """Used/window tokens, compactions and switches: from the events, so earlier runs' processes have them too."""
     window = proc.ctx_window or sh.kernel.context.window()
-    events = sh.kernel.storage.events(pid=proc.pid, types=("ContextCompacted", "ContextSwitched"))
-    compacted = [e["data"] for e in events if e["type"] == "ContextCompacted"]
-    cost = sum(e["data"].get("cost_s", 0.0) for e in events if e["type"] == "ContextSwitched")
+    events = sh.api.events(pid=proc.pid, types=(ContextCompacted, ContextSwitched))
+    compacted = [e for e in events if isinstance(e, ContextCompacted)]
+    cost = sum(e.cost_s for e in events if isinstance(e, ContextSwitched))
     last = compacted[-1] if compacted else None
-    note = (f" (last: {last['dropped_turns']} turns dropped, {last['before_tokens']} → {last['after_tokens']} "
-            f"tokens, {last['how']})" if last else "")
+    note = (f" (last: {last.dropped_turns} turns dropped, {last.before_tokens} → {last.after_tokens} "
+            f"tokens, {last.how})" if last else "")
     used = proc.usage().ctx_tokens
     return (f"used: {used} / {window} tokens ({100 * used / window:.0f}%)\n"
             f"compactions: {len(compacted)}{note}\n"

@@ -39,43 +39,39 @@ def _args(p: ArgParser) -> None:
          examples=("perm", "perm allow 'shell(git status*)' --always", "perm revoke 'shell(git status*)'",
                    "perm check shell 'git status'", "perm trust ~/project"))
 async def perm(sh: Shell, args: argparse.Namespace) -> int:
-    access = sh.kernel.access
-    me = sh.kernel.user
-    user = args.user or me
-    if not sh.kernel.may_manage(me, user):
-        raise CommandError(f"only an admin may act on {user}'s grants")
+    api = sh.api  # only an admin may act on another user's grants: the API says so (PermissionDenied)
+    user = args.user or sh.kernel.user
     text = " ".join(args.rule)
     if args.action == "list":
-        rows = [g for g in access.grants(user)]
+        rows = api.grants(user)
         if args.json:
-            sh.json(rows)
+            sh.json([g.to_dict() for g in rows])
             return 0
-        if access.policy_error:
-            sh.error(f"perm: {access.policy_error}")
-        sh.table(["USER", "EFFECT", "RULE", "SCOPE", "BY"],
-                 [[g["user"], g["effect"], g["rule"], g["scope"], g.get("by") or ""] for g in rows])
+        if api.policy_error:
+            sh.error(f"perm: {api.policy_error}")
+        sh.table(["USER", "EFFECT", "RULE", "SCOPE", "BY"], [[g.user, g.effect, g.rule, g.scope, g.by] for g in rows])
         return 0
     if not text:
         raise UsageError(f"perm {args.action}: expected an argument")
     if args.action in ("allow", "deny"):
         try:
-            rule = access.grant(user, text, scope="always" if args.always else "session", effect=args.action, by=me)
+            rule = api.grant(text, user=user, always=args.always, effect=args.action)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         sh.print(f"{args.action} {rule} for {user} ({'always' if args.always else 'this session'})")
     elif args.action == "revoke":
-        if not access.revoke(user, text):
+        if not api.revoke(text, user=user):
             raise CommandError(f"no such grant for {user}: {text}")
         sh.print(f"revoked {text} for {user}")
     elif args.action == "trust":
         path = Path(text).expanduser()
         try:
-            access.trust(path if path.is_absolute() else sh.cwd / path, me)
+            api.trust(path if path.is_absolute() else sh.cwd / path)
         except (OSError, ValueError, PermissionDenied) as exc:
             raise CommandError(str(exc)) from None
         sh.print(f"trusted {path}")
     else:
         tool, _, target = text.partition(" ")
-        verdict = access.check(user, tool, target)
+        verdict = api.check(tool, target, user=user)
         sh.print(f"{verdict.effect}" + (f" ({verdict.source}: {verdict.rule})" if verdict.rule else ""))
     return 0

@@ -23,22 +23,20 @@ def _args(p: ArgParser) -> None:
 @command("users", "list aios users and their groups; an admin may add users", usage="users [add NAME [-g G] [--admin]]",
          args=_args, examples=("users", "users add bob -g dev"))
 async def users(sh: Shell, args: argparse.Namespace) -> int:
-    access = sh.kernel.access
     if args.action == "add":
         if not args.name:
             raise UsageError("users add: expected a user name")
         try:
-            access.add_user(args.name, list(args.group), admin=args.admin, by=sh.kernel.user)
+            sh.api.add_user(args.name, list(args.group), admin=args.admin)
         except (PermissionDenied, ValueError) as exc:
             raise CommandError(str(exc)) from None
         sh.print(f"added {args.name}")
         return 0
-    rows = access.users()
+    rows = sh.api.users()
     if args.json:
-        sh.json(rows)
+        sh.json([u.to_dict() for u in rows])
         return 0
-    sh.table(["USER", "ADMIN", "GROUPS"], [[u["name"], "yes" if u["admin"] else "", ",".join(u["groups"])]
-                                           for u in rows])
+    sh.table(["USER", "ADMIN", "GROUPS"], [[u.name, "yes" if u.admin else "", ",".join(u.groups)] for u in rows])
     return 0
 
 

@@ -33,6 +33,7 @@ from aios_shell.tui.settings import MonitorSettings
 from aios_shell.tui.theming import register_themes
 from aios_shell.tui.view import COLUMNS, clean
 from kernel import Kernel
+from kernel.api import KernelAPI
 from kernel.errors import KernelError
 from kernel.events import Event, PermissionDecided, PermissionRequested
 from kernel.process import Signal
@@ -172,10 +173,9 @@ class MonitorApp(App[int]):
                          f"{clean(self.kernel.user, 20)}"
         self.query_one(ToolLogPane).history(self.kernel)  # (no await in between: no event falls in the gap)
         self._unsubscribe = self.kernel.bus.on(self._on_event)
-        broker = getattr(self.kernel, "permissions", None)
-        if broker is not None:
-            self._permissions.extend(broker.pending())
-            self._detach = broker.attach(exclusive=True)  # the monitor asks while it shows; the shell waits
+        api = KernelAPI(self.kernel)
+        self._permissions.extend(api.pending_permissions())
+        self._detach = api.attach_answerer(exclusive=True)  # the monitor asks while it shows; the shell waits
         self.processes.table.focus()
         self.ready.set()
         self.refresh_now(force=True)
@@ -239,7 +239,8 @@ class MonitorApp(App[int]):
     def _permission_events(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, PermissionRequested):
-                self._permissions.append(event)
+                if self.kernel is not None and KernelAPI(self.kernel).may_answer(event):
+                    self._permissions.append(event)
             elif isinstance(event, PermissionDecided):
                 self._permissions = deque(r for r in self._permissions if r.request_id != event.request_id)
                 if self._asking is not None and self._asking.request.request_id == event.request_id:
@@ -254,9 +255,8 @@ class MonitorApp(App[int]):
 
         def answered(decision: str | None) -> None:
             self._asking = None
-            broker = getattr(self.kernel, "permissions", None)
-            if broker is not None and decision is not None:
-                broker.answer(request.request_id, decision)
+            if self.kernel is not None and decision is not None:
+                KernelAPI(self.kernel).answer_permission(request.request_id, decision)
             self.call_later(self._ask_next)
 
         self.push_screen(self._asking, answered)

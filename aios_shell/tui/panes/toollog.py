@@ -19,6 +19,7 @@ from textual.geometry import Size
 
 from aios_shell.tui.panes.processes import CachedRowTable
 from aios_shell.tui.view import clean
+from kernel.api import KernelAPI
 from kernel.events import (
     Decision,
     Event,
@@ -171,15 +172,13 @@ class ToolLogPane(CachedRowTable):
 
     def history(self, kernel: Any) -> None:
         """The calls this kernel made before the pane opened, from the stored events."""
-        kinds = ("ToolCalled", "PermissionRequested", "PermissionDecided", "ToolCallDecided", "SyscallDone")
+        kinds = (ToolCalled, PermissionRequested, PermissionDecided, ToolCallDecided, SyscallDone)
         try:
-            stored = kernel.storage.events(types=kinds, since=kernel.boot_time, last=20 * self.log_calls.keep)
+            stored = KernelAPI(kernel).events(types=kinds, since=kernel.boot_time, last=20 * self.log_calls.keep)
         except Exception:  # the log's past is a convenience: never in the way of the monitor
             return
-        for row in stored:
-            event = Event.from_dict(row["data"])
-            if event is not None:
-                self.log_calls.feed(event)
+        for event in stored:
+            self.log_calls.feed(event)
 
     def on_mount(self) -> None:
         self._rebuild()

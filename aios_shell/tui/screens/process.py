@@ -14,7 +14,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Static
 
 from aios_shell.tui import view
-from kernel.errors import NoSuchProcess
+from kernel.api import KernelAPI
+from kernel.errors import KernelError, NoSuchProcess
 from kernel.events import (
     Event,
     MessageLogged,
@@ -98,6 +99,7 @@ class ProcessScreen(Screen[None]):
         self._opened_at = time.time()
         self._last_message_ts = 0.0
         self._syscalls: dict[int, list[str]] = {}
+        self._hidden = False  # another user's process: its conversation and calls are not the viewer's to read
 
     def compose(self) -> ComposeResult:
         yield Static(id="process-head")
@@ -119,17 +121,24 @@ class ProcessScreen(Screen[None]):
         table = self.query_one("#syscalls", DataTable)
         for name in ("SID", "CALL", "STATE", "TOK", "WAIT", "RUN"):
             table.add_column(name, key=name)
-        for row in kernel.storage.messages(self.pid):
-            self._message(str(row["role"]), str(row["content"]))
-            self._last_message_ts = max(self._last_message_ts, float(row.get("ts") or 0))
+        api = KernelAPI(kernel)
+        try:
+            messages, stored = api.transcript(self.pid), api.events(self.pid, types=SYSCALL_EVENTS)
+        except KernelError as exc:  # another user's process: what it said and did is theirs (and admins')
+            messages, stored = [], []
+            self._hidden = True
+            self.log_widget.write(view.clean_block(f"({exc})") + "\n")
+        for m in messages:
+            self._message(m.role, m.content)
+            self._last_message_ts = max(self._last_message_ts, m.ts)
         proc = kernel.procs.get(self.pid)
-        for call in list(proc.inflight) if proc is not None else []:  # running, queued, preempted or stopped
+        for call in list(proc.inflight) if proc is not None and not self._hidden else []:  # running, queued, …
             if call.raw:
                 self._header("assistant (streaming)")
                 self.log_widget.write(view.clean_block(call.raw))
                 self._streaming = call.sid
-        for stored in kernel.storage.events(self.pid, types=tuple(e.__name__ for e in SYSCALL_EVENTS)):
-            self._syscall(stored["type"], stored["data"])
+        for event in stored:
+            self._syscall(event.kind, event.to_dict())
         if proc is None or not proc.alive:
             self._settle_calls()
         self._draw_syscalls()
@@ -208,6 +217,8 @@ class ProcessScreen(Screen[None]):
         calls_changed = False
         for event in events or ():
             if getattr(event, "pid", None) != self.pid:
+                continue
+            if self._hidden and not isinstance(event, ProcessExited):
                 continue
             if isinstance(event, TokenGenerated):
                 if event.ts <= self._opened_at and self._streaming == event.sid:

@@ -1,25 +1,14 @@
-"""The kernel's API for user space: typed, frozen, serialisable read models and the operations on them.
-
-The shell, its commands and the monitor reach the kernel through `KernelAPI`, which acts for one caller
-(the owner/admin decisions are the kernel's, made for that caller). Every read model has `to_dict` and
-`from_dict`, so what a view shows can cross a socket as it is. So far: the process table (`ProcInfo`, which
-`ps` reads), the model (`ModelInfo`), the scheduler (`SchedInfo`: `sched`, the shell's bottom bar and the
-monitor's scheduler pane) and the kernel's messages (`KernelMessage`: `dmesg`, `/proc/kmsg`).
-"""
+"""The read models of the kernel's API: frozen, typed, and `to_dict`/`from_dict` so they can cross a socket."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from kernel import clock
-from kernel.errors import PermissionDenied
 from kernel.kmsg import KernelMessage
 
-if TYPE_CHECKING:
-    from kernel.kernel import Kernel
-    from kernel.process import Process
-    from kernel.syscall import LLMCall
+__all__ = ["AuditEntry", "Grant", "KernelMessage", "Message", "ModelInfo", "ProcInfo", "QueueEntry", "SchedInfo",
+           "SlotInfo", "UserInfo"]
 
 
 @dataclass(frozen=True)
@@ -180,62 +169,83 @@ class SchedInfo:
                    queued=int(d.get("queued", len(queue))), preemptions=int(d.get("preemptions", 0)))
 
 
-class KernelAPI:
-    """What `caller` may see and do in `kernel`."""
+@dataclass(frozen=True)
+class UserInfo:
+    """An aios user: from the policy file, the admins, or a process it ran."""
 
-    def __init__(self, kernel: Kernel, caller: str | None = None) -> None:
-        self._kernel = kernel
-        self.caller = caller or kernel.user
+    name: str
+    admin: bool = False
+    groups: tuple[str, ...] = ()
+    source: str = "policy"  # policy | db (added with `users add`)
 
-    def ps(self, all: bool = False, user: str | None = None) -> list[ProcInfo]:
-        """Live processes, by pid; with `all`, every process this AIOS_HOME has seen; only `user`'s if given."""
-        return [self.proc_info(p) for p in self._kernel.ps(all=all) if user is None or p.user == user]
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "groups": list(self.groups), "admin": self.admin, "source": self.source}
 
-    def proc_info(self, proc: Process) -> ProcInfo:
-        return ProcInfo.from_dict(self._kernel.shown(proc, self.caller))
-
-    def model(self) -> ModelInfo:
-        backend = self._kernel.backend
-        return ModelInfo(backend=backend.name, model=backend.model, slots=self._kernel.dispatcher.slots,
-                         context_window=int(getattr(backend, "context_window", 0) or 0))
-
-    def kmsg(self) -> list[KernelMessage]:
-        """The kernel's own messages, oldest first: for the kernel's owner and admins (as Linux restricts dmesg)."""
-        if self.caller != self._kernel.user and not self._kernel.is_admin(self.caller):
-            raise PermissionDenied(f"{self.caller} may not read the kernel's messages (its owner and admins may)")
-        return self._kernel.kmsg.messages()
-
-    def sched(self, queue_limit: int | None = None) -> SchedInfo:
-        """The scheduler now; the queue's first `queue_limit` entries (all when None), `queued` counts them all."""
-        d = self._kernel.dispatcher
-        now = clock.now()
-        params = d.policy.describe()
-        policy = str(params.pop("policy", d.policy.name))
-        calls = d.queue()
-        taken = calls if queue_limit is None else calls[:max(0, queue_limit)]
-        running = dict(d.running)
-        return SchedInfo(
-            policy=policy, params=params, preemptions=d.preemptions, queued=len(calls),
-            slots=tuple(_slot(slot, running.get(slot)) for slot in range(d.slots)),
-            queue=tuple(_entry(i + 1, call, now, d.policy) for i, call in enumerate(taken)),
-        )
-
-    def set_sched(self, policy: str | None = None, slice: int | None = None, slots: int | None = None) -> SchedInfo:
-        """Switch the policy, its slice or P, live (the kernel's owner or an admin only); the scheduler after."""
-        self._kernel.sched(policy, slice=slice, slots=slots, sender=self.caller)
-        return self.sched()
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UserInfo:
+        return cls(name=str(d["name"]), admin=bool(d.get("admin")), groups=tuple(str(g) for g in d.get("groups", ())),
+                   source=str(d.get("source", "policy")))
 
 
-def _slot(slot: int, call: LLMCall | None) -> SlotInfo:
-    if call is None:
-        return SlotInfo(slot)
-    return SlotInfo(slot, pid=call.pid, user=call.proc.user, cmd=call.proc.cmdline, tokens=call.chunks)
+@dataclass(frozen=True)
+class Message:
+    """One turn of a process's conversation, as its transcript keeps it."""
+
+    role: str
+    content: str
+    ts: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Message:
+        return cls(role=str(d["role"]), content=str(d["content"]), ts=float(d.get("ts") or 0.0))
 
 
-def _entry(pos: int, call: LLMCall, now: float, policy: Any) -> QueueEntry:
-    try:
-        reason = str(policy.reason(call))
-    except Exception as exc:  # a policy bug must not take a view of the scheduler down
-        reason = f"? ({type(exc).__name__})"
-    return QueueEntry(pos=pos, pid=call.pid, user=call.proc.user, nice=call.proc.nice, cmd=call.proc.cmdline,
-                      wait_s=round(now - call.queued_at, 3), reason=reason)
+@dataclass(frozen=True)
+class Grant:
+    """A rule that applies to a user: from the policy file, `--yes-for`, or a grant (session or always)."""
+
+    user: str
+    rule: str
+    effect: str  # allow | deny
+    scope: str  # policy | yes-for | project | session | always
+    by: str = ""
+    created_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Grant:
+        return cls(user=str(d["user"]), rule=str(d["rule"]), effect=str(d["effect"]), scope=str(d["scope"]),
+                   by=str(d.get("by") or ""), created_at=d.get("created_at"))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the audit log: who called which tool, with what (secrets redacted), and what was decided."""
+
+    id: int
+    ts: float
+    user: str
+    pid: int
+    program: str
+    tool: str
+    args: dict[str, Any]
+    decision: str
+    by: str
+    reason: str
+    prev: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _AUDIT_FIELDS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditEntry:
+        return cls(**{name: d.get(name) for name in _AUDIT_FIELDS})
+
+
+_AUDIT_FIELDS = tuple(f.name for f in fields(AuditEntry))
