@@ -180,7 +180,7 @@ class Kernel:
         fields = proc.to_dict()
         if not self.may_manage(viewer, proc.user):
             fields["argv"] = []
-            fields["cmd"] = f"{proc.program} [hidden]" if proc.argv else proc.program
+            fields["cmd"] = proc.hidden_cmdline
             fields["workspace"] = None
         return fields
 

@@ -159,6 +159,11 @@ class Process:
     def cmdline(self) -> str:
         return " ".join([self.program, *self.argv])
 
+    @property
+    def hidden_cmdline(self) -> str:
+        """The command line as another user sees it: the program, its arguments (the task's text) hidden."""
+        return f"{self.program} [hidden]" if self.argv else self.program
+
     def cpu_time(self) -> float:
         """Seconds the process spent on the model (the 'CPU' of aios)."""
         return self.llm_time

@@ -63,22 +63,25 @@ def window(kernel: Kernel) -> int:
     return KernelAPI(kernel).model().context_window
 
 
-def row(proc: Process, ctx_window: int, used: Usage | None = None) -> Row:
+def row(proc: Process, ctx_window: int, used: Usage | None = None, cmd: str | None = None) -> Row:
+    """`cmd`: the command line as the viewer may see it (default: all of it)."""
     used = used or proc.usage()
+    cmd = proc.cmdline if cmd is None else cmd
     pct = 100 * used.ctx_tokens / ctx_window if ctx_window else 0.0
     cells = (
         str(proc.pid), clean(proc.user, 16), str(20 + proc.nice), str(proc.nice), short_status(proc.status),
-        f"{pct:.0f}", f"{used.prompt_tokens}/{used.completion_tokens}", fmt_time(used.llm_time), clean(proc.cmdline),
+        f"{pct:.0f}", f"{used.prompt_tokens}/{used.completion_tokens}", fmt_time(used.llm_time), clean(cmd),
     )
     keys = (proc.pid, proc.user, 20 + proc.nice, proc.nice, proc.status, pct, used.tokens, used.llm_time,
-            proc.cmdline.lower())
+            cmd.lower())
     return Row(proc.pid, proc.ppid, cells, keys, proc.state.value, proc.alive)
 
 
 def rows(kernel: Kernel) -> list[Row]:
     """Every process of this kernel, exited ones included, in pid order."""
     ctx_window = window(kernel)
-    return [row(p, ctx_window) for p in kernel.procs]
+    cmdline = KernelAPI(kernel).cmdlines()
+    return [row(p, ctx_window, cmd=cmdline(p)) for p in kernel.procs]
 
 
 def sched(kernel: Kernel, queue_limit: int | None = 0) -> SchedInfo:

@@ -7,6 +7,7 @@ every owner/admin decision user space needs is made here, once. What it returns 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,10 +74,11 @@ class KernelAPI:
         calls = d.queue()
         taken = calls if queue_limit is None else calls[:max(0, queue_limit)]
         running = dict(d.running)
+        cmdline = self.cmdlines()
         return SchedInfo(
             policy=policy, params=params, preemptions=d.preemptions, queued=len(calls),
-            slots=tuple(_slot(slot, running.get(slot)) for slot in range(d.slots)),
-            queue=tuple(_entry(i + 1, call, now, d.policy) for i, call in enumerate(taken)),
+            slots=tuple(_slot(slot, running.get(slot), cmdline) for slot in range(d.slots)),
+            queue=tuple(_entry(i + 1, call, now, d.policy, cmdline) for i, call in enumerate(taken)),
         )
 
     def set_sched(self, policy: str | None = None, slice: int | None = None, slots: int | None = None) -> SchedInfo:
@@ -87,6 +89,22 @@ class KernelAPI:
     # -- checks -------------------------------------------------------------------------------------
     def _may_manage(self, user: str) -> bool:
         return self._kernel.may_manage(self.caller, user)
+
+    def may_read(self, user: str) -> bool:
+        """Whether the caller may read what `user`'s processes are asked and say (themselves, or an admin)."""
+        return self._may_manage(user)
+
+    def cmdlines(self) -> Callable[[Process], str]:
+        """A process's command line as the caller may see it (another user's arguments hidden, as in `ps`);
+        for views that draw many processes at once (each user is checked once)."""
+        may: dict[str, bool] = {}
+
+        def cmdline(proc: Process) -> str:
+            if proc.user not in may:
+                may[proc.user] = self._may_manage(proc.user)
+            return proc.cmdline if may[proc.user] else proc.hidden_cmdline
+
+        return cmdline
 
     def _owned(self, pid: int) -> Process:
         """The process, if the caller may read what it said and did (its owner, an admin)."""
@@ -218,16 +236,16 @@ class KernelAPI:
 
 
 
-def _slot(slot: int, call: LLMCall | None) -> SlotInfo:
+def _slot(slot: int, call: LLMCall | None, cmdline: Callable[[Process], str]) -> SlotInfo:
     if call is None:
         return SlotInfo(slot)
-    return SlotInfo(slot, pid=call.pid, user=call.proc.user, cmd=call.proc.cmdline, tokens=call.chunks)
+    return SlotInfo(slot, pid=call.pid, user=call.proc.user, cmd=cmdline(call.proc), tokens=call.chunks)
 
 
-def _entry(pos: int, call: LLMCall, now: float, policy: Any) -> QueueEntry:
+def _entry(pos: int, call: LLMCall, now: float, policy: Any, cmdline: Callable[[Process], str]) -> QueueEntry:
     try:
         reason = str(policy.reason(call))
     except Exception as exc:  # a policy bug must not take a view of the scheduler down
         reason = f"? ({type(exc).__name__})"
-    return QueueEntry(pos=pos, pid=call.pid, user=call.proc.user, nice=call.proc.nice, cmd=call.proc.cmdline,
+    return QueueEntry(pos=pos, pid=call.pid, user=call.proc.user, nice=call.proc.nice, cmd=cmdline(call.proc),
                       wait_s=round(now - call.queued_at, 3), reason=reason)

@@ -83,3 +83,12 @@ async def test_model_names_the_backend_its_window_and_slots(kernel: Kernel, sim:
     model = KernelAPI(kernel).model()
     assert (model.backend, model.model, model.slots) == (sim.name, sim.model, kernel.dispatcher.slots)
     assert ModelInfo.from_dict(model.to_dict()) == model
+
+
+async def test_sched_hides_another_users_task_too(busy: Kernel) -> None:
+    busy.spawn("workload", ["100000"], user="carol")
+    await until(lambda: KernelAPI(busy).sched().queued == 4)
+    as_bob = KernelAPI(busy, caller="bob").sched()
+    assert {s.cmd for s in as_bob.slots} | {q.cmd for q in as_bob.queue} == {"workload [hidden]"}
+    as_carol = KernelAPI(busy, caller="carol").sched()
+    assert "workload 100000" in {q.cmd for q in as_carol.queue}

@@ -336,3 +336,21 @@ async def test_K_on_the_process_screen_kills_it_and_its_call_shows_cancelled(app
         await pilot.press("K")
         await until(lambda: str(calls.get_cell_at((0, 2))) == "cancelled", timeout=3)
         assert "exited: EXITED(SIGKILL)" in "\n".join(app.screen.query_one("#conversation", Log).lines)
+
+
+async def test_another_users_task_is_hidden_in_the_table_and_their_process_screen(app_kernel: Kernel) -> None:
+    """The scenario's pid 4 is bob's; the monitor is alice's (no admin): as `ps` shows it, and as
+    `cat /proc/4/context` refuses it."""
+    app = app_over(app_kernel)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, 4)
+        assert str(app.processes.table.get_cell("4", "CMD")) == "chat [hidden]"
+        assert str(app.processes.table.get_cell("3", "CMD")).startswith("chat write a haiku")  # alice's own
+        await pilot.press("enter")
+        await pilot.pause()
+        lines = app.screen.query_one("#conversation", Log).lines
+        assert any("may not read bob's process" in line for line in lines)
+        assert not any("storage migration" in line for line in lines)
+        assert app.screen.query_one("#syscalls").row_count == 0
+        head = str(app.screen.query_one("#process-head").render())
+        assert "chat [hidden]" in head and "storage" not in head

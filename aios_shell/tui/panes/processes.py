@@ -22,6 +22,7 @@ from textual.widgets.data_table import CellType, RowDoesNotExist, RowKey
 
 from aios_shell.tui import view
 from aios_shell.tui.view import COLUMNS, NUMERIC, WIDTHS, Row
+from kernel.api import KernelAPI
 from kernel.events import Event
 
 REBUILD_OVER = 64  # rows coming or going in one refresh beyond which the table is simply rebuilt
@@ -121,7 +122,7 @@ class ProcessPane(Vertical):
         self._order: list[int] = []  # pids in the table's order
         self._shown: dict[int, tuple[Row, int]] = {}  # pid → (row, depth) as in the table
         self._rows: dict[int, tuple[tuple[Any, ...], Row]] = {}  # pid → (what the row was made from, row)
-        self._window = -1
+        self._window: tuple[int, str] | None = None  # the rows cache is for this window and viewer
         self._styles_for: str = ""
         self._subtitle = ""
 
@@ -258,9 +259,10 @@ class ProcessPane(Vertical):
     def rows(self, kernel: Any) -> list[Row]:
         """A Row per process, made again only for processes whose numbers changed since the last refresh."""
         window = view.window(kernel)
-        if window != self._window:
+        if (window, kernel.user) != self._window:  # (`su` in the console changes whose view it is)
             self._rows.clear()
-            self._window = window
+            self._window = (window, kernel.user)
+        cmdline = KernelAPI(kernel).cmdlines()
         out: list[Row] = []
         seen: dict[int, tuple[tuple[Any, ...], Row]] = {}
         for proc in kernel.procs:
@@ -269,7 +271,7 @@ class ProcessPane(Vertical):
                          used.ctx_tokens, used.prompt_tokens, used.completion_tokens, round(used.llm_time, 2))
             cached = self._rows.get(proc.pid)
             if cached is None or cached[0] != made_from:
-                cached = (made_from, view.row(proc, window, used))
+                cached = (made_from, view.row(proc, window, used, cmd=cmdline(proc)))
             seen[proc.pid] = cached
             out.append(cached[1])
         self._rows = seen  # forgotten processes leave the cache

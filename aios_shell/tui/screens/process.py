@@ -200,7 +200,7 @@ class ProcessScreen(Screen[None]):
         except NoSuchProcess:
             self.query_one("#process-head", Static).update(f"pid {self.pid}: no such process")
             return
-        r = view.row(proc, view.window(self.app.kernel))
+        r = view.row(proc, view.window(self.app.kernel), cmd=KernelAPI(self.app.kernel).cmdlines()(proc))
         self._live_calls(proc)
         head = Text.assemble(
             ("pid ", "dim"), (str(proc.pid), "bold"), ("  user ", "dim"), r.cells[1],
