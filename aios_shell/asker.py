@@ -28,9 +28,8 @@ from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.keys import Keys
 
 from kernel import Kernel
-from kernel.api import KernelAPI
+from kernel.api import Answerer, KernelAPI
 from kernel.events import PermissionDecided, PermissionRequested
-from kernel.permissions import Answerer
 from kernel.sanitize import one_line as clean
 from kernel.sanitize import strip_controls
 

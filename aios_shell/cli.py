@@ -17,12 +17,12 @@ import typer
 
 from aios_shell import __version__
 from aios_shell.render import make_console
+from kernel.api import StorageError
 from kernel.errors import InvalidArgument
 from kernel.kernel import KernelConfig, boot
 from kernel.llm.backend import BackendError
 from kernel.llm.factory import BACKENDS
 from kernel.settings import SettingError
-from kernel.storage import StorageError
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 

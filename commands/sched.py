@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, command
-from kernel.scheduler import POLICIES
+from kernel.api import POLICY_NAMES
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -18,7 +18,7 @@ JSON_SHAPE = """\
 
 
 def _args(p: ArgParser) -> None:
-    p.add_argument("policy", nargs="?", choices=sorted(POLICIES), help="switch to this policy")
+    p.add_argument("policy", nargs="?", choices=POLICY_NAMES, help="switch to this policy")
     p.add_argument("--slice", type=int, metavar="N", help="tokens per turn for rr and fair")
     p.add_argument("--slots", type=int, metavar="P", help="model calls served at once")
     p.add_argument("--json", action="store_true", help="print JSON (shape below)")

@@ -30,3 +30,23 @@ def test_import_linter_contracts_hold() -> None:
     lint = Path(sys.executable).with_name("lint-imports")
     out = subprocess.run([str(lint)], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+INTERNALS = ("dispatcher", "storage", "access", "permissions")  # reached only through kernel.api in user space
+
+
+def test_user_space_reaches_no_kernel_internals_but_through_the_api() -> None:
+    """An import contract cannot see `sh.kernel.storage.…`; this reads the source for it."""
+    import ast
+
+    root = Path(__file__).parents[2]
+    found = []
+    for folder in ("aios_shell", "commands"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                name = node.attr if isinstance(node, ast.Attribute) else None
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) > 1:
+                    name = getattr(node.args[1], "value", None)  # getattr(kernel, "storage")
+                if name in INTERNALS:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} .{name}")
+    assert found == []
