@@ -21,6 +21,7 @@ from kernel.access import AccessControl
 from kernel.context import ContextManager
 from kernel.errors import InvalidArgument, NoSuchProcess, PermissionDenied, ResourceLimit
 from kernel.events import (
+    Event,
     EventBus,
     MessageLogged,
     ProcessExited,
@@ -329,8 +330,7 @@ class Kernel:
     def _exit(self, proc: Process, code: int = 0, signal: Signal | None = None, error: str | None = None) -> None:
         if not proc.alive:
             return
-        self.dispatcher.cancel_pid(proc.pid)
-        self.dispatcher.policy.forget(proc.pid)  # per-process scheduling state (attained tokens, answer sizes)
+        self.dispatcher.exited(proc.pid)
         old = proc.status
         proc.state, proc.waiting_on = State.EXITED, None
         proc.term_signal = int(signal) if signal is not None else None
@@ -422,7 +422,7 @@ class Kernel:
         if slice is not None and slice < 1:
             raise InvalidArgument("the slice must be at least 1 token")
         if policy or slice is not None:
-            name = policy or self.dispatcher.policy.name
+            name = policy or self.dispatcher.policy_name
             try:
                 new = make_policy(name, **self._policy_params(name, slice))
             except ValueError as exc:
@@ -433,7 +433,7 @@ class Kernel:
                 self.dispatcher.set_slots(slots)
             except ValueError as exc:
                 raise InvalidArgument(str(exc)) from None
-        return self.dispatcher.policy.describe() | {"slots": self.dispatcher.slots}
+        return self.dispatcher.describe()
 
     @staticmethod
     def _check_nice(nice: Any) -> int:
@@ -474,7 +474,7 @@ class Kernel:
             finally:
                 self.set_state(proc, State.RUNNING)
             await self._gate(proc)
-        if len(self.dispatcher.policy) >= self.quotas.max_queued:
+        if self.dispatcher.queued >= self.quotas.max_queued:
             raise ResourceLimit(f"the model queue is full ({self.quotas.max_queued} calls waiting, "
                                 "AIOS_MAX_QUEUED); try again later")
         proc.syscalls += 1
@@ -580,6 +580,10 @@ class Kernel:
         await self._gate(proc)
         self.emit_output(proc, text)
 
+    def publish(self, event: Event) -> None:
+        """Put `event` on the bus (the dispatcher's way to say what it did)."""
+        self.bus.publish(event)
+
     def emit_output(self, proc: Process, text: str) -> None:
         if not proc.alive or not text:
             return
@@ -594,9 +598,9 @@ class Kernel:
             "user": self.user,
             "home": str(self.config.home),
             **self.backend.describe(),
-            "policy": self.dispatcher.policy.name,
+            "policy": self.dispatcher.policy_name,
             "running": len(self.dispatcher.running),
-            "queued": len(self.dispatcher.policy),
+            "queued": self.dispatcher.queued,
         }
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kernel import clock
 from kernel.events import (
@@ -37,14 +37,34 @@ from kernel.scheduler.policy import Policy
 from kernel.syscall import LLMCall, LLMResult
 
 if TYPE_CHECKING:
-    from kernel.kernel import Kernel
+    from kernel.events import Event
+    from kernel.process import Process
 
 log = logging.getLogger("aios.dispatch")
 
 
+class DispatchHost(Protocol):
+    """What the dispatcher tells the kernel, and all it needs of it: the kernel implements this."""
+
+    def publish(self, event: Event) -> None:
+        """Put an event on the bus."""
+
+    def set_state(self, proc: Process, state: State, waiting_on: str | None = None) -> None:
+        """Move a process to `state` (a stopped one remembers where to go on CONT)."""
+
+    def finish_llm(self, call: LLMCall, result: LLMResult | None = None, error: BaseException | None = None) -> None:
+        """A call is done: settle its counters, log it, wake its agent."""
+
+    def account_cancelled(self, call: LLMCall) -> None:
+        """A call was cancelled: settle what it used."""
+
+    def emit_output(self, proc: Process, text: str) -> None:
+        """Write to a process's standard output (an echoed answer)."""
+
+
 class Dispatcher:
-    def __init__(self, kernel: Kernel, backend: Backend, policy: Policy | None = None) -> None:
-        self.kernel = kernel
+    def __init__(self, host: DispatchHost, backend: Backend, policy: Policy | None = None) -> None:
+        self.host = host
         self.backend = backend
         self.policy: Policy = policy if policy is not None else FifoPolicy()
         self.policy.wake = self._kick
@@ -65,7 +85,7 @@ class Dispatcher:
     # -- the queue -------------------------------------------------------------------------
     def submit(self, call: LLMCall) -> None:
         t0 = time.perf_counter()
-        self.kernel.bus.publish(SyscallQueued(pid=call.pid, sid=call.sid, call="llm"))
+        self.host.publish(SyscallQueued(pid=call.pid, sid=call.sid, call="llm"))
         self._enqueue(call)
         call.overhead_s += time.perf_counter() - t0
         self._kick()
@@ -76,7 +96,7 @@ class Dispatcher:
             call.held = True
             self.held.append(call)
         else:
-            self.kernel.set_state(call.proc, State.READY)
+            self.host.set_state(call.proc, State.READY)
             self.policy.push(call)
 
     def set_policy(self, policy: Policy) -> None:
@@ -87,7 +107,7 @@ class Dispatcher:
             policy.push(call)
         for call in self.running.values():
             policy.on_dispatch(call)
-        self.kernel.bus.publish(SchedulerChanged(policy=policy.name, slots=self.slots))
+        self.host.publish(SchedulerChanged(policy=policy.name, slots=self.slots))
         self._kick()
 
     def set_slots(self, slots: int) -> None:
@@ -101,11 +121,29 @@ class Dispatcher:
         for slot, call in list(self.running.items()):
             if slot >= slots:
                 call.preempt = call.preempt or "slots"
-        self.kernel.bus.publish(SchedulerChanged(policy=self.policy.name, slots=slots))
+        self.host.publish(SchedulerChanged(policy=self.policy.name, slots=slots))
         self._kick()
 
     def queue(self) -> list[LLMCall]:
         return list(self.policy)
+
+    @property
+    def policy_name(self) -> str:
+        return self.policy.name
+
+    @property
+    def queued(self) -> int:
+        """How many calls wait in the ready queue."""
+        return len(self.policy)
+
+    def describe(self) -> dict[str, Any]:
+        """The policy's name and parameters, and P."""
+        return self.policy.describe() | {"slots": self.slots}
+
+    def exited(self, pid: int) -> None:
+        """Process `pid` is gone: cancel its calls, forget its scheduling state (attained tokens, answer sizes)."""
+        self.cancel_pid(pid)
+        self.policy.forget(pid)
 
     def _free_slot(self) -> int | None:
         if self._live_slots is not None and len(self.running) >= min(self.slots, self._live_slots()):
@@ -135,12 +173,12 @@ class Dispatcher:
 
     # -- serving ---------------------------------------------------------------------------
     async def _serve(self, call: LLMCall) -> None:
-        kernel, proc = self.kernel, call.proc
+        host, proc = self.host, call.proc
         now = clock.now()
         call.dispatched_at = call.dispatched_at or now
         call.wait_s += now - call.queued_at
-        kernel.bus.publish(SyscallDispatched(pid=call.pid, sid=call.sid, slot=call.slot or 0))
-        kernel.set_state(proc, State.WAITING, WaitReason.LLM)
+        host.publish(SyscallDispatched(pid=call.pid, sid=call.sid, slot=call.slot or 0))
+        host.set_state(proc, State.WAITING, WaitReason.LLM)
         request = call.request.continued(call.raw, call.chunks)
         stream = self.backend.stream(request)
         started = clock.monotonic()
@@ -163,7 +201,7 @@ class Dispatcher:
                 if call.first_token_at is None:
                     call.first_token_at = clock.now()
                 if proc.state is State.WAITING:
-                    kernel.set_state(proc, State.RUNNING)
+                    host.set_state(proc, State.RUNNING)
                 self._on_text(call, chunk.text)
                 if call.preempt:
                     break  # the policy wants the slot: give it back right after this token
@@ -190,10 +228,10 @@ class Dispatcher:
             if isinstance(outcome, BaseException):
                 if not self._back_off(call, outcome):
                     self._attempts.pop(call.sid, None)
-                    kernel.finish_llm(call, error=explain(outcome, self.backend.model))
+                    host.finish_llm(call, error=explain(outcome, self.backend.model))
             else:
                 self._attempts.pop(call.sid, None)
-                kernel.finish_llm(call, result=outcome)
+                host.finish_llm(call, result=outcome)
         call.overhead_s += time.perf_counter() - t0
         self._kick()
 
@@ -204,12 +242,12 @@ class Dispatcher:
         self.policy.on_token(call)
         if not call.preempt and self.policy.should_preempt(call) and self._needs_slot():
             call.preempt = "slice"
-        self.kernel.bus.publish(TokenGenerated(pid=call.pid, sid=call.sid, text=text))
+        self.host.publish(TokenGenerated(pid=call.pid, sid=call.sid, text=text))
         if call.echo:
             shown = text if call.echoed else text.lstrip()  # the answer's leading blanks are not shown
             if shown:
                 call.echoed = True
-                self.kernel.emit_output(call.proc, shown)
+                self.host.emit_output(call.proc, shown)
 
     def _needs_slot(self) -> bool:
         """Whether a queued call still lacks a slot that a running call is already giving back.
@@ -234,7 +272,7 @@ class Dispatcher:
         reason, call.preempt = call.preempt or "preempted", None
         self.preemptions += 1
         call.proc.ctx_switches += 1
-        self.kernel.bus.publish(
+        self.host.publish(
             SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason, partial_tokens=call.chunks)
         )
         call.queued_at = clock.now()
@@ -252,10 +290,10 @@ class Dispatcher:
         call.completion_tokens += call.segment_tokens  # what it produced is kept: it continues from there
         delay = self.retry.delay(attempt)
         error = explain(error, self.backend.model)
-        self.kernel.set_state(call.proc, State.WAITING, WaitReason.LLM)
+        self.host.set_state(call.proc, State.WAITING, WaitReason.LLM)
         reason = f"retry: {error} (attempt {attempt} of {self.retry.retries} in {delay:.1f}s)"
         log.info("pid %d: %s", call.pid, reason)
-        self.kernel.bus.publish(SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason,
+        self.host.publish(SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason,
                                                  partial_tokens=call.chunks))
         self.backing_off[call.sid] = call
         self._timers[call.sid] = asyncio.get_running_loop().call_later(delay, self._retry_due, call)
@@ -298,7 +336,7 @@ class Dispatcher:
             self.held.remove(call)
             call.held = False
             call.queued_at = clock.now()
-            self.kernel.set_state(call.proc, State.READY)
+            self.host.set_state(call.proc, State.READY)
             self.policy.push(call)
         for call in self.running.values():
             if call.pid == pid and call.preempt == "stopped":
@@ -309,7 +347,7 @@ class Dispatcher:
         """Drop a call wherever it is; a running one stops at once and emits no further token."""
         if call.cancelled:
             return
-        self.kernel.account_cancelled(call)
+        self.host.account_cancelled(call)
         call.cancelled = True
         self._forget_retry(call)
         self.policy.remove(call)
