@@ -521,12 +521,8 @@ class Kernel:
         proc = call.proc
         call.done_at = clock.now()
         self._settle(call)
-        proc.llm_time += call.service_s
-        proc.queue_wait += call.wait_s
+        self._charge(call, *((result.prompt_tokens, result.completion_tokens) if result is not None else (0, 0)))
         if result is not None:
-            proc.prompt_tokens += result.prompt_tokens
-            proc.completion_tokens += result.completion_tokens
-            self.quotas.charge(proc.user, result.prompt_tokens + result.completion_tokens)
             self.context.account(proc, call, result)
             calls = "".join(f"\nCALL {json.dumps({'tool': c.get('name'), 'args': c.get('arguments')})}"
                             for c in result.tool_calls)
@@ -550,15 +546,21 @@ class Kernel:
         """Count what a call used before it was cancelled (a killed call still cost tokens)."""
         if call.cancelled:
             return
-        proc = call.proc
         self._settle(call)
+        prompt = 0
         if call.chunks:
             prompt = sum(self.backend.count_tokens(str(m.get("content", ""))) for m in call.request.messages)
-            proc.completion_tokens += call.chunks
-            proc.prompt_tokens += prompt
-            self.quotas.charge(proc.user, prompt + call.chunks)
+        self._charge(call, prompt, call.chunks)
+
+    def _charge(self, call: LLMCall, prompt: int, completion: int) -> None:
+        """The one place a call's use is added to its process and its user's quota (finished or cancelled)."""
+        proc = call.proc
         proc.llm_time += call.service_s
         proc.queue_wait += call.wait_s
+        proc.prompt_tokens += prompt
+        proc.completion_tokens += completion
+        if prompt or completion:
+            self.quotas.charge(proc.user, prompt + completion)
 
     async def syscall_tool(self, proc: Process, name: str, args: dict[str, Any]) -> ToolResult:
         """Call a tool for `proc`: access control (maybe a person's answer), audit, then the tool."""
