@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 def _args(p: ArgParser) -> None:
     p.add_argument("-s", metavar="SIGNAL", help="signal name or number (default TERM)")
+    p.add_argument("-n", metavar="SIGNUM", help="the same, as bash's kill -n has it")
     p.add_argument("-l", action="store_true", help="list the signal names")
     p.add_argument("pid", nargs="*", help="process ids, or %%N for job N")
     p.epilog = ("signals: TERM (default: cancel, KILL after a grace period), KILL (at once), "
@@ -23,6 +24,8 @@ def _args(p: ArgParser) -> None:
 
 
 def parse_kill_args(argv: list[str]) -> tuple[Signal, list[str], bool]:
+    """kill's own reading of its arguments (`-9`, `-STOP` are signals, not options); `help kill` documents each
+    option it takes (`_args`), and a test holds the two to the same options."""
     sig, pids, listing = Signal.TERM, [], False
     i = 0
     while i < len(argv):

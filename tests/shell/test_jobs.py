@@ -160,3 +160,20 @@ def test_a_script_that_ends_before_its_agents_says_it_hangs_them_up(tmp_path: Pa
     waited = subprocess.run([sys.executable, "-m", "aios_shell.cli", "--backend", "simulated", "-c",
                              'run chat "short" &; wait'], env=env, capture_output=True, text=True, timeout=60)
     assert waited.returncode == 0 and waited.stdout.strip() and waited.stderr == ""
+
+
+async def test_kill_takes_exactly_the_options_its_help_documents(home: Path) -> None:
+    import re
+
+    from commands.kill import parse_kill_args
+    from commands.registry import lookup
+    from kernel.process import Signal
+
+    documented = set(re.findall(r"^\s+(-[a-z])\b", lookup("kill").help(), re.M)) - {"-h"}
+    assert documented == {"-s", "-n", "-l"}
+    assert parse_kill_args(["-s", "STOP", "3"]) == (Signal.STOP, ["3"], False)
+    assert parse_kill_args(["-n", "9", "3"]) == (Signal.KILL, ["3"], False)
+    assert parse_kill_args(["-l"])[2] is True
+    async with session(home) as s:
+        assert await s.run("kill -n") == 2
+        assert "option -n needs a signal" in s.take()[1]
