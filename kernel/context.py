@@ -36,6 +36,7 @@ from kernel.events import (
     ContextSwitched,
     Event,
     EventBus,
+    PreemptReason,
     ProcessExited,
     SyscallDispatched,
     SyscallPreempted,
@@ -331,7 +332,7 @@ class ContextManager:
                 return
             call = entry[0]
             self._resumed.add(call.sid)
-            if event.reason.startswith("retry"):
+            if event.cause == PreemptReason.RETRY:
                 return  # a failed attempt tried again, not a switch
             snap = self.snapshot(call, event.reason)
             elapsed = clock.now() - (call.segment_started or clock.now())

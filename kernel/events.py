@@ -15,6 +15,35 @@ from typing import Any, TypeVar
 from kernel import clock
 
 
+class Decision(StrEnum):
+    """What access control made of a tool call: run it, refuse it, or it could not be decided (no such tool,
+    invalid arguments)."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    ERROR = "error"
+
+
+class PreemptReason(StrEnum):
+    """Why a call left its slot before it was done (`SyscallPreempted.cause`)."""
+
+    SLICE = "slice"  # its policy's turn is over and another call waits
+    SLOTS = "slots"  # P was lowered below its slot
+    STOPPED = "stopped"  # its process got STOP
+    PREEMPTED = "preempted"  # any other reason
+    RETRY = "retry"  # it failed for a passing reason and will be tried again: not a switch
+
+
+class WaitReason(StrEnum):
+    """What a WAITING process waits for (`ps`: WAITING(llm))."""
+
+    LLM = "llm"
+    TOOL = "tool"
+    PERMISSION = "permission"
+    QUOTA = "quota"
+    CHILD = "child"
+
+
 @dataclass(frozen=True)
 class Event:
     """Base of every kernel event; `ts` is wall-clock seconds."""
@@ -123,8 +152,9 @@ class SyscallDispatched(Event):
 class SyscallPreempted(Event):
     pid: int
     sid: int
-    reason: str
+    reason: str  # as a person reads it ("retry: the server closed the connection (attempt 1 of 3 in 0.5s)")
     partial_tokens: int
+    cause: str = PreemptReason.PREEMPTED  # a PreemptReason (`kind` is the event type's name)
 
 
 @dataclass(frozen=True)
@@ -156,25 +186,6 @@ class ToolCalled(Event):
     sid: int
     tool: str
     args: dict[str, Any]
-
-
-class Decision(StrEnum):
-    """What access control made of a tool call: run it, refuse it, or it could not be decided (no such tool,
-    invalid arguments)."""
-
-    ALLOW = "allow"
-    DENY = "deny"
-    ERROR = "error"
-
-
-class WaitReason(StrEnum):
-    """What a WAITING process waits for (`ps`: WAITING(llm))."""
-
-    LLM = "llm"
-    TOOL = "tool"
-    PERMISSION = "permission"
-    QUOTA = "quota"
-    CHILD = "child"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ later continues from prompt + partial.
 
 A call that fails for a passing reason (see `kernel.llm.retry`) gives its slot back and is
 tried again after a back-off, keeping its partial output; its process shows `WAITING(llm)`
-meanwhile and a `SyscallPreempted(reason="retry: …")` event says why. A backend whose capacity
+meanwhile and a `SyscallPreempted(cause="retry", reason="retry: …")` event says why. A backend whose capacity
 changes (a pool with an endpoint down) offers `available_slots()`; then at most that many calls
 run, and it calls `wake()` when the capacity grows again.
 """
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kernel import clock
 from kernel.events import (
+    PreemptReason,
     SchedulerChanged,
     SyscallDispatched,
     SyscallPreempted,
@@ -120,7 +121,7 @@ class Dispatcher:
         self.slots = slots
         for slot, call in list(self.running.items()):
             if slot >= slots:
-                call.preempt = call.preempt or "slots"
+                call.preempt = call.preempt or PreemptReason.SLOTS
         self.host.publish(SchedulerChanged(policy=self.policy.name, slots=slots))
         self._kick()
 
@@ -241,7 +242,7 @@ class Dispatcher:
         call.raw += text
         self.policy.on_token(call)
         if not call.preempt and self.policy.should_preempt(call) and self._needs_slot():
-            call.preempt = "slice"
+            call.preempt = PreemptReason.SLICE
         self.host.publish(TokenGenerated(pid=call.pid, sid=call.sid, text=text))
         if call.echo:
             shown = text if call.echoed else text.lstrip()  # the answer's leading blanks are not shown
@@ -269,11 +270,12 @@ class Dispatcher:
 
     def _park(self, call: LLMCall) -> None:
         """A preempted call keeps its partial output and waits to be requeued."""
-        reason, call.preempt = call.preempt or "preempted", None
+        reason, call.preempt = call.preempt or PreemptReason.PREEMPTED, None
         self.preemptions += 1
         call.proc.ctx_switches += 1
+        cause = reason if reason in tuple(PreemptReason) else PreemptReason.PREEMPTED
         self.host.publish(
-            SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason, partial_tokens=call.chunks)
+            SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason, partial_tokens=call.chunks, cause=cause)
         )
         call.queued_at = clock.now()
         self._enqueue(call)
@@ -293,8 +295,8 @@ class Dispatcher:
         self.host.set_state(call.proc, State.WAITING, WaitReason.LLM)
         reason = f"retry: {error} (attempt {attempt} of {self.retry.retries} in {delay:.1f}s)"
         log.info("pid %d: %s", call.pid, reason)
-        self.host.publish(SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason,
-                                                 partial_tokens=call.chunks))
+        self.host.publish(SyscallPreempted(pid=call.pid, sid=call.sid, reason=reason, partial_tokens=call.chunks,
+                                           cause=PreemptReason.RETRY))
         self.backing_off[call.sid] = call
         self._timers[call.sid] = asyncio.get_running_loop().call_later(delay, self._retry_due, call)
         return True
@@ -325,7 +327,7 @@ class Dispatcher:
         """STOP: queued calls are held; a running call yields its slot at the next token."""
         for call in self.calls_of(pid):
             if call.slot is not None:
-                call.preempt = "stopped"
+                call.preempt = PreemptReason.STOPPED
             elif not call.held and self.policy.remove(call):
                 call.held = True
                 self.held.append(call)
@@ -339,7 +341,7 @@ class Dispatcher:
             self.host.set_state(call.proc, State.READY)
             self.policy.push(call)
         for call in self.running.values():
-            if call.pid == pid and call.preempt == "stopped":
+            if call.pid == pid and call.preempt == PreemptReason.STOPPED:
                 call.preempt = None
         self._kick()
 

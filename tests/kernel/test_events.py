@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel.events import EventBus, ProcessOutput, ProcessReniced
+from kernel.events import Event, EventBus, ProcessOutput, ProcessReniced
 from kernel.sanitize import strip_controls
 
 
@@ -58,3 +58,20 @@ def test_an_event_comes_back_from_its_stored_form() -> None:
     assert Event.from_dict(asked.to_dict()) == asked
     assert Event.from_dict({"type": "NoSuchEvent", "pid": 1}) is None
     assert Event.from_dict({"type": "ToolCalled", "pid": 1}) is None  # fields missing: another version's
+
+
+def test_no_event_field_shadows_what_names_its_type() -> None:
+    """`kind` names an event's type (and is stored as `type`): a field of that name would store the wrong type."""
+    from kernel.events import _kinds
+
+    clashing = {name: sorted({"kind", "type"} & set(cls.__dataclass_fields__)) for name, cls in _kinds().items()}
+    assert {name: fields for name, fields in clashing.items() if fields} == {}
+
+
+def test_a_preemption_says_its_cause_and_goes_through_storage_as_its_own_type() -> None:
+    from kernel.events import PreemptReason, SyscallPreempted
+
+    event = SyscallPreempted(pid=1, sid=2, reason="retry: boom", partial_tokens=3, cause=PreemptReason.RETRY)
+    stored = event.to_dict()
+    assert stored["type"] == "SyscallPreempted" and stored["cause"] == "retry"
+    assert Event.from_dict(stored) == event
