@@ -86,3 +86,31 @@ def to_json(obj: Any) -> str:
     """Pretty JSON, lossless, with every character that could steer a terminal written as a \\u escape."""
     text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def show(console: Console, err: Console, result: Any, as_json: bool = False) -> int:
+    """Draw a command's result (see `commands.results`); returns its exit status."""
+    from commands.results import Records, Several, Table, Text
+
+    for line in getattr(result, "warnings", ()):
+        err.print(strip_controls(line), markup=False, highlight=False, soft_wrap=True)
+    records = getattr(result, "records", None)
+    if as_json and records is not None:
+        console.file.write(to_json(records) + "\n")
+        console.file.flush()
+        return int(result.status)
+    parts = result.parts if isinstance(result, Several) else [result]
+    for i, part in enumerate(parts):
+        if i and (isinstance(part, Text) and part.lines or isinstance(part, Table)):
+            console.print("", markup=False)
+        if isinstance(part, Table):
+            for line in part.before:
+                console.print(strip_controls(line), markup=False, highlight=False, soft_wrap=True)
+            table(console, part.columns, part.rows, right=part.right, optional=part.optional)
+        elif isinstance(part, Text):
+            for line in part.lines:
+                console.print(strip_controls(line), markup=False, highlight=False, soft_wrap=True)
+        elif isinstance(part, Records):
+            for record in part.records:
+                console.print(strip_controls(str(record)), markup=False, highlight=False, soft_wrap=True)
+    return int(result.status)

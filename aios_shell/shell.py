@@ -21,8 +21,9 @@ from rich.console import Console
 
 from aios_shell.jobs import Job, JobControl, current_job, describe_exit
 from aios_shell.lang import AndOr, Command, ParseError, parse
-from aios_shell.render import make_console, table, to_json
+from aios_shell.render import make_console, show, table, to_json
 from commands.registry import CommandError, HelpShown, UsageError, lookup
+from commands.results import Records, Several, Table, Text
 from kernel import Kernel
 from kernel.api import KernelAPI
 from kernel.errors import KernelError
@@ -48,6 +49,9 @@ class PipeFile(io.TextIOBase):
 
     def isatty(self) -> bool:
         return False
+
+
+RESULTS = (Table, Text, Records, Several)
 
 
 class Shell:
@@ -281,6 +285,8 @@ class Shell:
         try:
             args = spec.parse(argv[1:])
             result = await spec.handler(self, args)
+            if isinstance(result, RESULTS):
+                return show(self.out, self.err, result, as_json=bool(getattr(args, "json", False)))
             return int(result or 0)
         except HelpShown:
             self.print(spec.help())

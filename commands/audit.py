@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from commands.namespace import fmt_ts
 from commands.registry import ArgParser, CommandError, command
+from commands.results import Table
 from kernel.sanitize import one_line
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def _args(p: ArgParser) -> None:
 @command("audit", "the audit log of tool calls and permission decisions; `audit verify` checks its hash chain",
          usage="audit [-n N] [--pid PID] [--json] | audit verify", args=_args, json_shape=JSON_SHAPE,
          examples=("audit", "audit -n 0 --pid 3", "audit verify"))
-async def audit(sh: Shell, args: argparse.Namespace) -> int:
+async def audit(sh: Shell, args: argparse.Namespace) -> int | Table:
     api = sh.api
     if args.action == "verify":
         check = api.verify_audit()
@@ -41,12 +42,8 @@ async def audit(sh: Shell, args: argparse.Namespace) -> int:
     if args.n < 0:
         raise CommandError("-n: expected 0 or more")
     rows = api.audit(limit=args.n or None, pid=args.pid)  # others' calls are for admins
-    if args.json:
-        sh.json([r.to_dict() for r in rows])
-        return 0
-    sh.table(["ID", "TIME", "USER", "PID", "PROGRAM", "TOOL", "ARGS", "DECISION", "BY"],
-             [[r.id, fmt_ts(r.ts), r.user, r.pid, one_line(r.program, 20), one_line(r.tool, 20),
-               one_line(json.dumps(r.args, ensure_ascii=False), 60), r.decision, one_line(r.by, 24)]
-              for r in rows],
-             right=("ID", "PID"))
-    return 0
+    return Table(["ID", "TIME", "USER", "PID", "PROGRAM", "TOOL", "ARGS", "DECISION", "BY"],
+                 [[r.id, fmt_ts(r.ts), r.user, r.pid, one_line(r.program, 20), one_line(r.tool, 20),
+                   one_line(json.dumps(r.args, ensure_ascii=False), 60), r.decision, one_line(r.by, 24)]
+                  for r in rows],
+                 records=[r.to_dict() for r in rows], right=("ID", "PID"))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from commands.namespace import fmt_ts
 from commands.registry import ArgParser, command
+from commands.results import Text
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -20,11 +21,6 @@ def _args(p: ArgParser) -> None:
 
 @command("dmesg", "print the kernel's own messages (a failing event handler, say); its owner and admins only",
          usage="dmesg [--json]", args=_args, json_shape=JSON_SHAPE, examples=("dmesg", "dmesg --json"))
-async def dmesg(sh: Shell, args: argparse.Namespace) -> int:
+async def dmesg(sh: Shell, args: argparse.Namespace) -> Text:
     messages = sh.api.kmsg()
-    if args.json:
-        sh.json([m.to_dict() for m in messages])
-        return 0
-    for m in messages:
-        sh.print(f"{fmt_ts(m.ts)} {m.level}: {m.text}")
-    return 0
+    return Text([f"{fmt_ts(m.ts)} {m.level}: {m.text}" for m in messages], records=[m.to_dict() for m in messages])

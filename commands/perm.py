@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
+from commands.results import Table
 from kernel.errors import PermissionDenied
 
 if TYPE_CHECKING:
@@ -38,19 +39,15 @@ def _args(p: ArgParser) -> None:
          args=_args, json_shape=JSON_SHAPE,
          examples=("perm", "perm allow 'shell(git status*)' --always", "perm revoke 'shell(git status*)'",
                    "perm check shell 'git status'", "perm trust ~/project"))
-async def perm(sh: Shell, args: argparse.Namespace) -> int:
+async def perm(sh: Shell, args: argparse.Namespace) -> int | Table:
     api = sh.api  # only an admin may act on another user's grants: the API says so (PermissionDenied)
     user = args.user or sh.kernel.user
     text = " ".join(args.rule)
     if args.action == "list":
         rows = api.grants(user)
-        if args.json:
-            sh.json([g.to_dict() for g in rows])
-            return 0
-        if api.policy_error:
-            sh.error(f"perm: {api.policy_error}")
-        sh.table(["USER", "EFFECT", "RULE", "SCOPE", "BY"], [[g.user, g.effect, g.rule, g.scope, g.by] for g in rows])
-        return 0
+        return Table(["USER", "EFFECT", "RULE", "SCOPE", "BY"],
+                     [[g.user, g.effect, g.rule, g.scope, g.by] for g in rows], records=[g.to_dict() for g in rows],
+                     warnings=[f"perm: {api.policy_error}"] if api.policy_error else ())
     if not text:
         raise UsageError(f"perm {args.action}: expected an argument")
     if args.action in ("allow", "deny"):

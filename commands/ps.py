@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from commands.registry import ArgParser, UsageError, command
+from commands.results import Table
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -98,12 +99,12 @@ def select(sh: Shell, args: argparse.Namespace) -> list[ProcInfo]:
 @command("ps", "report the processes: live ones, or all with -a",
          usage="ps [-a] [-l] [-u USER] [--sort KEY] [--forest] [--json]", args=_args, json_shape=JSON_SHAPE,
          examples=("ps", "ps -a --sort=-tokens", "ps -a --forest", "ps -u alice --json"))
-async def ps(sh: Shell, args: argparse.Namespace) -> int:
+async def ps(sh: Shell, args: argparse.Namespace) -> Table:
     procs = select(sh, args)
     ordered = forest(procs) if args.forest else [(p, 0) for p in procs]
+    records = [p.to_dict() for p, _ in ordered]
     if args.json:
-        sh.json([p.to_dict() for p, _ in ordered])
-        return 0
+        return Table(COLUMNS, [], records=records)
     window = sh.api.model().context_window
     rows = []
     for p, depth in ordered:
@@ -114,5 +115,4 @@ async def ps(sh: Shell, args: argparse.Namespace) -> int:
         if args.long:
             row += [fmt_time(p.queue_wait_s), p.syscalls, p.ctx_switches, sh.kernel.quotas.describe(p.user)]
         rows.append([*row, cmd])
-    sh.table(LONG if args.long else COLUMNS, rows, right=RIGHT, optional=NARROW)
-    return 0
+    return Table(LONG if args.long else COLUMNS, rows, records=records, right=RIGHT, optional=NARROW)

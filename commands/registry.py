@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
+    from commands.results import Result
 
 
 class UsageError(Exception):
@@ -57,7 +58,7 @@ class ArgParser(argparse.ArgumentParser):
         self._help_requested = True
 
 
-Handler = Callable[["Shell", argparse.Namespace], Awaitable[int | None]]
+Handler = Callable[["Shell", argparse.Namespace], Awaitable["int | None | Result"]]
 
 
 @dataclass
@@ -126,7 +127,7 @@ def load_all() -> dict[str, Command]:
         import commands
 
         for info in pkgutil.iter_modules(commands.__path__):
-            if info.name not in ("registry", "render"):
+            if info.name not in ("registry", "render", "results"):
                 importlib.import_module(f"commands.{info.name}")
         _loaded = True
     return REGISTRY

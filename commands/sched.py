@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, command
+from commands.results import Several, Table, Text
 from kernel.api import POLICY_NAMES
 
 if TYPE_CHECKING:
@@ -30,23 +31,21 @@ def _args(p: ArgParser) -> None:
 @command("sched", "show the scheduler (policy, slots, ready queue) or switch it live",
          usage="sched [POLICY] [--slice N] [--slots P] [--json]", args=_args, json_shape=JSON_SHAPE,
          examples=("sched", "sched fair --slice 16", "sched --slots 4", "sched --json"))
-async def sched(sh: Shell, args: argparse.Namespace) -> int:
+async def sched(sh: Shell, args: argparse.Namespace) -> Several:
     api = sh.api
     if args.policy or args.slice is not None or args.slots is not None:
         info = api.set_sched(args.policy, slice=args.slice, slots=args.slots)
     else:
         info = api.sched()
-    if args.json:
-        sh.json(info.to_dict())
-        return 0
     params = " ".join(f"{k}={v}" for k, v in info.params.items())
-    sh.print(f"policy {info.policy}{f' ({params})' if params else ''}")
-    sh.print(f"{len(info.slots)} slots: {info.busy} running, {info.queued} queued, {info.preemptions} preemptions")
-    rows = [[s.slot, s.pid, s.user, s.tokens, s.cmd] if not s.idle else [s.slot, "-", "-", "-", "(idle)"]
-            for s in info.slots]
-    sh.table(["SLOT", "PID", "USER", "TOKENS", "CMD"], rows, right=("SLOT", "PID", "TOKENS"))
+    head = [f"policy {info.policy}{f' ({params})' if params else ''}",
+            f"{len(info.slots)} slots: {info.busy} running, {info.queued} queued, {info.preemptions} preemptions"]
+    slots = Table(["SLOT", "PID", "USER", "TOKENS", "CMD"],
+                  [[s.slot, s.pid, s.user, s.tokens, s.cmd] if not s.idle else [s.slot, "-", "-", "-", "(idle)"]
+                   for s in info.slots], right=("SLOT", "PID", "TOKENS"), before=head)
+    parts: list[Table | Text] = [slots]
     if info.queue:
-        sh.print("")
-        rows = [[q.pos, q.pid, q.user, q.nice, f"{q.wait_s:.1f}s", q.reason] for q in info.queue]
-        sh.table(["POS", "PID", "USER", "NI", "WAIT", "REASON"], rows, right=("POS", "PID", "NI", "WAIT"))
-    return 0
+        parts.append(Table(["POS", "PID", "USER", "NI", "WAIT", "REASON"],
+                           [[q.pos, q.pid, q.user, q.nice, f"{q.wait_s:.1f}s", q.reason] for q in info.queue],
+                           right=("POS", "PID", "NI", "WAIT")))
+    return Several(parts, records=info.to_dict())

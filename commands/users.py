@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
+from commands.results import Table
 from kernel.errors import PermissionDenied
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ def _args(p: ArgParser) -> None:
 
 @command("users", "list aios users and their groups; an admin may add users", usage="users [add NAME [-g G] [--admin]]",
          args=_args, examples=("users", "users add bob -g dev"))
-async def users(sh: Shell, args: argparse.Namespace) -> int:
+async def users(sh: Shell, args: argparse.Namespace) -> int | Table:
     if args.action == "add":
         if not args.name:
             raise UsageError("users add: expected a user name")
@@ -33,11 +34,8 @@ async def users(sh: Shell, args: argparse.Namespace) -> int:
         sh.print(f"added {args.name}")
         return 0
     rows = sh.api.users()
-    if args.json:
-        sh.json([u.to_dict() for u in rows])
-        return 0
-    sh.table(["USER", "ADMIN", "GROUPS"], [[u.name, "yes" if u.admin else "", ",".join(u.groups)] for u in rows])
-    return 0
+    return Table(["USER", "ADMIN", "GROUPS"], [[u.name, "yes" if u.admin else "", ",".join(u.groups)] for u in rows],
+                 records=[u.to_dict() for u in rows])
 
 
 def _su_args(p: ArgParser) -> None:
