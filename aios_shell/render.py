@@ -107,6 +107,8 @@ def show(console: Console, err: Console, result: Any, as_json: bool = False) -> 
             for line in part.before:
                 console.print(strip_controls(line), markup=False, highlight=False, soft_wrap=True)
             table(console, part.columns, part.rows, right=part.right, optional=part.optional)
+            for line in part.after:
+                console.print(strip_controls(line), markup=False, highlight=False, soft_wrap=True)
         elif isinstance(part, Text):
             for line in part.lines:
                 console.print(strip_controls(line), markup=False, highlight=False, soft_wrap=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, UsageError, command
+from commands.results import Text
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -49,15 +50,10 @@ def entries(sh: Shell) -> list[str]:
 
 @command("history", "list the commands typed at the prompt (Ctrl-R searches them)", usage="history [N] [--json]",
          args=_args, json_shape=JSON_SHAPE)
-async def history(sh: Shell, args: argparse.Namespace) -> int:
+async def history(sh: Shell, args: argparse.Namespace) -> Text:
     if args.count is not None and args.count < 0:
         raise UsageError(f"{args.count}: invalid number")
     numbered = list(enumerate(entries(sh), start=1))
     if args.count is not None:
         numbered = numbered[-args.count:] if args.count else []
-    if args.json:
-        sh.json([{"n": n, "command": c} for n, c in numbered])
-        return 0
-    for n, c in numbered:
-        sh.print(f"{n:>5}  {c}")
-    return 0
+    return Text([f"{n:>5}  {c}" for n, c in numbered], records=[{"n": n, "command": c} for n, c in numbered])

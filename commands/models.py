@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from commands.namespace import models as list_models
 from commands.registry import ArgParser, command
+from commands.results import Table
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -23,12 +24,9 @@ def _args(p: ArgParser) -> None:
 
 @command("models", "list the models the backend has (Ollama: the server's; `pull` gets more)",
          usage="models [--json]", args=_args, json_shape=JSON_SHAPE)
-async def models(sh: Shell, args: argparse.Namespace) -> int:
+async def models(sh: Shell, args: argparse.Namespace) -> Table:
     backend = sh.kernel.backend
     rows = [{"name": name, "backend": backend.name, "current": name == backend.model}
             for name in await list_models(sh)]
-    if args.json:
-        sh.json(rows)
-        return 0
-    sh.table(["NAME", "BACKEND", "IN USE"], [[r["name"], r["backend"], "*" if r["current"] else ""] for r in rows])
-    return 0
+    return Table(["NAME", "BACKEND", "IN USE"], [[r["name"], r["backend"], "*" if r["current"] else ""] for r in rows],
+                 records=rows)

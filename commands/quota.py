@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
+from commands.results import Table
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -21,7 +22,7 @@ def _args(p: ArgParser) -> None:
 @command("quota", "token quotas per user (tokens per minute) and the admission limits; admins set them",
          usage="quota [--json] | quota set USER|'*' TOKENS", args=_args,
          examples=("quota", "quota set bob 5000", "quota set '*' 0"))
-async def quota(sh: Shell, args: argparse.Namespace) -> int:
+async def quota(sh: Shell, args: argparse.Namespace) -> int | Table:
     q = sh.kernel.quotas
     if args.action == "set":
         if args.user is None or args.tokens is None:
@@ -39,10 +40,8 @@ async def quota(sh: Shell, args: argparse.Namespace) -> int:
     users = sorted({p.user for p in sh.kernel.procs} | set(q.per_user) | {sh.kernel.user})
     rows = [{"user": u, "used": q.used(u), "limit": q.limit(u),
              "processes": sum(1 for p in sh.kernel.procs.alive() if p.user == u)} for u in users]
-    if args.json:
-        sh.json({"users": rows, "max_procs": q.max_procs, "max_queued": q.max_queued})
-        return 0
-    sh.table(["USER", "TOKENS/MIN", "LIMIT", "PROCS"],
-             [[r["user"], r["used"], r["limit"] or "-", r["processes"]] for r in rows], right=("TOKENS/MIN", "PROCS"))
-    sh.print(f"at most {q.max_procs} processes per user, {q.max_queued} queued model calls")
-    return 0
+    return Table(["USER", "TOKENS/MIN", "LIMIT", "PROCS"],
+                 [[r["user"], r["used"], r["limit"] or "-", r["processes"]] for r in rows],
+                 right=("TOKENS/MIN", "PROCS"),
+                 after=[f"at most {q.max_procs} processes per user, {q.max_queued} queued model calls"],
+                 records={"users": rows, "max_procs": q.max_procs, "max_queued": q.max_queued})

@@ -22,6 +22,7 @@ class Table:
     right: Sequence[str] = ()  # columns aligned right (numbers)
     optional: Sequence[str] = ()  # columns that give way, in this order, on a narrow terminal
     before: Sequence[str] = ()  # lines printed above the table (a heading, a summary)
+    after: Sequence[str] = ()  # lines printed below it (a footnote)
     warnings: Sequence[str] = ()  # lines for stderr (a broken policy file), whatever the format
     status: int = 0
 

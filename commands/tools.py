@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, command
+from commands.results import Table
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -32,16 +33,12 @@ def _signature(schema: dict) -> str:
 
 @command("tools", "list the tools agents can call, with their arguments", usage="tools [NAME…] [--json]",
          args=_args, json_shape=JSON_SHAPE, examples=("tools", "tools shell --json"))
-async def tools(sh: Shell, args: argparse.Namespace) -> int:
+async def tools(sh: Shell, args: argparse.Namespace) -> Table:
     registry = sh.kernel.tools
     unknown = [n for n in args.name if registry.get(n) is None]
     if unknown:
         raise CommandError(f"no such tool: {', '.join(unknown)}")
     schemas = registry.schemas(args.name or None)
-    if args.json:
-        sh.json(schemas)
-        return 0
     rows = [[s["function"]["name"], _signature(s), s["function"]["description"]] for s in schemas]
-    sh.table(["TOOL", "ARGUMENTS", "DESCRIPTION"], rows)
-    sh.print(f"sandbox: {sh.kernel.sandbox.status()}")
-    return 0
+    return Table(["TOOL", "ARGUMENTS", "DESCRIPTION"], rows, records=schemas,
+                 after=[f"sandbox: {sh.kernel.sandbox.status()}"])
