@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from commands.kill import parse_pid
 from commands.mem import when
 from commands.registry import ArgParser, CommandError, UsageError, command
+from commands.results import Table, Text
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -69,28 +70,23 @@ def parse_spec(spec: str) -> tuple[str, int]:
          usage="files ls PID [--json] | files log PID PATH [--json] | files restore PID PATH@N",
          args=_args, json_shape=JSON_SHAPE,
          examples=("files ls 12", "files log 12 notes.txt", "files restore 12 notes.txt@1"))
-async def files(sh: Shell, args: argparse.Namespace) -> int:
+async def files(sh: Shell, args: argparse.Namespace) -> int | Table | Text:
     store = versions(sh)
     pid = owned_pid(sh, args.pid)
     if args.action == "ls":
         rows = store.files(pid)
-        if args.json:
-            sh.json(rows)
-        elif rows:
-            sh.table(["PATH", "VERSIONS", "SIZE", "MODIFIED"],
-                     [[r["path"], r["versions"], r["size"], when(r["ts"])] for r in rows], right=("VERSIONS", "SIZE"))
-        return 0
+        if not rows:
+            return Text(records=rows)
+        return Table(["PATH", "VERSIONS", "SIZE", "MODIFIED"],
+                     [[r["path"], r["versions"], r["size"], when(r["ts"])] for r in rows], right=("VERSIONS", "SIZE"),
+                     records=rows)
     if args.action == "log":
         rows = store.log(pid, args.path)
         if not rows:
             raise CommandError(f"{args.path}: no versions kept for process {pid}")
-        if args.json:
-            sh.json(rows)
-        else:
-            sh.table(["VERSION", "SIZE", "SHA256", "WHEN"],
+        return Table(["VERSION", "SIZE", "SHA256", "WHEN"],
                      [[r["version"], r["size"], r["sha256"][:12], when(r["ts"])] for r in rows],
-                     right=("VERSION", "SIZE"))
-        return 0
+                     right=("VERSION", "SIZE"), records=rows)
     path, version = parse_spec(args.spec)
     new = store.restore(pid, path, version, sh.kernel.workspace(pid))
     sh.print(f"{path}: restored version {version} as version {new}")

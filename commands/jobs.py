@@ -7,6 +7,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, command
+from commands.results import Text
 from kernel.errors import KernelError
 from kernel.process import Signal
 
@@ -28,23 +29,23 @@ def _jobs_args(p: ArgParser) -> None:
 
 
 @command("jobs", "list the shell's jobs", usage="jobs [-l|-p] [--json]", args=_jobs_args, json_shape=JSON_SHAPE)
-async def jobs(sh: Shell, args: argparse.Namespace) -> int:
+async def jobs(sh: Shell, args: argparse.Namespace) -> Text:
     current = sh.ctl.current()
     table = [sh.jobs[n] for n in sorted(sh.jobs) if not sh.jobs[n].foreground or sh.jobs[n].stopped]
+    records = [job.to_dict(current=job is current) for job in table]
     if args.json:
-        sh.json([job.to_dict(current=job is current) for job in table])
-        return 0
+        return Text(records=records)
+    lines = []
     for job in table:
         if args.p:
-            for proc in job.procs:
-                sh.print(str(proc.pid))
+            lines += [str(proc.pid) for proc in job.procs]
             continue
         mark = "+" if job is current else "-" if job is not None else " "
         pids = (" " + ",".join(str(p.pid) for p in job.procs)) if args.l and job.procs else ""
-        sh.print(f"[{job.number}]{mark}{pids}  {job.state():<22}  {job.cmdline}")
+        lines.append(f"[{job.number}]{mark}{pids}  {job.state():<22}  {job.cmdline}")
         if job.done and sh.interactive:  # reported: gone from the table, as in bash
             sh.jobs.pop(job.number, None)
-    return 0
+    return Text(lines, records=records)
 
 
 def _spec_args(p: ArgParser) -> None:

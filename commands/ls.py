@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from commands.namespace import Entry, in_namespace, listdir, real_path
 from commands.registry import ArgParser, CommandError, command
+from commands.results import Text
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -37,7 +38,7 @@ def _real(sh: Shell, path: str) -> list[Entry]:
 @command("ls", "list the namespace: /proc/PID/{status,context,log,tools}, /agents, /tools, /users, /models",
          usage="ls [-l] [--json] [PATH…]", args=_args, json_shape=JSON_SHAPE,
          examples=("ls", "ls /proc", "ls /proc/1", "ls /agents --json"))
-async def ls(sh: Shell, args: argparse.Namespace) -> int:
+async def ls(sh: Shell, args: argparse.Namespace) -> Text:
     paths = args.path or ["/"]
     found: list[tuple[str, list[Entry]]] = []
     status = 0
@@ -47,12 +48,9 @@ async def ls(sh: Shell, args: argparse.Namespace) -> int:
         except CommandError as exc:
             sh.error(f"ls: cannot access {exc}")
             status = 1
-    if args.json:
-        sh.json([e.to_dict() for _, entries in found for e in entries])
-        return status
+    lines = []
     for i, (path, entries) in enumerate(found):
         if len(found) > 1:
-            sh.print(("\n" if i else "") + f"{path}:")
-        for e in entries:
-            sh.print(f"{'d' if e.type == 'dir' else '-'}r--r--r--  {e.name}" if args.l else e.name)
-    return status
+            lines += ([""] if i else []) + [f"{path}:"]
+        lines += [f"{'d' if e.type == 'dir' else '-'}r--r--r--  {e.name}" if args.l else e.name for e in entries]
+    return Text(lines, records=[e.to_dict() for _, entries in found for e in entries], status=status)

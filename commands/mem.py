@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
+from commands.results import Table, Text
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -45,16 +46,12 @@ def when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
-def show(sh: Shell, rows: list[dict[str, Any]]) -> None:
-    sh.table(["ID", "WHEN", "TAGS", "TEXT"], [[f"#{r['id']}", when(r["ts"]), r["tags"], r["text"]] for r in rows])
-
-
 @command("mem", "your long-term memory: add, search, remove and list notes",
          usage="mem add TEXT… [--tags T] | mem search QUERY… [-n N] [--json] | mem rm ID | mem ls [-n N] [--json]",
          args=_args, json_shape=JSON_SHAPE,
          examples=("mem add the build uses uv, not pip --tags build", "mem search build tool",
                    "mem ls --json", "mem rm 3"))
-async def mem(sh: Shell, args: argparse.Namespace) -> int:
+async def mem(sh: Shell, args: argparse.Namespace) -> int | Table | Text:
     store, user = memory(sh), sh.kernel.user
     if args.action == "add":
         try:
@@ -74,11 +71,11 @@ async def mem(sh: Shell, args: argparse.Namespace) -> int:
         rows = store.search(user, " ".join(args.query), limit=args.n)
     else:
         rows = store.list(user, limit=args.n)
-    if args.json:
-        sh.json(rows)
-    elif rows:
-        show(sh, rows)
-    return 1 if args.action == "search" and not rows else 0
+    status = 1 if args.action == "search" and not rows else 0
+    if not rows:
+        return Text(records=rows, status=status)
+    return Table(["ID", "WHEN", "TAGS", "TEXT"], [[f"#{r['id']}", when(r["ts"]), r["tags"], r["text"]] for r in rows],
+                 records=rows, status=status)
 
 
 def _note_id(text: str) -> int:
