@@ -21,7 +21,7 @@ from rich.console import Console
 
 from aios_shell.jobs import Job, JobControl, current_job, describe_exit
 from aios_shell.lang import AndOr, Command, ParseError, parse
-from aios_shell.render import make_console, show, table, to_json
+from aios_shell.render import make_console, show
 from commands.registry import CommandError, HelpShown, UsageError, lookup
 from commands.results import Records, Several, Table, Text
 from kernel import Kernel
@@ -115,14 +115,6 @@ class Shell:
         style = "red" if self.err.is_terminal else None
         line = strip_controls(message.replace("\r", "\\r").replace("\n", "\\n"))
         self.err.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
-
-    def table(self, columns: list[str], rows: list[list[Any]], right: tuple[str, ...] = (),
-              optional: tuple[str, ...] = ()) -> None:
-        table(self.out, columns, rows, right=right, optional=optional)
-
-    def json(self, obj: Any) -> None:
-        self.out.file.write(to_json(obj) + "\n")
-        self.out.file.flush()
 
     def _emit(self, text: str, job: Job | None) -> None:
         """Agent output: to stdout, or held while its job is in the background. A script has no prompt to

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from commands.namespace import fmt_ts
 from commands.registry import ArgParser, CommandError, command
-from commands.results import Table
+from commands.results import Table, Text
 from kernel.sanitize import one_line
 
 if TYPE_CHECKING:
@@ -30,15 +30,12 @@ def _args(p: ArgParser) -> None:
 @command("audit", "the audit log of tool calls and permission decisions; `audit verify` checks its hash chain",
          usage="audit [-n N] [--pid PID] [--json] | audit verify", args=_args, json_shape=JSON_SHAPE,
          examples=("audit", "audit -n 0 --pid 3", "audit verify"))
-async def audit(sh: Shell, args: argparse.Namespace) -> int | Table:
+async def audit(sh: Shell, args: argparse.Namespace) -> Table | Text:
     api = sh.api
     if args.action == "verify":
         check = api.verify_audit()
-        if args.json:
-            sh.json({"ok": check.ok, "rows": check.rows, "bad_id": check.bad_id, "message": check.message})
-        else:
-            sh.print(check.message)
-        return 0 if check.ok else 1
+        return Text([check.message], status=0 if check.ok else 1,
+                    records={"ok": check.ok, "rows": check.rows, "bad_id": check.bad_id, "message": check.message})
     if args.n < 0:
         raise CommandError("-n: expected 0 or more")
     rows = api.audit(limit=args.n or None, pid=args.pid)  # others' calls are for admins
