@@ -21,7 +21,7 @@ from kernel.api import StorageError
 from kernel.errors import InvalidArgument
 from kernel.kernel import KernelConfig, boot
 from kernel.llm.backend import BackendError
-from kernel.llm.factory import BACKENDS
+from kernel.llm.factory import names as backend_names
 from kernel.settings import SettingError
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
@@ -41,7 +41,8 @@ def aios(
     args: Optional[list[str]] = typer.Argument(None, help="a script FILE, or a COMMAND and its arguments"),  # noqa: UP045
     command: Optional[str] = typer.Option(None, "-c", help="run these shell commands and exit"),  # noqa: UP045
     backend: Optional[str] = typer.Option(  # noqa: UP045
-        None, "--backend", "-b", help=f"model backend: {'|'.join(BACKENDS)} (env AIOS_BACKEND)"
+        None, "--backend", "-b",
+        help="model backend: auto|ollama|llamacpp|simulated|pool, or one from aios.backends (env AIOS_BACKEND)",
     ),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="model name (env AIOS_MODEL)"),  # noqa: UP045
     slots: Optional[int] = typer.Option(None, "--slots", "-P", min=1, help="model calls served at once"),  # noqa: UP045
@@ -51,8 +52,8 @@ def aios(
     ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
 ) -> None:
-    if backend is not None and backend.lower() not in BACKENDS:
-        raise typer.BadParameter(f"'{backend}' is not one of {', '.join(BACKENDS)}", param_hint="--backend")
+    if backend is not None and backend.lower() not in (known := backend_names()):
+        raise typer.BadParameter(f"'{backend}' is not one of {', '.join(known)}", param_hint="--backend")
     config = KernelConfig()
     if backend:
         config.backend = backend.lower()

@@ -3,17 +3,43 @@
 `pool` takes its endpoints from `AIOS_POOL`, comma-separated: an Ollama `HOST:PORT`, or `sim:N`
 (a simulated endpoint with N slots, for tests and benchmarks). `@N` after an Ollama host gives its
 slots (what its OLLAMA_NUM_PARALLEL is); the default is `--slots`, else OLLAMA_NUM_PARALLEL, else 1.
+
+More backends come from the `aios.backends` entry-point group, as agents and tools do: an entry point `NAME =
+"pkg.module:make"` makes `--backend NAME` call `make(model=…, slots=…, seed=…)`, which returns a `Backend`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from importlib.metadata import entry_points
 
 from kernel.llm.backend import Backend, BackendError, BackendUnavailable
 from kernel.llm.ollama import OllamaBackend, ollama_host, probe, probe_reason
 from kernel.settings import whole
 
-BACKENDS = ("auto", "ollama", "llamacpp", "simulated", "pool")
+BACKENDS = ("auto", "ollama", "llamacpp", "simulated", "pool")  # built in
+GROUP = "aios.backends"
+
+
+def installed() -> dict[str, str]:
+    """Backends from the `aios.backends` entry points: name → where it comes from (a built-in name wins)."""
+    return {ep.name: ep.value for ep in entry_points(group=GROUP) if ep.name not in BACKENDS}
+
+
+def names() -> tuple[str, ...]:
+    """Every name `--backend` takes: the built-in ones, then the installed ones."""
+    return (*BACKENDS, *sorted(installed()))
+
+
+def _load(name: str) -> Callable[..., Backend]:
+    for ep in entry_points(group=GROUP):
+        if ep.name == name:
+            try:
+                return ep.load()
+            except Exception as exc:  # a broken plug-in is one line, not a traceback
+                raise BackendError(f"backend '{name}' ({ep.value}) could not be loaded: {exc}") from None
+    raise BackendError(f"unknown backend '{name}' (choose from {', '.join(names())})")
 
 
 def create_backend(
@@ -30,7 +56,10 @@ def create_backend(
     """
     kind = (kind or "auto").lower()
     if kind not in BACKENDS:
-        raise BackendError(f"unknown backend '{kind}' (choose from {', '.join(BACKENDS)})")
+        made = _load(kind)(model=model, slots=slots, seed=seed)
+        if not isinstance(made, Backend):
+            raise BackendError(f"backend '{kind}' made {type(made).__name__}, not a Backend")
+        return made
     if kind == "auto":  # anything but a real Ollama there (nothing, or a server that is not one): embedded
         kind = "ollama" if probe(host or ollama_host()) else "llamacpp"
     elif kind == "ollama" and (why := probe_reason(host or ollama_host())) is not None:
