@@ -1,4 +1,7 @@
-"""Tab completion for the REPL: commands, flags, pids and job specs, agents, users, models, /proc paths."""
+"""Tab completion for the REPL: commands, flags, pids and job specs, agents, users, models, /proc paths.
+
+What a command's arguments complete as is declared with the command (`@command(complete=…,
+complete_options=…)`); this module only knows how to list each kind."""
 
 from __future__ import annotations
 
@@ -15,10 +18,6 @@ from kernel.programs import available
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
-
-PID_COMMANDS = {"kill", "renice", "wait", "logs", "fg", "bg"}
-PATH_COMMANDS = {"ls", "cat"}
-MODEL_COMMANDS = {"pull", "models"}
 
 
 def _words(text: str) -> tuple[list[str], str]:
@@ -58,24 +57,34 @@ class ShellCompleter(Completer):
         if word.startswith("-"):
             yield from self.flags(name)
             return
-        if name == "run" and (len(before) == 1 or (len(before) == 3 and before[1] in ("-n", "--nice"))):
-            yield from available(self.shell.kernel.config.home)
+        spec = lookup(name)
+        if spec is None:
+            return
+        option = spec.complete_options.get(prev)
+        if option is not None:
+            yield from option if isinstance(option, tuple) else self.kind(option, word)
         elif name == "nice" and prev != "-n":
             yield "run"
-        elif name == "ps" and prev in ("-u", "--user"):
-            yield from users(self.shell)
-        elif name == "ps" and prev == "--sort":
-            from commands.ps import SORT_KEYS
+        elif spec.complete == "agent":  # the first argument (after -n NICE); what follows is the agent's own
+            if len(before) == 1 or (len(before) == 3 and before[1] in ("-n", "--nice")):
+                yield from self.kind("agent", word)
+        elif spec.complete is not None:
+            yield from self.kind(spec.complete, word)
 
-            yield from SORT_KEYS
-        elif name in PID_COMMANDS:
+    def kind(self, kind: str, word: str) -> Iterable[str]:
+        """The candidates of one kind of argument (`commands.registry.COMPLETIONS`)."""
+        if kind == "pid":
             yield from self.pids()
-        elif name in PATH_COMMANDS:
+        elif kind == "path":
             yield from self.paths(word)
-        elif name in MODEL_COMMANDS:
+        elif kind == "model":
             yield from self.models
-        elif name == "help":
+        elif kind == "command":
             yield from names()
+        elif kind == "agent":
+            yield from available(self.shell.kernel.config.home)
+        elif kind == "user":
+            yield from users(self.shell)
 
     def flags(self, name: str) -> Iterable[str]:
         spec = lookup(name)

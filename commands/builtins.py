@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 @command("help", "list the commands, or show how to use one", usage="help [COMMAND]",
-         args=lambda p: p.add_argument("name", nargs="?", help="a command"))
+         args=lambda p: p.add_argument("name", nargs="?", help="a command"), complete="command")
 async def help_(sh: Shell, args: argparse.Namespace) -> int:
     if args.name:
         spec = lookup(args.name)

@@ -30,7 +30,8 @@ async def _read(sh: Shell, path: str) -> str:
 
 @command("cat", "print files of the namespace (/proc/PID/{status,context,log,tools}, …) or of the disk",
          usage="cat [PATH…]", args=_args,
-         examples=("cat /proc/1/status", "cat /proc/1/context", "run chat hi > a.txt; cat a.txt", "ps | cat"))
+         examples=("cat /proc/1/status", "cat /proc/1/context", "run chat hi > a.txt; cat a.txt", "ps | cat"),
+         complete="path")
 async def cat(sh: Shell, args: argparse.Namespace) -> int:
     if not args.path:
         if sh.stdin is not None:

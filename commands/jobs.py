@@ -70,7 +70,7 @@ def _continue(sh: Shell, job: Job) -> None:
 
 
 @command("fg", "bring a job to the foreground (continuing it if stopped); `%N` alone does the same",
-         usage="fg [%N]", args=_spec_args, examples=("fg", "fg %2", "%2"))
+         usage="fg [%N]", args=_spec_args, examples=("fg", "fg %2", "%2"), complete="pid")
 async def fg(sh: Shell, args: argparse.Namespace) -> int:
     job = _find(sh, args.job, "fg")
     sh.print(job.cmdline.removesuffix(" &"))
@@ -79,7 +79,7 @@ async def fg(sh: Shell, args: argparse.Namespace) -> int:
 
 
 @command("bg", "continue a stopped job in the background (sends CONT)", usage="bg [%N]", args=_spec_args,
-         examples=("bg", "bg %1"))
+         examples=("bg", "bg %1"), complete="pid")
 async def bg(sh: Shell, args: argparse.Namespace) -> int:
     job = _find(sh, args.job, "bg")
     job.foreground = False

@@ -77,7 +77,7 @@ def parse_targets(sh: Shell, text: str) -> list[int]:
 
 @command("kill", "send a signal to processes (default TERM)",
          usage="kill [-s SIGNAL | -SIGNAL] PID|%N…  |  kill -l", args=_args, raw_args=True,
-         examples=("kill 12", "kill -9 12", "kill %1", "kill -STOP 12; kill -CONT 12", "kill -l"))
+         examples=("kill 12", "kill -9 12", "kill %1", "kill -STOP 12; kill -CONT 12", "kill -l"), complete="pid")
 async def kill(sh: Shell, args: argparse.Namespace) -> int:
     sig, targets, listing = parse_kill_args(args.argv)
     if listing:

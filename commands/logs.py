@@ -19,7 +19,7 @@ def _args(p: ArgParser) -> None:
 
 
 @command("logs", "print a process's output; -f follows it as it is written", usage="logs [-f] PID|%N",
-         args=_args, examples=("logs 3", "run chat long &; logs -f $!"))
+         args=_args, examples=("logs 3", "run chat long &; logs -f $!"), complete="pid")
 async def logs(sh: Shell, args: argparse.Namespace) -> int:
     pid = parse_pid(sh, args.pid)
     try:

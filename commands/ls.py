@@ -37,7 +37,7 @@ def _real(sh: Shell, path: str) -> list[Entry]:
 
 @command("ls", "list the namespace: /proc/PID/{status,context,log,tools}, /agents, /tools, /users, /models",
          usage="ls [-l] [--json] [PATH…]", args=_args, json_shape=JSON_SHAPE,
-         examples=("ls", "ls /proc", "ls /proc/1", "ls /agents --json"))
+         examples=("ls", "ls /proc", "ls /proc/1", "ls /agents --json"), complete="path")
 async def ls(sh: Shell, args: argparse.Namespace) -> Text:
     paths = args.path or ["/"]
     found: list[tuple[str, list[Entry]]] = []

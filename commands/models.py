@@ -23,7 +23,7 @@ def _args(p: ArgParser) -> None:
 
 
 @command("models", "list the models the backend has (Ollama: the server's; `pull` gets more)",
-         usage="models [--json]", args=_args, json_shape=JSON_SHAPE)
+         usage="models [--json]", args=_args, json_shape=JSON_SHAPE, complete="model")
 async def models(sh: Shell, args: argparse.Namespace) -> Table:
     backend = sh.kernel.backend
     rows = [{"name": name, "backend": backend.name, "current": name == backend.model}

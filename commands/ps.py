@@ -98,7 +98,8 @@ def select(sh: Shell, args: argparse.Namespace) -> list[ProcInfo]:
 
 @command("ps", "report the processes: live ones, or all with -a",
          usage="ps [-a] [-l] [-u USER] [--sort KEY] [--forest] [--json]", args=_args, json_shape=JSON_SHAPE,
-         examples=("ps", "ps -a --sort=-tokens", "ps -a --forest", "ps -u alice --json"))
+         examples=("ps", "ps -a --sort=-tokens", "ps -a --forest", "ps -u alice --json"),
+         complete_options={"-u": "user", "--user": "user", "--sort": tuple(SORT_KEYS)})
 async def ps(sh: Shell, args: argparse.Namespace) -> Table:
     procs = select(sh, args)
     ordered = forest(procs) if args.forest else [(p, 0) for p in procs]

@@ -16,7 +16,7 @@ def _args(p: ArgParser) -> None:
 
 
 @command("pull", "download a model into Ollama (progress bar); other backends have their model built in",
-         usage="pull MODEL", args=_args, examples=("pull gemma3:270m", "pull llama3.2:1b"))
+         usage="pull MODEL", args=_args, examples=("pull gemma3:270m", "pull llama3.2:1b"), complete="model")
 async def pull(sh: Shell, args: argparse.Namespace) -> int:
     backend = sh.kernel.backend
     puller = getattr(backend, "pull", None)

@@ -71,6 +71,9 @@ class Command:
     json_shape: str | None = None  # documents the --json output, shown by `help`
     raw_args: bool = False  # the handler parses its own arguments (kill -9, renice -5)
     examples: list[str] = field(default_factory=list)
+    # what Tab offers: for the arguments (COMPLETIONS), and for the value of an option (a kind, or the choices)
+    complete: str | None = None
+    complete_options: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
 
     def parse(self, argv: list[str]) -> argparse.Namespace:
         if self.raw_args:
@@ -89,6 +92,7 @@ class Command:
 
 
 REGISTRY: dict[str, Command] = {}
+COMPLETIONS = ("pid", "path", "model", "command", "agent", "user")  # what a command's arguments may complete as
 
 
 def command(
@@ -101,15 +105,22 @@ def command(
     json_shape: str | None = None,
     raw_args: bool = False,
     examples: tuple[str, ...] = (),
+    complete: str | None = None,
+    complete_options: dict[str, str | tuple[str, ...]] | None = None,
 ) -> Callable[[Handler], Handler]:
-    """Declare a shell command: its name, one-line summary, arguments and handler."""
+    """Declare a shell command: its name, one-line summary, arguments and handler, and what Tab completes:
+    `complete` for its arguments, `complete_options` for an option's value (one of COMPLETIONS, or the choices)."""
+    for kind in [complete, *(complete_options or {}).values()]:
+        if isinstance(kind, str) and kind not in COMPLETIONS:
+            raise ValueError(f"{name}: {kind!r} is not a completion (one of {', '.join(COMPLETIONS)})")
 
     def register(handler: Handler) -> Handler:
         escaped = usage.replace("%", "%%") if usage else None  # argparse %-formats the usage (`%N` job specs)
         parser = ArgParser(prog=name, usage=escaped, description=summary, add_help=True)
         if args is not None:
             args(parser)
-        cmd = Command(name, summary, handler, parser, aliases, json_shape, raw_args, list(examples))
+        cmd = Command(name, summary, handler, parser, aliases, json_shape, raw_args, list(examples), complete,
+                      dict(complete_options or {}))
         for key in (name, *aliases):
             REGISTRY[key] = cmd
         return handler

@@ -19,7 +19,8 @@ def _args(p: ArgParser) -> None:
 
 
 @command("renice", "change the niceness (scheduling priority) of processes",
-         usage="renice [-n] N PID…", args=_args, raw_args=True, examples=("renice 10 12", "renice -n -5 12"))
+         usage="renice [-n] N PID…", args=_args, raw_args=True, examples=("renice 10 12", "renice -n -5 12"),
+         complete="pid")
 async def renice(sh: Shell, args: argparse.Namespace) -> int:
     argv = list(args.argv)
     if argv[:1] == ["-n"]:

@@ -28,6 +28,7 @@ def _args(p: ArgParser) -> None:
     "start an agent program; end the line with & to run it in the background",
     usage="run [-n NICE] [-w DIR] AGENT ARGS… [&]",
     args=_args,
+    complete="agent",
     examples=('run chat "Write one sentence about cats."', 'run -n 10 chat "a slow question" &',
               'run chat "Tell me about the sea." | run chat "Summarise this in five words:"',
               'run chat "a haiku" > haiku.txt', 'run -w . react "list the files here"'),

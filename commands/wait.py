@@ -19,7 +19,7 @@ def _args(p: ArgParser) -> None:
 
 
 @command("wait", "wait for background jobs to finish", usage="wait [PID|%N…]", args=_args,
-         examples=("wait", "wait %1", "run chat long &; wait $!; echo $?"))
+         examples=("wait", "wait %1", "run chat long &; wait $!; echo $?"), complete="pid")
 async def wait(sh: Shell, args: argparse.Namespace) -> int:
     if not args.pid:  # every job; the status is 0, as in bash
         tasks = [job.task for job in sh.jobs.values() if job.task is not None and not job.foreground]

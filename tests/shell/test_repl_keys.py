@@ -42,6 +42,19 @@ async def test_completion_of_commands_flags_pids_agents_users_models_and_paths(h
         assert complete(c, "ls /a") == ["/agents", "/audit"]
         assert complete(c, "true && wa") == ["wait"]
         assert complete(c, 'run chat "open quote') == []
+        assert complete(c, "ps --sort to") == ["tokens"]  # what ps declares for --sort
+        assert complete(c, "help ki") == ["kill"]
+        assert complete(c, "run chat ") == []  # the agent's own arguments are its own
+
+
+def test_a_command_declares_what_its_arguments_complete_as() -> None:
+    import pytest
+
+    from commands.registry import COMPLETIONS, command, load_all
+
+    assert {spec.complete for spec in load_all().values()} - {None} <= set(COMPLETIONS)
+    with pytest.raises(ValueError, match="'pids' is not a completion"):
+        command("nosuch", "x", complete="pids")
 
 
 async def repl_session(home: Path, sim: SimulatedBackend, keys: str, history: InMemoryHistory | None = None):  # noqa: ANN201
