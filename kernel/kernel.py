@@ -19,7 +19,7 @@ import psutil
 from kernel import clock
 from kernel.access import AccessControl
 from kernel.context import ContextManager
-from kernel.errors import InvalidArgument, NoSuchProcess, PermissionDenied, ResourceLimit
+from kernel.errors import InvalidArgument, KernelError, NoSuchProcess, PermissionDenied, ResourceLimit
 from kernel.events import (
     Event,
     EventBus,
@@ -36,16 +36,18 @@ from kernel.events import (
 from kernel.files import FileVersions
 from kernel.kmsg import KernelLog
 from kernel.llm import Backend, LLMRequest, create_backend
+from kernel.llm.backend import BackendError
 from kernel.memory import Memory
 from kernel.permissions import PermissionBroker
 from kernel.process import Process, ProcessTable, Signal, State
-from kernel.programs import Program, load
+from kernel.programs import NoSuchProgram, Program, load
 from kernel.quota import Quotas
 from kernel.scheduler import DEFAULT_POLICY, POLICIES, Dispatcher, make_policy
 from kernel.settings import SettingError, whole
-from kernel.storage import Storage, default_home
+from kernel.storage import Storage, StorageError, default_home
 from kernel.syscall import AgentContext, LLMCall, LLMResult
 from kernel.tools import ToolResult, default_registry
+from kernel.tools.registry import ToolError
 from kernel.tools.sandbox import Limits, Sandbox
 from kernel.tools.service import ToolService, permission_timeout
 
@@ -59,6 +61,10 @@ def current_user() -> str:
     except Exception:  # no passwd entry in some containers
         return "user"
 
+
+# errors whose message says what went wrong by itself (an agent that ends on one exits with that message);
+# any other exception also names its type ("KeyError: 'x'")
+SAYS_ITSELF = (KernelError, BackendError, NoSuchProgram, StorageError, ToolError)
 
 @dataclass
 class KernelConfig:
@@ -324,7 +330,7 @@ class Kernel:
         except asyncio.CancelledError:
             self._exit(proc, signal=proc.pending_signal or Signal.KILL)
         except Exception as exc:  # the agent failed; the kernel and the others go on
-            error = str(exc) if exc.__class__.__module__.startswith("kernel") else f"{type(exc).__name__}: {exc}"
+            error = str(exc) if isinstance(exc, SAYS_ITSELF) else f"{type(exc).__name__}: {exc}"
             self._exit(proc, code=1, error=error)
 
     def _exit(self, proc: Process, code: int = 0, signal: Signal | None = None, error: str | None = None) -> None:

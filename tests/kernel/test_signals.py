@@ -209,6 +209,13 @@ async def test_a_crashing_agent_exits_1_and_others_go_on(kernel: Kernel, home: P
     assert good.status == "EXITED(0)"
 
 
+async def test_an_agent_ended_by_a_kernel_error_exits_with_its_message_alone(kernel: Kernel, home: Path) -> None:
+    put_agent(home, "orphan", "async def main(ctx):\n    await ctx.wait(999)\n")  # not its child
+    proc = kernel.spawn("orphan")
+    await kernel.wait(proc.pid)
+    assert proc.status == "EXITED(1)" and proc.error == str(NoSuchProcess(999))
+
+
 async def test_only_owner_or_admin_may_signal(kernel: Kernel) -> None:
     proc = kernel.spawn("chat", ["long"], user="alice")
     with pytest.raises(PermissionDenied):
