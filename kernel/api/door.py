@@ -109,8 +109,7 @@ class KernelAPI:
     def _owned(self, pid: int) -> Process:
         """The process, if the caller may read what it said and did (its owner, an admin)."""
         proc = self._kernel.lookup(pid)
-        if not self._may_manage(proc.user):
-            raise PermissionDenied(f"({pid}) - Permission denied: {self.caller} may not read {proc.user}'s process")
+        self._kernel.check_reader(proc, self.caller)
         return proc
 
     # -- what a process said and did ----------------------------------------------------------------
