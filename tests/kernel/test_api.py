@@ -92,3 +92,40 @@ async def test_sched_hides_another_users_task_too(busy: Kernel) -> None:
     assert {s.cmd for s in as_bob.slots} | {q.cmd for q in as_bob.queue} == {"workload [hidden]"}
     as_carol = KernelAPI(busy, caller="carol").sched()
     assert "workload 100000" in {q.cmd for q in as_carol.queue}
+
+
+async def test_another_users_transcript_events_and_permission_requests_are_not_the_callers(kernel: Kernel) -> None:
+    from kernel.events import ProcessSpawned
+
+    theirs = kernel.spawn("chat", ["secret", "plan"], user="carol")
+    mine = kernel.spawn("chat", ["short"])
+    await kernel.wait(theirs.pid)
+    await kernel.wait(mine.pid)
+    bob, carol = KernelAPI(kernel, caller="bob"), KernelAPI(kernel, caller="carol")
+    assert carol.transcript(theirs.pid)[0].content == "secret plan"
+    for read in (lambda: bob.transcript(theirs.pid), lambda: bob.events(theirs.pid)):
+        with pytest.raises(PermissionDenied, match="may not read carol's process"):
+            read()
+    assert {e.pid for e in bob.events(types=(ProcessSpawned,))} == set()  # nobody's but bob's, and he has none
+    assert {e.pid for e in carol.events(types=(ProcessSpawned,))} == {theirs.pid}
+    assert {e.pid for e in KernelAPI(kernel, caller="root").events(types=(ProcessSpawned,))} == {theirs.pid, mine.pid}
+    with pytest.raises(PermissionDenied, match="only an admin may act on carol's grants"):
+        bob.grants("carol")
+    with pytest.raises(PermissionDenied):
+        bob.grant("shell(ls)", user="carol")
+
+
+async def test_a_permission_request_is_its_owners_to_see_and_answer(kernel: Kernel) -> None:
+    import asyncio
+
+    asking = asyncio.create_task(kernel.permissions.request(7, "carol", "react", "shell", {"command": "ls"}))
+    await until(lambda: kernel.permissions.pending())
+    (request,) = kernel.permissions.pending()
+    bob, carol = KernelAPI(kernel, caller="bob"), KernelAPI(kernel, caller="carol")
+    assert bob.pending_permissions() == [] and not bob.may_answer(request)
+    with pytest.raises(PermissionDenied, match="may not answer carol's permission request"):
+        bob.answer_permission(request.request_id, "always")
+    assert carol.pending_permissions() == [request]
+    assert carol.answer_permission(request.request_id, "once") is True
+    assert await asking == "once"
+    assert carol.answer_permission(request.request_id, "deny") is False  # no longer open
