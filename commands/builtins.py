@@ -8,6 +8,7 @@ import textwrap
 from typing import TYPE_CHECKING
 
 from commands.registry import UsageError, command, load_all, lookup
+from commands.results import Text
 from kernel.programs import available
 
 if TYPE_CHECKING:
@@ -16,27 +17,26 @@ if TYPE_CHECKING:
 
 @command("help", "list the commands, or show how to use one", usage="help [COMMAND]",
          args=lambda p: p.add_argument("name", nargs="?", help="a command"), complete="command")
-async def help_(sh: Shell, args: argparse.Namespace) -> int:
+async def help_(sh: Shell, args: argparse.Namespace) -> Text:
     if args.name:
         spec = lookup(args.name)
         if spec is None:
             raise UsageError(f"{args.name}: no such command")
-        sh.print(spec.help())
-        return 0
+        return Text([spec.help()])
     commands = sorted({spec.name: spec for spec in load_all().values()}.values(), key=lambda c: c.name)
     names = [c.name + (f" ({', '.join(c.aliases)})" if c.aliases else "") for c in commands]
     width = max(len(n) for n in names)
     room = max(30, sh.out.width - width - 2)
+    out = []
     for name, spec in zip(names, commands, strict=True):  # descriptions wrap: none is cut at the screen's edge
         lines = textwrap.wrap(spec.summary, room) or [""]
-        sh.print(f"{name.ljust(width)}  {lines[0]}")
-        for more in lines[1:]:
-            sh.print(f"{' ' * width}  {more}")
+        out.append(f"{name.ljust(width)}  {lines[0]}")
+        out += [f"{' ' * width}  {more}" for more in lines[1:]]
     agents = ", ".join(available(sh.kernel.config.home)) or "none"
-    sh.print(f"Agents: {agents}. `help COMMAND` for its usage and options; `CMD --json` prints JSON where a "
-             "table is shown.")
-    sh.print("Language: ; && || & | > >> # 'quotes' $? $! %N; jobs, fg, bg, wait, source FILE.")
-    return 0
+    out.append(f"Agents: {agents}. `help COMMAND` for its usage and options; `CMD --json` prints JSON where a "
+               "table is shown.")
+    out.append("Language: ; && || & | > >> # 'quotes' $? $! %N; jobs, fg, bg, wait, source FILE.")
+    return Text(out)
 
 
 @command("exit", "leave the shell (asks first when agents still run or are stopped: they are hung up)",
@@ -49,9 +49,8 @@ async def exit_(sh: Shell, args: argparse.Namespace) -> int:
 
 
 @command("echo", "print its arguments", usage="echo [ARG…]", raw_args=True)
-async def echo(sh: Shell, args: argparse.Namespace) -> int:
-    sh.print(" ".join(args.argv))
-    return 0
+async def echo(sh: Shell, args: argparse.Namespace) -> Text:
+    return Text([" ".join(args.argv)])
 
 
 @command("true", "do nothing, successfully", usage="true", raw_args=True)

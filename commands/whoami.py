@@ -6,12 +6,12 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import command
+from commands.results import Text
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
 
 
 @command("whoami", "print the aios user you act as (`--user`, AIOS_USER)", usage="whoami")
-async def whoami(sh: Shell, args: argparse.Namespace) -> int:
-    sh.print(sh.kernel.user)
-    return 0
+async def whoami(sh: Shell, args: argparse.Namespace) -> Text:
+    return Text([sh.kernel.user])
