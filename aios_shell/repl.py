@@ -27,6 +27,7 @@ from aios_shell.completion import ShellCompleter
 from aios_shell.shell import Shell
 from kernel import Kernel
 from kernel.events import TokenGenerated
+from kernel.llm.backend import Loads
 from kernel.process import State
 
 BANNER = "aios {version} — {backend} backend, model {model}. Type `help` for commands, `exit` or Ctrl-D to leave."
@@ -125,9 +126,8 @@ class Repl:
         if not sandbox.ok:  # said once, here; `tools` and the monitor say it too
             self.shell.print(f"aios: warning: sandbox {sandbox}")
         loop = asyncio.get_running_loop()
-        warm = getattr(self.kernel.backend, "load", None)
-        if warm is not None:  # load the embedded model while the user types
-            loop.create_task(self._warm(warm))
+        if isinstance(self.kernel.backend, Loads):  # load the embedded model while the user types
+            loop.create_task(self._warm(self.kernel.backend.load))
         loop.create_task(self._load_models())
         self.asker.start()
         try:

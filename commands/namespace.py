@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from commands.registry import CommandError
 from kernel.errors import KernelError, NoSuchProcess
 from kernel.events import ContextCompacted, ContextSwitched, SyscallDone
+from kernel.llm.backend import ListsModels
 from kernel.programs import available
 from kernel.sanitize import strip_controls
 
@@ -106,11 +107,11 @@ def _owned(sh: Shell, proc: Process, path: str) -> None:
 
 
 async def models(sh: Shell) -> list[str]:
-    lister = getattr(sh.kernel.backend, "list_models", None)
+    backend = sh.kernel.backend
     found: list[str] = []
-    if callable(lister):
+    if isinstance(backend, ListsModels):
         try:
-            found = list(await lister())
+            found = list(await backend.list_models())
         except Exception:  # a server that does not answer still has the model in use
             found = []
     current = sh.kernel.backend.model

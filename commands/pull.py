@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, command
+from kernel.llm.backend import PullsModels
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -19,13 +20,12 @@ def _args(p: ArgParser) -> None:
          usage="pull MODEL", args=_args, examples=("pull gemma3:270m", "pull llama3.2:1b"), complete="model")
 async def pull(sh: Shell, args: argparse.Namespace) -> int:
     backend = sh.kernel.backend
-    puller = getattr(backend, "pull", None)
-    if not callable(puller):
+    if not isinstance(backend, PullsModels):
         raise CommandError(f"the {backend.name} backend has no models to pull (pull needs --backend ollama)")
     if sh.out.is_terminal and not sh.captured:
-        return await _with_bar(sh, puller(args.model), args.model)
+        return await _with_bar(sh, backend.pull(args.model), args.model)
     last = ""
-    async for part in puller(args.model):
+    async for part in backend.pull(args.model):
         if part["status"] != last:  # plain: one line a stage, no bar
             last = part["status"]
             sh.print(last)

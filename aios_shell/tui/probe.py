@@ -14,6 +14,8 @@ from typing import Any
 
 import psutil
 
+from kernel.llm.backend import ReportsLoaded
+
 
 @dataclass(frozen=True)
 class SystemSample:
@@ -63,10 +65,10 @@ class LoadedModel:
 
 def ollama_backends(backend: Any) -> list[tuple[str, Any]]:
     """(where, backend) for every part of `backend` that can say what it has loaded (Ollama, pool members)."""
-    if callable(getattr(backend, "loaded", None)):
+    if isinstance(backend, ReportsLoaded):
         return [("", backend)]
     return [(str(getattr(ep, "name", "")), ep.backend) for ep in getattr(backend, "endpoints", ())
-            if callable(getattr(getattr(ep, "backend", None), "loaded", None))]
+            if isinstance(getattr(ep, "backend", None), ReportsLoaded)]
 
 
 async def loaded_models(backend: Any, timeout: float = 3.0) -> list[LoadedModel]:

@@ -57,7 +57,7 @@ class KernelAPI:
     def model(self) -> ModelInfo:
         backend = self._kernel.backend
         return ModelInfo(backend=backend.name, model=backend.model, slots=self._kernel.dispatcher.slots,
-                         context_window=int(getattr(backend, "context_window", 0) or 0))
+                         context_window=int(backend.context_window or 0))
 
     def kmsg(self) -> list[KernelMessage]:
         """The kernel's own messages, oldest first: for the kernel's owner and admins (as Linux restricts dmesg)."""

@@ -8,7 +8,7 @@ cancelling the task that iterates it) must stop the generation at the next token
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -80,3 +80,42 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+# What a backend may do besides serving calls: each a protocol it either has or has not (`isinstance`).
+@runtime_checkable
+class LiveCapacity(Protocol):
+    """Free slots that change by themselves (a pool whose endpoints go down and come back): the dispatcher reads
+    `available_slots()` and sets `wake`, which the backend calls when capacity grew."""
+
+    wake: Callable[[], None] | None
+
+    def available_slots(self) -> int: ...
+
+
+@runtime_checkable
+class ListsModels(Protocol):
+    """Can say which models it has (`models`, `ls /models`)."""
+
+    async def list_models(self) -> list[str]: ...
+
+
+@runtime_checkable
+class PullsModels(Protocol):
+    """Can download a model, reporting progress (`pull`)."""
+
+    def pull(self, model: str) -> AsyncIterator[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class Loads(Protocol):
+    """Loads its model ahead of the first call (the shell warms it while the prompt shows)."""
+
+    async def load(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsLoaded(Protocol):
+    """Can say which models are in memory now (the monitor's system pane)."""
+
+    async def loaded(self) -> list[dict[str, Any]]: ...

@@ -30,7 +30,7 @@ from kernel.events import (
     TokenGenerated,
     WaitReason,
 )
-from kernel.llm.backend import Backend, BackendError
+from kernel.llm.backend import Backend, BackendError, LiveCapacity
 from kernel.llm.retry import RetryPolicy, explain, is_transient
 from kernel.process import State
 from kernel.scheduler.fifo import FifoPolicy
@@ -79,9 +79,9 @@ class Dispatcher:
         self.backing_off: dict[int, LLMCall] = {}  # sid -> a failed call waiting to be tried again
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._attempts: dict[int, int] = {}  # sid -> retries so far
-        self._live_slots = getattr(backend, "available_slots", None)
-        if self._live_slots is not None:
-            backend.wake = self._kick  # type: ignore[attr-defined]
+        self._live_slots = backend.available_slots if isinstance(backend, LiveCapacity) else None
+        if isinstance(backend, LiveCapacity):
+            backend.wake = self._kick
 
     # -- the queue -------------------------------------------------------------------------
     def submit(self, call: LLMCall) -> None:

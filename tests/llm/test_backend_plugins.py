@@ -42,3 +42,16 @@ def test_a_plugin_that_fails_or_lies_is_one_clear_error(plugins: None) -> None:
         factory.create_backend("liar")
     with pytest.raises(BackendError, match="unknown backend 'nope' \\(choose from auto, ollama"):
         factory.create_backend("nope")
+
+
+def test_what_each_backend_can_do_is_a_protocol_it_has_or_not() -> None:
+    from kernel.llm.backend import ListsModels, LiveCapacity, Loads, PullsModels, ReportsLoaded
+    from kernel.llm.ollama import OllamaBackend
+
+    sim = SimulatedBackend()
+    ollama = OllamaBackend(model="gemma3:270m", host="127.0.0.1:9")  # nothing is asked of it here
+    pool = factory.create_pool("sim:2,sim:2")
+    kinds = (LiveCapacity, ListsModels, PullsModels, Loads, ReportsLoaded)
+    assert [isinstance(sim, k) for k in kinds] == [False, False, False, False, False]
+    assert [isinstance(ollama, k) for k in kinds] == [False, True, True, False, True]
+    assert isinstance(pool, LiveCapacity)
