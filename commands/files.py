@@ -12,7 +12,6 @@ from commands.results import Table, Text
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
-    from kernel.files import FileVersions
 
 LS_SHAPE = [{"path": str, "versions": int, "size": int, "ts": float}]
 LOG_SHAPE = [{"version": int, "size": int, "sha256": str, "ts": float}]
@@ -36,23 +35,6 @@ def _args(p: ArgParser) -> None:
     p.epilog = "Only the owner of a process or an admin may read or restore its files."
 
 
-def versions(sh: Shell) -> FileVersions:
-    found = getattr(sh.kernel, "files", None)
-    if found is None:
-        raise CommandError("file versions are not available")
-    return found
-
-
-def owned_pid(sh: Shell, text: str) -> int:
-    """The pid `text` names, if the user may see that process's files."""
-    pid = parse_pid(sh, text)
-    proc = sh.kernel.lookup(pid)
-    user = sh.kernel.user
-    if not sh.kernel.may_manage(user, proc.user):
-        raise CommandError(f"({pid}) - Permission denied: {user} may not read {proc.user}'s files")
-    return pid
-
-
 def parse_spec(spec: str) -> tuple[str, int]:
     path, at, number = spec.rpartition("@")
     if not at or not path:
@@ -71,23 +53,23 @@ def parse_spec(spec: str) -> tuple[str, int]:
          args=_args, json_shape=JSON_SHAPE,
          examples=("files ls 12", "files log 12 notes.txt", "files restore 12 notes.txt@1"))
 async def files(sh: Shell, args: argparse.Namespace) -> int | Table | Text:
-    store = versions(sh)
-    pid = owned_pid(sh, args.pid)
+    api = sh.api  # a process's files are its owner's (and an admin's): the API says so
+    pid = parse_pid(sh, args.pid)
     if args.action == "ls":
-        rows = store.files(pid)
+        rows = api.files(pid)
         if not rows:
             return Text(records=rows)
         return Table(["PATH", "VERSIONS", "SIZE", "MODIFIED"],
                      [[r["path"], r["versions"], r["size"], when(r["ts"])] for r in rows], right=("VERSIONS", "SIZE"),
                      records=rows)
     if args.action == "log":
-        rows = store.log(pid, args.path)
+        rows = api.file_log(pid, args.path)
         if not rows:
             raise CommandError(f"{args.path}: no versions kept for process {pid}")
         return Table(["VERSION", "SIZE", "SHA256", "WHEN"],
                      [[r["version"], r["size"], r["sha256"][:12], when(r["ts"])] for r in rows],
                      right=("VERSION", "SIZE"), records=rows)
     path, version = parse_spec(args.spec)
-    new = store.restore(pid, path, version, sh.kernel.workspace(pid))
+    new = api.restore_file(pid, path, version)
     sh.print(f"{path}: restored version {version} as version {new}")
     return 0

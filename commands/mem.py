@@ -11,7 +11,6 @@ from commands.results import Table, Text
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
-    from kernel.memory import Memory
 
 SHAPE = [{"id": int, "user": str, "pid": (int, None), "text": str, "tags": str, "ts": float}]
 SEARCH_SHAPE = [{**SHAPE[0], "score": float}]
@@ -38,10 +37,6 @@ def _args(p: ArgParser) -> None:
     p.epilog = "mem search exits 1 when no note matches, as grep does."
 
 
-def memory(sh: Shell) -> Memory:
-    return sh.kernel.memory
-
-
 def when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
@@ -52,25 +47,25 @@ def when(ts: float) -> str:
          examples=("mem add the build uses uv, not pip --tags build", "mem search build tool",
                    "mem ls --json", "mem rm 3"))
 async def mem(sh: Shell, args: argparse.Namespace) -> int | Table | Text:
-    store, user = memory(sh), sh.kernel.user
+    api = sh.api  # the caller's own notes
     if args.action == "add":
         try:
-            note = store.add(user, " ".join(args.text), tags=args.tags)
+            note = api.remember(" ".join(args.text), tags=args.tags)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         sh.print(f"#{note}")
         return 0
     if args.action == "rm":
         note = _note_id(args.id)
-        if not store.remove(user, note):
+        if not api.forget(note):
             raise CommandError(f"#{note}: no such note of yours")
         return 0
     if args.n < 1:
         raise UsageError(f"-n {args.n}: expected a positive number")
     if args.action == "search":
-        rows = store.search(user, " ".join(args.query), limit=args.n)
+        rows = api.recall(" ".join(args.query), limit=args.n)
     else:
-        rows = store.list(user, limit=args.n)
+        rows = api.notes(limit=args.n)
     status = 1 if args.action == "search" and not rows else 0
     if not rows:
         return Text(records=rows, status=status)

@@ -98,7 +98,7 @@ def fmt_ts(ts: float) -> str:
 
 
 def memories(sh: Shell) -> dict[str, str]:
-    return {str(r["id"]): r["text"] for r in sh.kernel.memory.list(sh.kernel.user, limit=1000)}
+    return {str(r["id"]): r["text"] for r in sh.api.notes(limit=1000)}
 
 
 def _owned(sh: Shell, proc: Process, path: str) -> None:
@@ -140,7 +140,7 @@ async def listdir(sh: Shell, path: str) -> list[Entry]:
         if len(rest) == 2 and rest[1] == "files":
             proc = _proc(sh, rest[0], norm)
             _owned(sh, proc, norm)
-            return [Entry(f["path"], f"{norm}/{f['path']}", "file") for f in sh.kernel.files.files(proc.pid)]
+            return [Entry(f["path"], f"{norm}/{f['path']}", "file") for f in sh.api.files(proc.pid)]
         if len(rest) == 2 and rest[1] in PROC_FILES:
             _proc(sh, rest[0], norm)
             raise CommandError(f"{norm}: Not a directory")
@@ -175,10 +175,10 @@ async def read(sh: Shell, path: str) -> str:
         proc = _proc(sh, parts[1], norm)
         _owned(sh, proc, norm)
         rel = "/".join(parts[3:])
-        versions = sh.kernel.files.log(proc.pid, rel)
+        versions = sh.api.file_log(proc.pid, rel)
         if not versions:
             raise _missing(norm)
-        data = sh.kernel.files.get(proc.pid, rel, max(v["version"] for v in versions))
+        data = sh.api.file_version(proc.pid, rel, max(v["version"] for v in versions))
         return strip_controls(data.decode("utf-8", errors="replace"))
     if len(parts) <= 1 or (parts[0] == "proc" and len(parts) == 2):
         await listdir(sh, norm)  # a missing one says so

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from commands.kill import parse_pid
 from commands.registry import ArgParser, command
-from kernel.recovery import resume as resume_process
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -28,5 +27,5 @@ def _args(p: ArgParser) -> None:
     examples=("ps -a", "resume 12", "resume 12 &"),
 )
 async def resume(sh: Shell, args: argparse.Namespace) -> int:
-    proc = resume_process(sh.kernel, parse_pid(sh, args.pid), sender=sh.kernel.user)
+    proc = sh.api.resume(parse_pid(sh, args.pid))
     return await sh.follow(proc)

@@ -26,6 +26,7 @@ from kernel.api.models import (
 )
 from kernel.errors import KernelError, PermissionDenied
 from kernel.events import Event, PermissionRequested
+from kernel.recovery import resume as resume_process
 
 if TYPE_CHECKING:
     from kernel.access import AuditCheck, Verdict
@@ -143,6 +144,50 @@ class KernelAPI:
                     continue
             out.append(event)
         return out
+
+    def resume(self, pid: int) -> Process:
+        """Start process `pid` again from its saved conversation, as a new process (its owner and admins only)."""
+        return resume_process(self._kernel, pid, sender=self.caller)
+
+    # -- memory: the caller's own notes ---------------------------------------------------------------
+    def remember(self, text: str, tags: str = "") -> int:
+        """Keep a note (secrets are masked); its id."""
+        return self._kernel.memory.add(self.caller, text, tags=tags)
+
+    def recall(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The caller's notes that match `query`, best first (each with its bm25 `score`)."""
+        return self._kernel.memory.search(self.caller, query, limit=limit)
+
+    def notes(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The caller's notes, newest first."""
+        return self._kernel.memory.list(self.caller, limit=limit)
+
+    def forget(self, note: int) -> bool:
+        """Remove one of the caller's notes; False when there is no such note of theirs."""
+        return self._kernel.memory.remove(self.caller, note)
+
+    # -- file versions: what a process's tools wrote (its owner and admins only) ------------------------
+    def _files_of(self, pid: int) -> int:
+        proc = self._kernel.lookup(pid)
+        if not self._may_manage(proc.user):
+            raise PermissionDenied(f"({pid}) - Permission denied: {self.caller} may not read {proc.user}'s files")
+        return pid
+
+    def files(self, pid: int) -> list[dict[str, Any]]:
+        """The files process `pid`'s tools wrote, each with its number of versions."""
+        return self._kernel.files.files(self._files_of(pid))
+
+    def file_log(self, pid: int, path: str) -> list[dict[str, Any]]:
+        """Every version kept of `path`, oldest first."""
+        return self._kernel.files.log(self._files_of(pid), path)
+
+    def file_version(self, pid: int, path: str, version: int) -> bytes:
+        return self._kernel.files.get(self._files_of(pid), path, version)
+
+    def restore_file(self, pid: int, path: str, version: int) -> int:
+        """Write version `version` of `path` back into the process's workspace; the new version's number."""
+        pid = self._files_of(pid)
+        return self._kernel.files.restore(pid, path, version, self._kernel.workspace(pid))
 
     # -- users ----------------------------------------------------------------------------------------
     def users(self) -> list[UserInfo]:

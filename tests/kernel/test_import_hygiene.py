@@ -32,7 +32,8 @@ def test_import_linter_contracts_hold() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-INTERNALS = ("dispatcher", "storage", "access", "permissions")  # reached only through kernel.api in user space
+# reached only through kernel.api in user space
+INTERNALS = ("dispatcher", "storage", "access", "permissions", "memory", "files")
 
 
 def test_user_space_reaches_no_kernel_internals_but_through_the_api() -> None:
@@ -44,9 +45,10 @@ def test_user_space_reaches_no_kernel_internals_but_through_the_api() -> None:
     for folder in ("aios_shell", "commands"):
         for path in sorted((root / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                name = node.attr if isinstance(node, ast.Attribute) else None
+                name, of = (node.attr, node.value) if isinstance(node, ast.Attribute) else (None, None)
                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) > 1:
-                    name = getattr(node.args[1], "value", None)  # getattr(kernel, "storage")
-                if name in INTERNALS:
+                    name, of = getattr(node.args[1], "value", None), node.args[0]  # getattr(kernel, "storage")
+                on_kernel = getattr(of, "attr", None) == "kernel" or getattr(of, "id", None) == "kernel"
+                if name in INTERNALS and on_kernel:  # kernel.storage, sh.kernel.access (api.files is the API's)
                     found.append(f"{path.relative_to(root)}:{node.lineno} .{name}")
     assert found == []
