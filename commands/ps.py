@@ -114,6 +114,6 @@ async def ps(sh: Shell, args: argparse.Namespace) -> Table:
         row = [p.pid, p.ppid, p.user, 20 + p.nice, p.nice, p.status, ctx,
                f"{p.prompt_tokens}/{p.completion_tokens}", fmt_time(p.llm_time_s)]
         if args.long:
-            row += [fmt_time(p.queue_wait_s), p.syscalls, p.ctx_switches, sh.kernel.quotas.describe(p.user)]
+            row += [fmt_time(p.queue_wait_s), p.syscalls, p.ctx_switches, sh.api.quota_use(p.user)]
         rows.append([*row, cmd])
     return Table(LONG if args.long else COLUMNS, rows, records=records, right=RIGHT, optional=NARROW)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
 from commands.results import Table
+from kernel.errors import PermissionDenied
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -23,25 +24,20 @@ def _args(p: ArgParser) -> None:
          usage="quota [--json] | quota set USER|'*' TOKENS", args=_args,
          examples=("quota", "quota set bob 5000", "quota set '*' 0"))
 async def quota(sh: Shell, args: argparse.Namespace) -> int | Table:
-    q = sh.kernel.quotas
     if args.action == "set":
         if args.user is None or args.tokens is None:
             raise UsageError("quota set: expected a user and a number of tokens per minute")
         if args.tokens < 0:
             raise UsageError("quota set: tokens per minute must be 0 or more")
-        if not sh.kernel.is_admin(sh.kernel.user):
-            raise CommandError("quota set: only an admin may change quotas")
-        if args.user == "*":
-            q.tokens_per_minute = args.tokens
-        else:
-            q.per_user[args.user] = args.tokens
+        try:
+            sh.api.set_quota(args.user, args.tokens)
+        except PermissionDenied as exc:
+            raise CommandError(f"quota set: {exc}") from None
         sh.print(f"{args.user}: {args.tokens or 'no'} tokens per minute")
         return 0
-    users = sorted({p.user for p in sh.kernel.procs} | set(q.per_user) | {sh.kernel.user})
-    rows = [{"user": u, "used": q.used(u), "limit": q.limit(u),
-             "processes": sum(1 for p in sh.kernel.procs.alive() if p.user == u)} for u in users]
+    info = sh.api.quotas()
     return Table(["USER", "TOKENS/MIN", "LIMIT", "PROCS"],
-                 [[r["user"], r["used"], r["limit"] or "-", r["processes"]] for r in rows],
+                 [[r["user"], r["used"], r["limit"] or "-", r["processes"]] for r in info["users"]],
                  right=("TOKENS/MIN", "PROCS"),
-                 after=[f"at most {q.max_procs} processes per user, {q.max_queued} queued model calls"],
-                 records={"users": rows, "max_procs": q.max_procs, "max_queued": q.max_queued})
+                 after=[f"at most {info['max_procs']} processes per user, {info['max_queued']} queued model calls"],
+                 records=info)

@@ -24,7 +24,7 @@ from kernel.api.models import (
     SlotInfo,
     UserInfo,
 )
-from kernel.errors import KernelError, PermissionDenied
+from kernel.errors import InvalidArgument, KernelError, PermissionDenied
 from kernel.events import Event, PermissionRequested
 from kernel.recovery import resume as resume_process
 
@@ -148,6 +148,30 @@ class KernelAPI:
     def resume(self, pid: int) -> Process:
         """Start process `pid` again from its saved conversation, as a new process (its owner and admins only)."""
         return resume_process(self._kernel, pid, sender=self.caller)
+
+    # -- quotas -------------------------------------------------------------------------------------------
+    def quotas(self) -> dict[str, Any]:
+        """Tokens per minute per user (used, limit; 0: none), live processes, and the admission limits."""
+        q, procs = self._kernel.quotas, self._kernel.procs
+        users = sorted({p.user for p in procs} | set(q.per_user) | {self.caller})
+        rows = [{"user": u, "used": q.used(u), "limit": q.limit(u),
+                 "processes": sum(1 for p in procs.alive() if p.user == u)} for u in users]
+        return {"users": rows, "max_procs": q.max_procs, "max_queued": q.max_queued}
+
+    def quota_use(self, user: str) -> str:
+        """`used/limit` tokens in the last minute, as `ps -l` shows it."""
+        return self._kernel.quotas.describe(user)
+
+    def set_quota(self, user: str, tokens: int) -> None:
+        """Tokens per minute for `user` (`*`: everyone without their own); admins only."""
+        if not self._kernel.is_admin(self.caller):
+            raise PermissionDenied("only an admin may change quotas")
+        if tokens < 0:
+            raise InvalidArgument("tokens per minute must be 0 or more")
+        if user == "*":
+            self._kernel.quotas.tokens_per_minute = tokens
+        else:
+            self._kernel.quotas.per_user[user] = tokens
 
     # -- memory: the caller's own notes ---------------------------------------------------------------
     def remember(self, text: str, tags: str = "") -> int:

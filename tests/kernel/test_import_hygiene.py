@@ -33,7 +33,7 @@ def test_import_linter_contracts_hold() -> None:
 
 
 # reached only through kernel.api in user space
-INTERNALS = ("dispatcher", "storage", "access", "permissions", "memory", "files")
+INTERNALS = ("dispatcher", "storage", "access", "permissions", "memory", "files", "quotas")
 
 
 def test_user_space_reaches_no_kernel_internals_but_through_the_api() -> None:
