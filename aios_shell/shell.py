@@ -397,7 +397,7 @@ class Shell:
             job.task.cancel()  # `sleep`, `wait`, `logs -f`: interrupt the builtin itself
         for proc in self.family(job):
             try:
-                self.kernel.signal(proc.pid, Signal.INT)
+                self.api.signal(proc.pid, Signal.INT)
             except KernelError:
                 pass
 
@@ -408,7 +408,7 @@ class Shell:
             return
         for proc in self.family(job):
             try:
-                self.kernel.signal(proc.pid, Signal.STOP)
+                self.api.signal(proc.pid, Signal.STOP)
             except KernelError:
                 pass
         job.suspended.set()

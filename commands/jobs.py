@@ -64,7 +64,7 @@ def _find(sh: Shell, spec: str, name: str) -> Job:
 def _continue(sh: Shell, job: Job) -> None:
     for proc in sh.family(job):
         try:
-            sh.kernel.signal(proc.pid, Signal.CONT)
+            sh.api.signal(proc.pid, Signal.CONT)
         except KernelError:
             pass
 

@@ -89,7 +89,7 @@ async def kill(sh: Shell, args: argparse.Namespace) -> int:
     status = 0
     for pid in pids:
         try:
-            sh.kernel.signal(pid, sig)
+            sh.api.signal(pid, sig)
         except KernelError as exc:
             sh.error(f"kill: {exc}")
             status = 1

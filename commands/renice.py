@@ -36,7 +36,7 @@ async def renice(sh: Shell, args: argparse.Namespace) -> int:
         try:
             pid = parse_pid(sh, target)
             old = sh.kernel.get(pid).nice
-            proc = sh.kernel.renice(pid, nice)
+            proc = sh.api.renice(pid, nice)
             sh.print(f"{pid} (process ID) old priority {old}, new priority {proc.nice}")
         except (KernelError, UsageError) as exc:
             sh.error(f"renice: {exc}")

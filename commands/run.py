@@ -39,5 +39,5 @@ async def run(sh: Shell, args: argparse.Namespace) -> int:
         workspace = sh.cwd / args.workspace
         if not workspace.is_dir():
             raise CommandError(f"{args.workspace}: not a directory")
-    proc = sh.kernel.spawn(args.agent, args.args, nice=args.nice, stdin=sh.stdin, workspace=workspace)
+    proc = sh.api.spawn(args.agent, args.args, nice=args.nice, stdin=sh.stdin, workspace=workspace)
     return await sh.follow(proc)

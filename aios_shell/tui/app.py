@@ -279,7 +279,7 @@ class MonitorApp(App[int]):
 
     def _signal(self, pid: int, sig: Signal) -> None:
         assert self.kernel is not None
-        self.kernel.signal(pid, sig, sender=self.kernel.user)
+        KernelAPI(self.kernel).signal(pid, sig)
 
     def action_term(self) -> None:
         pid = self.target_pid()
@@ -310,7 +310,7 @@ class MonitorApp(App[int]):
         def renice(pid: int) -> None:
             assert self.kernel is not None
             proc = self.kernel.get(pid)
-            self.kernel.renice(pid, proc.nice + delta, sender=self.kernel.user)
+            KernelAPI(self.kernel).renice(pid, proc.nice + delta)
 
         self._act(renice)
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from kernel.access import AuditCheck, Verdict
     from kernel.kernel import Kernel
     from kernel.permissions import Answerer
-    from kernel.process import Process
+    from kernel.process import Process, Signal
     from kernel.syscall import LLMCall
 
 
@@ -51,6 +51,20 @@ class KernelAPI:
     def ps(self, all: bool = False, user: str | None = None) -> list[ProcInfo]:
         """Live processes, by pid; with `all`, every process this AIOS_HOME has seen; only `user`'s if given."""
         return [self.proc_info(p) for p in self._kernel.ps(all=all) if user is None or p.user == user]
+
+    def spawn(self, program: str, argv: list[str] | tuple[str, ...] = (), *, nice: int = 0, stdin: Any = None,
+              workspace: str | Path | None = None) -> Process:
+        """Start agent `program` as the caller (a negative nice needs an admin; another user's workspace is not
+        the caller's to work in)."""
+        return self._kernel.spawn(program, argv, nice=nice, user=self.caller, stdin=stdin, workspace=workspace)
+
+    def signal(self, pid: int, sig: Signal) -> Process:
+        """Send `sig` to process `pid` (its owner and admins only)."""
+        return self._kernel.signal(pid, sig, sender=self.caller)
+
+    def renice(self, pid: int, nice: int) -> Process:
+        """Change a process's niceness (its owner and admins; lowering it: admins only)."""
+        return self._kernel.renice(pid, nice, sender=self.caller)
 
     def proc_info(self, proc: Process) -> ProcInfo:
         return ProcInfo.from_dict(self._kernel.shown(proc, self.caller))
