@@ -75,6 +75,8 @@ async def main(ctx: AgentContext) -> int:
 
     async def one(i: int, arg: str) -> int:
         async with room:
+            if ctx.signalled is not None:  # parallel is ending: what had not started does not start now
+                raise asyncio.CancelledError
             pids[i] = ctx.spawn(opts.agent, [arg])
             return await ctx.wait(pids[i])
 

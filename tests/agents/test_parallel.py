@@ -125,6 +125,15 @@ async def test_job_control_reaches_the_children_stop_cont_and_ctrl_c(home: Path)
         assert [k.status for k in kids] == ["EXITED(SIGINT)", "EXITED(SIGINT)"]
 
 
+async def test_killing_the_job_starts_none_of_the_children_still_waiting_for_room(home: Path) -> None:
+    async with session(home, slow()) as s:
+        await s.run("run parallel -j 1 workload 400 400 400 &")
+        await until(lambda: any(p.ppid == 1 and p.status == "RUNNING" for p in s.kernel.procs))
+        assert await s.run("kill %1; wait %1") == 143
+        kids = [p for p in s.kernel.procs if p.ppid == 1]
+        assert [(k.pid, k.status) for k in kids] == [(2, "EXITED(SIGTERM)")]  # the first freed room for nobody
+
+
 async def test_kill_pid_signals_that_process_only(home: Path) -> None:
     async with session(home, slow()) as s:
         await s.run("run parallel workload 400 400 &")
