@@ -554,8 +554,9 @@ class Kernel:
             return
         self._settle(call)
         prompt = 0
-        if call.chunks:
-            prompt = sum(self.backend.count_tokens(str(m.get("content", ""))) for m in call.request.messages)
+        if call.chunks:  # the prompt as it was shown while the call ran, so the count does not drop at its end
+            prompt = call.prompt_estimate or sum(self.backend.count_tokens(str(m.get("content", "")))
+                                                 for m in call.request.messages)
         self._charge(call, prompt, call.chunks)
 
     def _charge(self, call: LLMCall, prompt: int, completion: int) -> None:

@@ -63,8 +63,9 @@ async def test_a_killed_call_is_counted_once(home: Path) -> None:
         sim.enqueue("word " * 400)
         proc = s.kernel.spawn("chat", ["tell a long story"])
         await until(lambda: len(proc.output) >= 10)
-        live = proc.usage().completion_tokens
+        live = proc.usage()
         s.kernel.signal(proc.pid, Signal.KILL)
         await s.kernel.wait(proc.pid)
         assert not proc.inflight
-        assert proc.usage().completion_tokens == proc.completion_tokens >= live
+        assert proc.usage().completion_tokens == proc.completion_tokens >= live.completion_tokens
+        assert proc.prompt_tokens == live.prompt_tokens  # the prompt as shown while it ran: no drop at the end
