@@ -121,7 +121,8 @@ def test_chat_stream_concatenates_to_reply(fake: FakeOllama) -> None:
     assert final.prompt_eval_count == (2 + 4) + (3 + 4)
     assert final.total_duration and final.load_duration and final.eval_duration
     assert fake.requests[-1]["path"] == "/api/chat" and fake.requests[-1]["body"]["messages"] == MSGS
-    assert fake.completed_streams == 1 and fake.active_streams == 0 and fake.disconnects == 0
+    # the client has the last chunk before the server's thread has counted the stream done
+    assert wait_for(lambda: fake.completed_streams == 1 and fake.active_streams == 0) and fake.disconnects == 0
 
 
 def test_chat_non_stream_and_chunk_words(fake: FakeOllama) -> None:
@@ -196,7 +197,7 @@ def test_error_after_chunks(fake: FakeOllama) -> None:
     with pytest.raises(ollama.ResponseError) as plain:
         client.chat(model=MODEL, messages=MSGS)
     assert plain.value.status_code == 500
-    assert fake.completed_streams == 0 and fake.active_streams == 0
+    assert wait_for(lambda: fake.active_streams == 0) and fake.completed_streams == 0
 
 
 def test_reset_after_chunks(fake: FakeOllama) -> None:
