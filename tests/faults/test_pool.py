@@ -207,7 +207,7 @@ async def test_the_pool_keeps_serving_when_an_ollama_endpoint_dies(home: Path) -
             await until(lambda: states(kernel)[a.host] == "up")
             more = [kernel.spawn("chat", [f"again {i}"]) for i in range(4)]
             await all_finish(kernel, more)
-            assert servers[-1].completed_streams >= 1  # used again
+            await until(lambda: servers[-1].completed_streams >= 1)  # used again (its thread counts after the client)
             nothing_stuck(kernel, procs + more)
     finally:
         for server in servers:
