@@ -4,7 +4,8 @@
 
 The kernel runs on the simulated model with `--procs` live agents (their model calls queued behind P=4 slots
 that decode slowly, so the table does not change much while it is read), as two users: half of them another
-user's, whose arguments `ps` hides. Each form of `ps` runs `--repeat` times into a buffer (no terminal); the
+user's, whose arguments `ps` hides. Measuring starts once every agent has started, and each form runs once
+unmeasured first. Each form of `ps` runs `--repeat` times into a buffer (no terminal); the
 figure is the median wall time of one run, in milliseconds, and the p95. Numbers depend on the machine:
 compare two trees in one run, as ratios.
 """
@@ -36,11 +37,14 @@ async def measure(procs: int, repeat: int) -> dict[str, Any]:
         try:
             for i in range(procs):
                 kernel.spawn("chat", ["long", "story", str(i)], user="bench" if i % 2 else "other")
-            await asyncio.sleep(0.2)  # every agent has started and queued its call
+            while any(p.status == "NEW" for p in kernel.procs):  # every agent has started and queued its call
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
             out = io.StringIO()
             shell = Shell(kernel, out=make_console(out), err=make_console(io.StringIO()))
             result: dict[str, Any] = {"procs": procs, "repeat": repeat}
             for form in FORMS:
+                await shell.run_line(form)  # once unmeasured: each form starts warm, whichever runs first
                 times = []
                 for _ in range(repeat):
                     out.seek(0)
