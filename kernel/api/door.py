@@ -105,10 +105,6 @@ class KernelAPI:
     def _may_manage(self, user: str) -> bool:
         return self._kernel.may_manage(self.caller, user)
 
-    def may_read(self, user: str) -> bool:
-        """Whether the caller may read what `user`'s processes are asked and say (themselves, or an admin)."""
-        return self._may_manage(user)
-
     def cmdlines(self) -> Callable[[Process], str]:
         """A process's command line as the caller may see it (another user's arguments hidden, as in `ps`);
         for views that draw many processes at once (each user is checked once)."""
@@ -304,7 +300,7 @@ class KernelAPI:
         request = next((r for r in self._kernel.permissions.pending() if r.request_id == request_id), None)
         if request is None:
             return False
-        if not self._may_manage(request.user):
+        if not self.may_answer(request):
             raise PermissionDenied(f"{self.caller} may not answer {request.user}'s permission request")
         return self._kernel.permissions.answer(request_id, decision)
 
