@@ -10,6 +10,7 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +19,7 @@ import typer
 from aios_shell import __version__
 from aios_shell.render import make_console
 from kernel.api import StorageError
+from kernel.api.wire import Connection
 from kernel.errors import InvalidArgument
 from kernel.kernel import KernelConfig, boot
 from kernel.llm.backend import BackendError
@@ -50,6 +52,9 @@ def aios(
     yes_for: Optional[list[str]] = typer.Option(  # noqa: UP045
         None, "--yes-for", metavar="RULE", help="allow tool calls matching RULE without asking, e.g. 'shell(ls*)'"
     ),
+    local: bool = typer.Option(
+        False, "--local", help="a private kernel for this aios only: neither attach to the home's kernel nor serve it"
+    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
 ) -> None:
     if backend is not None and backend.lower() not in (known := backend_names()):
@@ -65,12 +70,51 @@ def aios(
         config.user = user
     if yes_for:
         config.yes_for = tuple(yes_for)
-    code = asyncio.run(_main(config, command, list(args or [])))
+    wanted = user or os.environ.get("AIOS_USER") or None  # who to act as when attaching (the kernel checks)
+    code = asyncio.run(_main(config, command, list(args or []), local=local, wanted=wanted,
+                             configured=bool(backend or model or slots or yes_for)))
     raise typer.Exit(code)
 
 
-async def _main(config: KernelConfig, command: str | None, args: list[str]) -> int:
+async def _main(config: KernelConfig, command: str | None, args: list[str], local: bool = True,
+                wanted: str | None = None, configured: bool = False) -> int:
     err = make_console(stderr=True)
+
+    def say(text: str) -> None:
+        err.print(f"aios: {text}", markup=False, highlight=False, soft_wrap=True)
+
+    lock = None
+    if not local:
+        from aios_shell import attach, host
+
+        home = Path(config.home)
+        try:
+            conn = None
+            for _ in range(3):  # attach; or host; or, while another aios boots the kernel, wait and attach
+                conn = await attach.connect(home, wanted)
+                if conn is not None:
+                    break
+                home.mkdir(parents=True, exist_ok=True, mode=0o700)
+                lock = host.HostLock(home)
+                if lock.acquire():
+                    break
+                lock, conn = None, await attach.wait_for_kernel(home, wanted)
+                if conn is not None:
+                    break
+            if conn is None and lock is None:
+                say(f"{home}: another aios holds its kernel but does not answer")
+                return 1
+        except attach.RemoteError as exc:  # another protocol version, a user we may not act as
+            say(str(exc))
+            return 1
+        except (OSError, attach.WireError) as exc:
+            say(f"{home}: cannot reach or host its kernel: {exc}")
+            return 1
+        if conn is not None:
+            if configured:
+                say(f"attached to the kernel for {home} (pid {conn.hello.get('kernel_pid')}); --backend, --model, "
+                    "--slots and --yes-for are its own (`--local` for a kernel of your own)")
+            return await _attached(conn, home, command, args, say)
     try:
         kernel = await boot(config)
     except SettingError as exc:  # a bad value in the environment: the usage error it is
@@ -81,7 +125,15 @@ async def _main(config: KernelConfig, command: str | None, args: list[str]) -> i
         return 1
     from aios_shell.shell import Shell
 
+    server = None
     try:
+        if lock is not None:
+            from aios_shell import host
+
+            if not host.may_host_as(kernel):
+                say(f"{host.login_name(os.getuid())} may not act as {kernel.user}: only root and admins may")
+                return 1
+            server = await host.serve(kernel)
         if command is None and not args:
             if not sys.stdin.isatty():  # `aios < script` or a pipe: run it as a script
                 command = sys.stdin.read()
@@ -116,7 +168,32 @@ async def _main(config: KernelConfig, command: str | None, args: list[str]) -> i
             return 130
         return status
     finally:
+        if server is not None:
+            await server.close()
         await kernel.shutdown()
+        if lock is not None:
+            lock.release()
+
+
+async def _attached(conn: Connection, home: Path, command: str | None, args: list[str],
+                    say: Callable[[str], None]) -> int:
+    from aios_shell import attach
+
+    script_text = None
+    if command is None and not args:
+        if sys.stdin.isatty():
+            from aios_shell.repl_attached import AttachedRepl
+
+            return await AttachedRepl(conn, home).run()
+        command = sys.stdin.read()
+    elif command is None and _is_script(args[0]):
+        try:
+            script_text = Path(args[0]).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            say(f"{args[0]}: {exc}")
+            await conn.close()
+            return 1
+    return await attach.run_attached(conn, home, command, args, script_text)
 
 
 def _is_script(arg: str) -> bool:

@@ -62,14 +62,16 @@ class Shell:
         err: Console | None = None,
         interactive: bool = False,
         cwd: Path | None = None,
+        user: str | None = None,
     ) -> None:
         self.kernel = kernel
-        self.api = KernelAPI(kernel)  # the door into the kernel, for the kernel's user
+        self._user = user  # a client's user (from its socket); None: the kernel's own user, whom `su` changes
         self.out = out or make_console()
         self.err = err or make_console(stderr=True)
         self.interactive = interactive
+        self.remote = False  # an attached client's shell, run in the hosting process (no terminal of its own)
         self.cwd = Path(cwd) if cwd is not None else Path.cwd()
-        self.login_user = kernel.config.user  # who started the shell; `su` needs them to be an admin
+        self.login_user = user or kernel.config.user  # who started the shell; `su` needs them to be an admin
         self.status = 0
         self.exit_code: int | None = None  # set by `exit`
         self.stdin: Pipe | None = None  # what agents started here read (a pipe), or nothing
@@ -78,6 +80,23 @@ class Shell:
         self.jobs = self.ctl.jobs
         self.history: Callable[[], list[str]] | None = None  # set by the REPL
         self.clear_screen: Callable[[], None] | None = None  # set by the REPL
+
+    # -- who this shell acts as --------------------------------------------------------------------
+    @property
+    def user(self) -> str:
+        return self._user or self.kernel.user
+
+    @user.setter
+    def user(self, name: str) -> None:
+        if self._user is None:
+            self.kernel.config.user = name  # the hosting shell: the kernel's user (the monitor follows it)
+        else:
+            self._user = name
+
+    @property
+    def api(self) -> KernelAPI:
+        """The door into the kernel, for whom this shell acts as."""
+        return KernelAPI(self.kernel, caller=self._user)
 
     # -- state shared with subshells ----------------------------------------------------------
     @property
@@ -420,7 +439,7 @@ class Shell:
 
     def live_agents(self) -> list[Process]:
         """This user's processes still running in this kernel."""
-        return [p for p in self.kernel.ps() if p.user == self.kernel.user]
+        return [p for p in self.kernel.ps() if p.user == self.user]
 
 
 def item_text(item: AndOr) -> str:

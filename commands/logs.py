@@ -27,7 +27,7 @@ async def logs(sh: Shell, args: argparse.Namespace) -> int:
     except NoSuchProcess:
         raise CommandError(f"({pid}) - No such process") from None
     try:
-        sh.kernel.check_reader(proc, sh.kernel.user)
+        sh.kernel.check_reader(proc, sh.user)
     except PermissionDenied as exc:
         raise CommandError(str(exc)) from None
     live = sh.kernel.procs.get(pid)

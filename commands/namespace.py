@@ -102,7 +102,7 @@ def memories(sh: Shell) -> dict[str, str]:
 
 
 def _owned(sh: Shell, proc: Process, path: str) -> None:
-    if not sh.kernel.may_manage(sh.kernel.user, proc.user):
+    if not sh.kernel.may_manage(sh.user, proc.user):
         raise CommandError(f"{path}: Permission denied")
 
 
@@ -223,7 +223,7 @@ def proc_file(sh: Shell, proc: Process, name: str) -> str:
     if name != "status":  # what a process said and did is its owner's (and an admin's) to read
         _owned(sh, proc, f"/proc/{proc.pid}/{name}")
     if name == "status":
-        fields = sh.kernel.shown(proc, sh.kernel.user)
+        fields = sh.kernel.shown(proc, sh.user)
         fields["argv"] = json.dumps(fields["argv"], ensure_ascii=False)
         for key in ("created_at", "started_at", "ended_at"):  # as a person reads a time; --json keeps the number
             if isinstance(fields.get(key), float):

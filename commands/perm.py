@@ -41,7 +41,7 @@ def _args(p: ArgParser) -> None:
                    "perm check shell 'git status'", "perm trust ~/project"))
 async def perm(sh: Shell, args: argparse.Namespace) -> int | Table:
     api = sh.api  # only an admin may act on another user's grants: the API says so (PermissionDenied)
-    user = args.user or sh.kernel.user
+    user = args.user or sh.user
     text = " ".join(args.rule)
     if args.action == "list":
         rows = api.grants(user)

@@ -35,6 +35,8 @@ async def top(sh: Shell, args: argparse.Namespace) -> int:
 
         if args.theme not in themes.names():
             raise UsageError(f"{args.theme}: no such theme (themes: {', '.join(themes.names())})")
+    if sh.remote:
+        raise CommandError("this shell is attached to a kernel in another process: run `aios top` in a terminal")
     if not is_terminal(sh):
         raise CommandError("not a terminal: the monitor needs one (try: ps)")
     from aios_shell.tui import make_monitor

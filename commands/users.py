@@ -51,5 +51,5 @@ async def su(sh: Shell, args: argparse.Namespace) -> int:
         raise CommandError(f"su: only an admin may act as another user ({login} is not one)")
     if not args.user.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise UsageError(f"{args.user}: not a valid user name")
-    kernel.config.user = args.user
+    sh.user = args.user
     return 0

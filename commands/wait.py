@@ -1,4 +1,6 @@
-"""wait [PID|%N…] — wait for background jobs or processes; the status is the last one's, as in bash."""
+"""wait [PID|%N…] — wait for background jobs or processes; the status is the last one's, as in bash.
+
+A PID may be any process of this kernel, started in this shell or not (one exited already gives its status at once)."""
 
 from __future__ import annotations
 
@@ -42,12 +44,13 @@ async def wait(sh: Shell, args: argparse.Namespace) -> int:
             status = 2
             continue
         pid = int(target)
-        try:
-            proc = sh.kernel.get(pid)
+        try:  # any process the kernel has seen, started here or not (another terminal's, a script's)
+            proc = sh.kernel.lookup(pid)
         except NoSuchProcess:
-            sh.error(f"wait: pid {pid} is not a child of this shell")
+            sh.error(f"wait: pid {pid}: no such process")
             status = 127
             continue
-        await proc.exited.wait()
+        if proc.alive:
+            await proc.exited.wait()
         status = proc.exit_code if proc.exit_code is not None else 1
     return status

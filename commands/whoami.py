@@ -14,4 +14,4 @@ if TYPE_CHECKING:
 
 @command("whoami", "print the aios user you act as (`--user`, AIOS_USER)", usage="whoami")
 async def whoami(sh: Shell, args: argparse.Namespace) -> Text:
-    return Text([sh.kernel.user])
+    return Text([sh.user])

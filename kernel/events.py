@@ -75,6 +75,11 @@ class Event:
             return None
 
 
+def kinds() -> frozenset[str]:
+    """The name of every event type this kernel publishes."""
+    return frozenset(_kinds())
+
+
 def _kinds() -> dict[str, type[Event]]:
     found: dict[str, type[Event]] = {}
     todo = [Event]

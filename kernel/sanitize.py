@@ -33,3 +33,12 @@ def one_line(text: object, limit: int = 200) -> str:
     """Untrusted text made safe to draw on one line, cut to `limit` characters."""
     line = strip_controls(str(text)).replace("\n", " ").replace("\t", " ")
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+_SGR = re.compile(r"(\x1b\[[0-9;]*m)")
+
+
+def keep_colour(text: str) -> str:
+    """`strip_controls`, but colour and bold (SGR sequences) stay: for text our own renderer styled."""
+    parts = _SGR.split(text)
+    return "".join(part if i % 2 else strip_controls(part) for i, part in enumerate(parts))

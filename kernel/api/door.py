@@ -69,6 +69,10 @@ class KernelAPI:
     def proc_info(self, proc: Process) -> ProcInfo:
         return ProcInfo.from_dict(self._kernel.shown(proc, self.caller))
 
+    def proc(self, pid: int) -> ProcInfo:
+        """Process `pid`, live or exited, as the caller may see it (as `ps -a` shows it)."""
+        return self.proc_info(self._kernel.lookup(pid))
+
     def model(self) -> ModelInfo:
         backend = self._kernel.backend
         return ModelInfo(backend=backend.name, model=backend.model, slots=self._kernel.dispatcher.slots,
@@ -104,6 +108,16 @@ class KernelAPI:
     # -- checks -------------------------------------------------------------------------------------
     def _may_manage(self, user: str) -> bool:
         return self._kernel.may_manage(self.caller, user)
+
+    def is_admin(self) -> bool:
+        return self._kernel.is_admin(self.caller)
+
+    def may_see(self, pid: int) -> bool:
+        """Whether the caller may follow what process `pid` does (its owner, an admin); False for no such pid."""
+        try:
+            return self._may_manage(self._kernel.lookup(pid).user)
+        except KernelError:
+            return False
 
     def cmdlines(self) -> Callable[[Process], str]:
         """A process's command line as the caller may see it (another user's arguments hidden, as in `ps`);

@@ -64,7 +64,7 @@ def test_one_shot_command_sees_earlier_runs() -> None:
         ("run nosuch", 1, "run: no such agent: nosuch"),
         ('echo "open', 2, "aios: unexpected end of line"),
         ("true &&", 2, "aios: syntax error"),
-        ("wait 99", 127, "wait: pid 99 is not a child of this shell"),
+        ("wait 99", 127, "wait: pid 99: no such process"),
     ],
 )
 def test_errors_are_one_line_with_the_right_status(script: str, code: int, message: str) -> None:

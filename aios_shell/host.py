@@ -1,0 +1,173 @@
+"""Hosting the kernel of an AIOS_HOME: the host lock, the socket, and a shell for each attached client.
+
+The first `aios` for a home takes the host lock (`flock` on AIOS_HOME/kernel.lock, released by the OS when the
+process dies, however it dies), boots the kernel and serves it on AIOS_HOME/kernel.sock; every later `aios`
+finds the socket answering and attaches. A client's command lines run here, in a `Shell` of its own that acts as
+the client's user (from the socket), as tmux runs its clients' commands in its server: its output and its job
+reports go back as frames, Ctrl-C and Ctrl-Z come as `interrupt` and `suspend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from aios_shell.shell import Shell
+from kernel import Kernel
+from kernel.api.wire import socket_path
+from kernel.process import Signal
+from kernel.server import Client, KernelServer, login_name, may_act_as
+
+__all__ = ["HostLock", "ShellSession", "login_name", "may_host_as", "serve"]
+
+LOCK_NAME = "kernel.lock"
+
+
+class HostLock:
+    """The right to host the kernel of `home`: one process at a time, given up when it exits."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = Path(home) / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if no other process holds it; False when one does."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return True
+
+    def holder(self) -> int | None:
+        """The pid written by whoever holds the lock (for `aios serve --stop`)."""
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class FrameFile(io.TextIOBase):
+    """A text stream whose writes go to a client as `out` (or `err`) frames."""
+
+    def __init__(self, client: Client, stream: str, tty: bool) -> None:
+        self.client = client
+        self.stream = stream
+        self.tty = tty
+
+    def write(self, text: str) -> int:
+        if text:
+            self.client.send({self.stream: text})
+        return len(text)
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def _console(client: Client, stream: str, tty: bool, width: int, color: bool) -> Console:
+    return Console(file=FrameFile(client, stream, tty), force_terminal=tty, width=width,
+                   color_system="standard" if tty and color else None, no_color=not color or None,
+                   highlight=False, soft_wrap=False)
+
+
+class ShellSession:
+    """An attached client's shell: one command line at a time, run here as the client's user."""
+
+    def __init__(self, kernel: Kernel, client: Client) -> None:
+        self.kernel = kernel
+        self.client = client
+        self.shell: Shell | None = None
+        self.running: asyncio.Task[None] | None = None
+
+    def _shell_for(self, frame: dict[str, Any]) -> Shell:
+        tty = bool(frame.get("tty"))
+        width = frame.get("width") if isinstance(frame.get("width"), int) else 160
+        width = max(20, min(int(width), 1000))
+        color = bool(frame.get("color", True))
+        out = _console(self.client, "out", tty, width, color)
+        err = _console(self.client, "err", bool(frame.get("err_tty", tty)), width, color)
+        if self.shell is None:
+            cwd = frame.get("cwd")
+            self.shell = Shell(self.kernel, out=out, err=err, interactive=bool(frame.get("interactive")),
+                               cwd=Path(cwd) if isinstance(cwd, str) and os.path.isabs(cwd) else None,
+                               user=self.client.user)
+            self.shell.remote = True
+            self.shell.clear_screen = lambda: self.client.send({"clear": True})
+        else:
+            self.shell.out, self.shell.err = out, err
+        self.shell.captured = not tty
+        return self.shell
+
+    async def handle(self, frame: dict[str, Any]) -> bool:
+        op = frame.get("op")
+        if op == "run":
+            rid = frame.get("id")
+            text = frame.get("text")
+            if not isinstance(text, str):
+                self.client.send({"id": rid, "error": "text: not a string", "kind": "InvalidArgument"})
+            elif self.running is not None and not self.running.done():
+                self.client.send({"id": rid, "error": "a command line is still running", "kind": "busy"})
+            else:
+                shell = self._shell_for(frame)
+                self.running = asyncio.get_running_loop().create_task(
+                    self._run(shell, rid, text, bool(frame.get("script"))), name="aios-client-line")
+            return True
+        if op in ("interrupt", "suspend"):
+            if self.shell is not None:
+                (self.shell.interrupt if op == "interrupt" else self.shell.suspend)()
+            return True
+        return False
+
+    async def _run(self, shell: Shell, rid: Any, text: str, script: bool) -> None:
+        shell.ctl.interrupted = False
+        try:
+            status = await (shell.run_script(text) if script else shell.run_line(text))
+        except Exception as exc:  # never a traceback, never a client left waiting
+            shell.error(f"aios: internal error: {type(exc).__name__}: {exc}")
+            status = 1
+        live = [p.pid for p in shell.live_agents()]
+        self.client.send({"id": rid, "status": status, "exit": shell.exit_code, "interrupted": shell.interrupted,
+                          "live": live})
+
+    async def close(self) -> None:
+        """The client went away: its foreground job is hung up, as a closed terminal's is; its background
+        agents go on (the kernel lives on, and `aios ps`, `wait` and `logs` reach them from anywhere)."""
+        if self.shell is not None:
+            job = self.shell.ctl.fg
+            if job is not None:
+                for proc in self.shell.family(job):
+                    with contextlib.suppress(Exception):
+                        self.shell.api.signal(proc.pid, Signal.HUP)
+        if self.running is not None and not self.running.done():
+            self.running.cancel()
+            with contextlib.suppress(BaseException):
+                await self.running
+
+
+def may_host_as(kernel: Kernel) -> bool:
+    """Whether this process's OS user may host the kernel as its configured user (`--user`, AIOS_USER)."""
+    uid = os.getuid()
+    return may_act_as(uid, login_name(uid), kernel.user, kernel.is_admin)
+
+
+async def serve(kernel: Kernel) -> KernelServer:
+    """Serve `kernel` on its home's socket (the caller holds the host lock)."""
+    server = KernelServer(kernel, socket_path(kernel.config.home), sessions=lambda c: ShellSession(kernel, c))
+    return await server.start()
