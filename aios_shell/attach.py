@@ -37,7 +37,7 @@ async def connect(home: Path, user: str | None = None) -> Connection | None:
 async def wait_for_kernel(home: Path, user: str | None = None, timeout: float = 120.0) -> Connection | None:
     """Another aios holds the home's host lock and is booting its kernel: attach once it listens (None if the
     lock's holder gives up or `timeout` passes first)."""
-    from aios_shell.host import HostLock
+    from kernel.home import HostLock
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

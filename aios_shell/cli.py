@@ -12,19 +12,19 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from aios_shell import __version__
 from aios_shell.render import make_console
-from kernel.api import StorageError
 from kernel.api.wire import Connection
-from kernel.errors import InvalidArgument
-from kernel.kernel import KernelConfig, boot
-from kernel.llm.backend import BackendError
-from kernel.llm.factory import names as backend_names
-from kernel.settings import SettingError
+from kernel.home import HostLock, default_home
+
+if TYPE_CHECKING:
+    from kernel.kernel import KernelConfig
+
+# (an `aios` that attaches to a running kernel imports neither the kernel nor its backends: it starts in ~0.3 s)
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -57,26 +57,35 @@ def aios(
     ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
 ) -> None:
-    if backend is not None and backend.lower() not in (known := backend_names()):
-        raise typer.BadParameter(f"'{backend}' is not one of {', '.join(known)}", param_hint="--backend")
-    config = KernelConfig()
-    if backend:
-        config.backend = backend.lower()
-    if model:
-        config.model = model
-    if slots:
-        config.slots = slots
-    if user:
-        config.user = user
-    if yes_for:
-        config.yes_for = tuple(yes_for)
+    if backend is not None:
+        from kernel.llm.factory import names as backend_names
+
+        if backend.lower() not in (known := backend_names()):
+            raise typer.BadParameter(f"'{backend}' is not one of {', '.join(known)}", param_hint="--backend")
+
+    def configure() -> KernelConfig:
+        from kernel.kernel import KernelConfig
+
+        config = KernelConfig()
+        if backend:
+            config.backend = backend.lower()
+        if model:
+            config.model = model
+        if slots:
+            config.slots = slots
+        if user:
+            config.user = user
+        if yes_for:
+            config.yes_for = tuple(yes_for)
+        return config
+
     wanted = user or os.environ.get("AIOS_USER") or None  # who to act as when attaching (the kernel checks)
-    code = asyncio.run(_main(config, command, list(args or []), local=local, wanted=wanted,
+    code = asyncio.run(_main(configure, command, list(args or []), local=local, wanted=wanted,
                              configured=bool(backend or model or slots or yes_for)))
     raise typer.Exit(code)
 
 
-async def _main(config: KernelConfig, command: str | None, args: list[str], local: bool = True,
+async def _main(configure: Callable[[], KernelConfig], command: str | None, args: list[str], local: bool = True,
                 wanted: str | None = None, configured: bool = False) -> int:
     err = make_console(stderr=True)
 
@@ -85,9 +94,9 @@ async def _main(config: KernelConfig, command: str | None, args: list[str], loca
 
     lock = None
     if not local:
-        from aios_shell import attach, host
+        from aios_shell import attach
 
-        home = Path(config.home)
+        home = default_home()
         try:
             conn = None
             for _ in range(3):  # attach; or host; or, while another aios boots the kernel, wait and attach
@@ -95,7 +104,7 @@ async def _main(config: KernelConfig, command: str | None, args: list[str], loca
                 if conn is not None:
                     break
                 home.mkdir(parents=True, exist_ok=True, mode=0o700)
-                lock = host.HostLock(home)
+                lock = HostLock(home)
                 if lock.acquire():
                     break
                 lock, conn = None, await attach.wait_for_kernel(home, wanted)
@@ -115,8 +124,14 @@ async def _main(config: KernelConfig, command: str | None, args: list[str], loca
                 say(f"attached to the kernel for {home} (pid {conn.hello.get('kernel_pid')}); --backend, --model, "
                     "--slots and --yes-for are its own (`--local` for a kernel of your own)")
             return await _attached(conn, home, command, args, say)
+    from kernel.api import StorageError
+    from kernel.errors import InvalidArgument
+    from kernel.kernel import boot
+    from kernel.llm.backend import BackendError
+    from kernel.settings import SettingError
+
     try:
-        kernel = await boot(config)
+        kernel = await boot(configure())
     except SettingError as exc:  # a bad value in the environment: the usage error it is
         err.print(f"aios: {exc}", markup=False, highlight=False)
         return 2
@@ -169,7 +184,12 @@ async def _main(config: KernelConfig, command: str | None, args: list[str], loca
         return status
     finally:
         if server is not None:
-            await server.close()
+            from aios_shell import host
+
+            try:
+                await host.wait_for_clients(server, say)
+            finally:
+                await server.close()
         await kernel.shutdown()
         if lock is not None:
             lock.release()
@@ -186,7 +206,7 @@ async def _attached(conn: Connection, home: Path, command: str | None, args: lis
 
             return await AttachedRepl(conn, home).run()
         command = sys.stdin.read()
-    elif command is None and _is_script(args[0]):
+    elif command is None and _is_script(args[0], conn.hello.get("commands")):
         try:
             script_text = Path(args[0]).read_text()
         except (OSError, UnicodeDecodeError) as exc:
@@ -196,10 +216,15 @@ async def _attached(conn: Connection, home: Path, command: str | None, args: lis
     return await attach.run_attached(conn, home, command, args, script_text)
 
 
-def _is_script(arg: str) -> bool:
-    from commands.registry import lookup
+def _is_script(arg: str, commands: list[str] | None = None) -> bool:
+    """`aios FILE` runs a script, `aios NAME` a command (the kernel's list of them when attached)."""
+    if commands is None:
+        from commands.registry import lookup
 
-    return lookup(arg) is None and (os.path.sep in arg or Path(arg).is_file())
+        known = lookup(arg) is not None
+    else:
+        known = arg in commands
+    return not known and (os.path.sep in arg or Path(arg).is_file())
 
 
 def main() -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,47 +22,11 @@ from rich.console import Console
 from aios_shell.shell import Shell
 from kernel import Kernel
 from kernel.api.wire import socket_path
+from kernel.home import HostLock
 from kernel.process import Signal
 from kernel.server import Client, KernelServer, login_name, may_act_as
 
-__all__ = ["HostLock", "ShellSession", "login_name", "may_host_as", "serve"]
-
-LOCK_NAME = "kernel.lock"
-
-
-class HostLock:
-    """The right to host the kernel of `home`: one process at a time, given up when it exits."""
-
-    def __init__(self, home: Path) -> None:
-        self.path = Path(home) / LOCK_NAME
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        """Take the lock if no other process holds it; False when one does."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-        return True
-
-    def holder(self) -> int | None:
-        """The pid written by whoever holds the lock (for `aios serve --stop`)."""
-        try:
-            text = self.path.read_text().strip()
-        except OSError:
-            return None
-        return int(text) if text.isdigit() else None
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
+__all__ = ["HostLock", "ShellSession", "login_name", "may_host_as", "serve", "wait_for_clients"]
 
 class FrameFile(io.TextIOBase):
     """A text stream whose writes go to a client as `out` (or `err`) frames."""
@@ -95,6 +59,11 @@ class ShellSession:
         self.client = client
         self.shell: Shell | None = None
         self.running: asyncio.Task[None] | None = None
+
+    def hello(self) -> dict[str, Any]:
+        from commands.registry import load_all
+
+        return {"commands": sorted(load_all())}  # names and aliases: `aios NAME` runs one, not a script NAME
 
     def _shell_for(self, frame: dict[str, Any]) -> Shell:
         tty = bool(frame.get("tty"))
@@ -159,6 +128,17 @@ class ShellSession:
             self.running.cancel()
             with contextlib.suppress(BaseException):
                 await self.running
+
+
+async def wait_for_clients(server: KernelServer, say: Callable[[str], None]) -> None:
+    """Before the host stops the kernel: let attached clients' command lines end (another terminal's `wait`
+    or `run` is not cut off because this one's script ended); idle clients are told the kernel is going."""
+    running = [c.session.running for c in server.clients
+               if isinstance(c.session, ShellSession) and c.session.running and not c.session.running.done()]
+    if running:
+        noun = "client's command" if len(running) == 1 else "clients' commands"
+        say(f"waiting for {len(running)} attached {noun} to end before the kernel stops (Ctrl-C: stop now)")
+        await asyncio.wait(running)
 
 
 def may_host_as(kernel: Kernel) -> bool:

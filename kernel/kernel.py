@@ -66,6 +66,14 @@ def current_user() -> str:
 # any other exception also names its type ("KeyError: 'x'")
 SAYS_ITSELF = (KernelError, BackendError, NoSuchProgram, StorageError, ToolError)
 
+def _running(pid: int) -> bool:
+    """Whether OS process `pid` still runs (a zombie — killed, not yet reaped by its parent — does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 @dataclass
 class KernelConfig:
     home: Path = field(default_factory=default_home)
@@ -134,7 +142,7 @@ class Kernel:
         if self._started:
             return self
         me = os.getpid()
-        self.lost_at_boot = self.storage.mark_lost(lambda pid: pid != me and psutil.pid_exists(pid))
+        self.lost_at_boot = self.storage.mark_lost(lambda pid: pid != me and _running(pid))
         await self.backend.start()
         await asyncio.to_thread(self.sandbox.status)  # probed once, here: `tools` and the monitor show it
         self._started = True

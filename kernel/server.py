@@ -53,6 +53,8 @@ def may_act_as(uid: int, own: str, wanted: str, is_admin: Callable[[str], bool])
 class Session(Protocol):
     """What a front end adds on a connection (a shell that runs command lines): the ops the API does not know."""
 
+    def hello(self) -> dict[str, Any]: ...  # what the hello reply says of the session (its commands)
+
     async def handle(self, frame: dict[str, Any]) -> bool: ...  # False: not an op of ours
 
     async def close(self) -> None: ...
@@ -240,7 +242,8 @@ class KernelServer:
         describe = self.kernel.backend.describe()
         client.send({"aios": PROTOCOL, "user": wanted, "admin": self.kernel.is_admin(wanted),
                      "home": str(self.kernel.config.home), "kernel_pid": os.getpid(),
-                     "backend": describe.get("backend"), "model": describe.get("model")})
+                     "backend": describe.get("backend"), "model": describe.get("model"),
+                     **(client.session.hello() if client.session is not None else {})})
         return True
 
     async def _request(self, client: Client, frame: dict[str, Any]) -> None:

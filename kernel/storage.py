@@ -22,6 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from kernel.events import Event, MessageLogged, ProcessOutput, TokenGenerated
+from kernel.home import default_home  # noqa: F401 - where it was, for its callers
 from kernel.redact import redact, redact_value
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = []
@@ -134,14 +135,6 @@ def m004_files(db: sqlite_utils.Database) -> None:
 @migration
 def m005_process_workspace(db: sqlite_utils.Database) -> None:
     db["processes"].add_column("workspace", str)
-
-
-def default_home() -> Path:
-    """`AIOS_HOME`, else the per-user data dir (XDG)."""
-    if env := os.environ.get("AIOS_HOME"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "aios"
 
 
 class StorageError(Exception):
