@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +53,11 @@ def aios(
     local: bool = typer.Option(
         False, "--local", help="a private kernel for this aios only: neither attach to the home's kernel nor serve it"
     ),
+    hand_over: bool = typer.Option(
+        False, "--hand-over",
+        help="when this aios hosts the kernel and its script ends with agents running, leave them running in a "
+             "headless kernel instead of hanging them up",
+    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
 ) -> None:
     if backend is not None:
@@ -79,14 +82,54 @@ def aios(
             config.yes_for = tuple(yes_for)
         return config
 
+    args = list(args or [])
     wanted = user or os.environ.get("AIOS_USER") or None  # who to act as when attaching (the kernel checks)
-    code = asyncio.run(_main(configure, command, list(args or []), local=local, wanted=wanted,
+    mode = "script"
+    if args[:1] == ["serve"] and command is None:
+        from aios_shell import serve
+
+        what = _serve_args(args[1:])
+        if what == "stop":
+            raise typer.Exit(asyncio.run(serve.stop(default_home(), wanted)))
+        if what == "detach":
+            passed = [*(["--backend", backend] if backend else []), *(["--model", model] if model else []),
+                      *(["--slots", str(slots)] if slots else []), *(["--user", user] if user else []),
+                      *(f"--yes-for={rule}" for rule in yes_for or ())]
+            raise typer.Exit(serve.detach(default_home(), passed))
+        mode, args = "serve", []
+    elif command is None and not args and sys.stdin.isatty():
+        mode = "repl"
+    if not local and (mode == "repl" or (hand_over and mode == "script")):
+        from aios_shell.serve import Launcher, kernel_answers
+
+        if not kernel_answers(default_home()):  # we are about to host: make handing the kernel over possible
+            Launcher.start()
+    code = asyncio.run(_main(configure, command, args, local=local, wanted=wanted, mode=mode, hand_over=hand_over,
                              configured=bool(backend or model or slots or yes_for)))
     raise typer.Exit(code)
 
 
+def _serve_args(argv: list[str]) -> str:
+    """`aios serve [--detach | --stop]`: which of the three."""
+    if argv in ([], ["--foreground"]):
+        return "foreground"
+    if argv == ["--detach"]:
+        return "detach"
+    if argv == ["--stop"]:
+        return "stop"
+    if argv[:1] in (["-h"], ["--help"]):
+        print("usage: aios serve [--detach | --stop]\n\n"
+              "Serve the kernel for AIOS_HOME headless: in the foreground (for systemd or tmux), --detach in a\n"
+              "session of its own (its log: AIOS_HOME/serve.log), or --stop the one that runs.")
+        raise typer.Exit(0)
+    print(f"aios: serve: unknown arguments: {' '.join(argv)} (usage: aios serve [--detach | --stop])",
+          file=sys.stderr)
+    raise typer.Exit(2)
+
+
 async def _main(configure: Callable[[], KernelConfig], command: str | None, args: list[str], local: bool = True,
-                wanted: str | None = None, configured: bool = False) -> int:
+                wanted: str | None = None, mode: str = "script", hand_over: bool = False,
+                configured: bool = False) -> int:
     err = make_console(stderr=True)
 
     def say(text: str) -> None:
@@ -120,6 +163,10 @@ async def _main(configure: Callable[[], KernelConfig], command: str | None, args
             say(f"{home}: cannot reach or host its kernel: {exc}")
             return 1
         if conn is not None:
+            if mode == "serve":
+                say(f"a kernel already serves {home} (pid {conn.hello.get('kernel_pid')})")
+                await conn.close()
+                return 1
             if configured:
                 say(f"attached to the kernel for {home} (pid {conn.hello.get('kernel_pid')}); --backend, --model, "
                     "--slots and --yes-for are its own (`--local` for a kernel of your own)")
@@ -133,63 +180,29 @@ async def _main(configure: Callable[[], KernelConfig], command: str | None, args
     try:
         kernel = await boot(configure())
     except SettingError as exc:  # a bad value in the environment: the usage error it is
-        err.print(f"aios: {exc}", markup=False, highlight=False)
+        say(str(exc))
         return 2
     except (BackendError, StorageError, InvalidArgument) as exc:
-        err.print(f"aios: {exc}", markup=False, highlight=False)
+        say(str(exc))
         return 1
-    from aios_shell.shell import Shell
+    from aios_shell import host
 
-    server = None
     try:
-        if lock is not None:
-            from aios_shell import host
-
-            if not host.may_host_as(kernel):
-                say(f"{host.login_name(os.getuid())} may not act as {kernel.user}: only root and admins may")
-                return 1
-            server = await host.serve(kernel)
-        if command is None and not args:
-            if not sys.stdin.isatty():  # `aios < script` or a pipe: run it as a script
-                command = sys.stdin.read()
-            else:
-                from aios_shell.repl import Repl
-
-                return await Repl(kernel).run()
-        shell = Shell(kernel)
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, shell.interrupt)
+        if lock is None:
+            return await host.front_end(kernel, None, mode, command, args, say, _is_script)
+        if not host.may_host_as(kernel):
+            say(f"{host.login_name(os.getuid())} may not act as {kernel.user}: only root and admins may")
+            return 1
+        server = await host.serve(kernel)
         try:
-            if command is not None:
-                status = await shell.run_script(command)
-            elif args and _is_script(args[0]):
-                try:
-                    text = Path(args[0]).read_text()
-                except (OSError, UnicodeDecodeError) as exc:
-                    err.print(f"aios: {args[0]}: {exc}", markup=False, highlight=False)
-                    return 1
-                status = await shell.run_script(text)
-            else:  # one command, quoted word by word: its arguments are never shell syntax
-                status = await shell.run_line(shlex.join(args))
+            return await host.front_end(kernel, server, mode, command, args, say, _is_script,
+                                        hand_over=hand_over)
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
-        left = shell.live_agents()
-        if left:  # the kernel ends with the script: say so, rather than hang them up without a word
-            pids = " ".join(str(p.pid) for p in left)
-            noun = "agent" if len(left) == 1 else "agents"
-            err.print(f"aios: {len(left)} {noun} still running when the script ended, hung up (pid {pids}); "
-                      "end it with `wait` to let them finish", markup=False, highlight=False, soft_wrap=True)
-        if shell.interrupted:
-            return 130
-        return status
-    finally:
-        if server is not None:
-            from aios_shell import host
-
             try:
                 await host.wait_for_clients(server, say)
             finally:
                 await server.close()
+    finally:
         await kernel.shutdown()
         if lock is not None:
             lock.release()

@@ -13,6 +13,9 @@ import asyncio
 import contextlib
 import io
 import os
+import shlex
+import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from kernel.home import HostLock
 from kernel.process import Signal
 from kernel.server import Client, KernelServer, login_name, may_act_as
 
-__all__ = ["HostLock", "ShellSession", "login_name", "may_host_as", "serve", "wait_for_clients"]
+__all__ = ["HostLock", "ShellSession", "front_end", "login_name", "may_host_as", "serve", "wait_for_clients"]
 
 class FrameFile(io.TextIOBase):
     """A text stream whose writes go to a client as `out` (or `err`) frames."""
@@ -151,3 +154,68 @@ async def serve(kernel: Kernel) -> KernelServer:
     """Serve `kernel` on its home's socket (the caller holds the host lock)."""
     server = KernelServer(kernel, socket_path(kernel.config.home), sessions=lambda c: ShellSession(kernel, c))
     return await server.start()
+
+
+async def front_end(kernel: Kernel, server: KernelServer | None, mode: str, command: str | None, args: list[str],
+                    say: Callable[[str], None], is_script: Callable[[str], bool], hand_over: bool = False) -> int:
+    """What the hosting `aios` does with its kernel: the shell (`repl`), a script or one command (`script`), or
+    nothing but serve (`serve`); at its end, maybe hand the kernel over to a headless server (it goes on)."""
+    from aios_shell.serve import Launcher, headless
+
+    home = Path(kernel.config.home)
+    if mode == "serve":
+        assert server is not None
+        server.headless = True
+        return await headless(server.stopping, say, home)
+    others = (lambda: sum(1 for c in server.clients if c.session is not None)) if server else (lambda: 0)
+    if mode == "repl":
+        from aios_shell.repl import Repl
+
+        repl = Repl(kernel)
+        repl.can_hand_over = lambda: server is not None and Launcher.can_hand_over()
+        repl.attached = others
+        status = await repl.run()
+        if repl.handed_over and server is not None:
+            return await _hand_over(server, home, say, len(repl.shell.live_agents()))
+        return status
+    if command is None and not args:  # `aios < script` or a pipe: run it as a script
+        command = sys.stdin.read()
+    shell = Shell(kernel)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, shell.interrupt)
+    try:
+        if command is not None:
+            status = await shell.run_script(command)
+        elif is_script(args[0]):
+            try:
+                text = Path(args[0]).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                say(f"{args[0]}: {exc}")
+                return 1
+            status = await shell.run_script(text)
+        else:  # one command, quoted word by word: its arguments are never shell syntax
+            status = await shell.run_line(shlex.join(args))
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    left = shell.live_agents()
+    if hand_over and server is not None and Launcher.can_hand_over() and (left or others()):
+        await _hand_over(server, home, say, len(left))
+        return 130 if shell.interrupted else status
+    if left:  # the kernel ends with the script: say so, rather than hang them up without a word
+        pids = " ".join(str(p.pid) for p in left)
+        noun = "agent" if len(left) == 1 else "agents"
+        say(f"{len(left)} {noun} still running when the script ended, hung up (pid {pids}); "
+            "end it with `wait` to let them finish, or run it with --hand-over to leave them running")
+    return 130 if shell.interrupted else status
+
+
+async def _hand_over(server: KernelServer, home: Path, say: Callable[[str], None], live: int) -> int:
+    """Leave the terminal; the kernel goes on headless until `aios serve --stop`."""
+    from aios_shell.serve import Launcher, headless
+
+    noun = "agent goes" if live == 1 else "agents go"
+    say(f"the kernel for {home} goes on headless (pid {os.getpid()}): {live} {noun} on; "
+        "`aios ps` reaches them, `aios serve --stop` stops it")
+    Launcher.hand_over(home)
+    server.headless = True
+    return await headless(server.stopping, say, home)

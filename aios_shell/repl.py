@@ -12,6 +12,7 @@ import asyncio
 import collections
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,9 @@ class Repl:
         self._prompt_gone = asyncio.Event()
         self._prompt_gone.set()
         self._typed = ""
+        self.can_hand_over: Callable[[], bool] = lambda: False  # the cli says whether the kernel can live on
+        self.handed_over = False  # the person chose to leave the kernel running headless
+        self.attached: Callable[[], int] = lambda: 0  # how many other terminals are attached
 
     async def _pause_prompt(self) -> None:
         """Make the prompt step aside and wait until it has let go of the terminal."""
@@ -170,8 +174,11 @@ class Repl:
             self._prompt_gone.set()
 
     async def _confirm_exit(self) -> bool:
-        """Ctrl-D: leave at once, or ask first when agents still run (they are hung up on exit)."""
+        """Ctrl-D: leave at once, or ask first when agents still run (they are hung up on exit) — or, where the
+        kernel can live on headless, whether to hand it over or stop them."""
         live = self.shell.live_agents()
+        if self.can_hand_over() and (live or self.attached()):
+            return await self._hand_over_or_stop(live)
         if not live:
             return True
         stopped = sum(1 for p in live if p.state is State.STOPPED)
@@ -185,6 +192,26 @@ class Repl:
         except (EOFError, KeyboardInterrupt):
             return True  # a second Ctrl-D leaves, as bash does after its warning
         return answer.strip().lower() in ("y", "yes")
+
+    async def _hand_over_or_stop(self, live: list[Any]) -> bool:
+        said = []
+        if live:
+            said.append(f"{len(live)} {'agent is' if len(live) == 1 else 'agents are'} still running")
+        if others := self.attached():
+            said.append(f"{others} other {'terminal is' if others == 1 else 'terminals are'} attached")
+        question = f"{' and '.join(said)}: h hand over (the kernel goes on headless), s stop, Enter stay [h/s/N] "
+        while True:
+            try:
+                answer = (await self.read(question, completer=None)).strip().lower()
+            except (EOFError, KeyboardInterrupt):
+                return False  # Ctrl-D or Ctrl-C at the question: stay (stopping agents takes a word)
+            if answer in ("h", "hand", "hand over"):
+                self.handed_over = True
+                return True
+            if answer in ("s", "stop"):
+                return True
+            if answer in ("", "n", "no"):
+                return False
 
     async def _warm(self, load: Any) -> None:
         try:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kernel.api.door import KernelAPI
 from kernel.api.wire import MAX_FRAME, PROTOCOL, WireError, encode, peer_credentials, read_frame, short_path
-from kernel.errors import KernelError
+from kernel.errors import InvalidArgument, KernelError, PermissionDenied
 from kernel.events import Event, kinds
 from kernel.process import NoSuchSignal, Process, parse_signal
 
@@ -153,6 +153,8 @@ class KernelServer:
         self.path = path
         self.sessions = sessions
         self.clients: set[Client] = set()
+        self.headless = False  # served by `aios serve` (or handed over): `stop` may end it
+        self.stopping = asyncio.Event()  # set by a `stop` request
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -253,6 +255,9 @@ class KernelServer:
             if op == "call":
                 result = self._call(client, frame.get("method"), frame.get("args") or {})
                 client.send({"id": rid, "result": result})
+            elif op == "stop":
+                self._stop(client)
+                client.send({"id": rid, "result": True})
             elif op == "events":
                 self._subscribe(client, frame.get("types") or [])
                 client.send({"id": rid, "result": True})
@@ -262,6 +267,16 @@ class KernelServer:
             kind = type(exc).__name__
             message = str(exc) if isinstance(exc, (KernelError, NoSuchSignal)) else f"bad request: {exc}"
             client.send({"id": rid, "error": message, "kind": kind})
+
+    def _stop(self, client: Client) -> None:
+        """`aios serve --stop`: the kernel's owner or an admin may stop a headless kernel."""
+        kernel = self.kernel
+        if client.user != kernel.user and not kernel.is_admin(client.user):
+            raise PermissionDenied(f"{client.user} may not stop {kernel.user}'s kernel (its owner and admins may)")
+        if not self.headless:
+            raise InvalidArgument(f"the kernel for {kernel.config.home} is hosted by an aios shell or script "
+                                  f"(pid {os.getpid()}): it stops when that ends")
+        self.stopping.set()
 
     def _call(self, client: Client, method: Any, args: Any) -> Any:
         call = CALLS.get(method) if isinstance(method, str) else None

@@ -1,0 +1,94 @@
+"""Two terminals, one kernel: window 1 runs the shell with agents in the background, window 2 (bash) reaches them
+with one-shot `aios` commands; window 1 leaves by handing the kernel over, and the agents live on."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.shell.test_tmux import screen, start_shell, tmux, wait_for_prompt
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+
+
+def type_line(name: str, line: str) -> None:
+    tmux("send-keys", "-t", name, "-l", line)
+    tmux("send-keys", "-t", name, "Enter")
+
+
+def bash_window(cwd: Path, home: Path) -> str:
+    name = f"bash-{uuid.uuid4().hex[:8]}"
+    command = (f"cd {cwd} && env AIOS_HOME={home} AIOS_USER=you NO_COLOR=1 PS1='$ ' PATH={Path(sys.executable).parent}"
+               f":/usr/bin:/bin bash --norc --noprofile")
+    tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "40", command)
+    return name
+
+
+def run_in(name: str, line: str, done: str, timeout: float = 60.0) -> str:
+    """Type `line` and a marker echo after it; the screen once the marker shows (the command has ended)."""
+    marker = f"done-{done}"
+    type_line(name, f"{line}; echo {marker} $?")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = screen(name, history=True)
+        if any(row.startswith(marker) for row in text.splitlines()):
+            return text.split(f"echo {marker} $?", 1)[1]
+        time.sleep(0.05)
+    raise AssertionError(f"{line!r} did not end:\n{screen(name)}")
+
+
+def test_a_second_terminal_reaches_the_shells_agents_and_they_outlive_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    one = start_shell(tmp_path, home, 100, 30)
+    two = bash_window(tmp_path, home)
+    try:
+        tmux("set-option", "-t", two, "history-limit", "5000")
+        wait_for_prompt(one, 1)
+        type_line(one, "run workload 5:300 &")
+        wait_for_prompt(one, 2)
+        type_line(one, "run workload 5:300 &")
+        wait_for_prompt(one, 3)
+
+        shown = run_in(two, "aios ps", "ps")
+        assert "workload 5:300" in shown and "done-ps 0" in shown
+        assert len([row for row in shown.splitlines() if "workload 5:300" in row]) == 2
+
+        shown = run_in(two, "aios kill -STOP 2", "stop")
+        assert "done-stop 0" in shown
+        type_line(one, "jobs")
+        text = wait_for_prompt(one, 4)
+        assert "[2]+  Stopped" in text, text
+
+        shown = run_in(two, "aios -c 'run chat \"a third one\" &'", "third")
+        assert "done-third 0" in shown
+        shown = run_in(two, "aios -c 'wait 3; logs 3'", "logs")
+        answer = [row for row in shown.splitlines() if row.strip() and not row.startswith(("$", "done-"))]
+        assert answer and "done-logs 0" in shown, shown
+
+        tmux("send-keys", "-t", one, "C-d")
+        deadline = time.monotonic() + 30
+        while "h hand over" not in screen(one) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "2 agents are still running: h hand over" in screen(one)
+        type_line(one, "h")
+        deadline = time.monotonic() + 30
+        while one in tmux("ls") and time.monotonic() < deadline:  # the terminal is given back: the window ends
+            time.sleep(0.05)
+        assert one not in tmux("ls")
+
+        shown = run_in(two, "aios ps", "after")
+        rows = [row for row in shown.splitlines() if "workload 5:300" in row]
+        assert len(rows) == 2 and any("STOPPED" in row for row in rows), shown
+        shown = run_in(two, "aios serve --stop", "halt")
+        assert "stopped the kernel for" in shown and "done-halt 0" in shown
+    finally:
+        tmux("kill-session", "-t", one)
+        tmux("kill-session", "-t", two)
+        subprocess.run([sys.executable, "-m", "aios_shell.cli", "serve", "--stop"], env={"AIOS_HOME": str(home)},
+                       capture_output=True, check=False, timeout=60)
