@@ -141,6 +141,16 @@ class StorageError(Exception):
     pass
 
 
+def shared_home(home: Path) -> bool:
+    """A home its owner shares with a group on purpose (`chgrp GROUP HOME; chmod 2770 HOME`): its members reach
+    the kernel's socket; the database stays the owner's alone (0600), so they only see what the kernel shows."""
+    try:
+        mode = os.stat(home).st_mode
+    except OSError:
+        return False
+    return bool(mode & stat.S_ISGID) and mode & 0o070 == 0o070 and not mode & 0o007
+
+
 def _private(path: Path, mode: int) -> None:
     """chmod `path` to `mode` when it exists and is ours (a link is left alone)."""
     try:
@@ -198,7 +208,8 @@ class Storage:
         self.home = Path(home)
         try:
             self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _private(self.home, 0o700)  # what agents said and did is the user's alone
+            if not shared_home(self.home):
+                _private(self.home, 0o700)  # what agents said and did is the user's alone
             self.path = self.home / "aios.db"
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
             for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
