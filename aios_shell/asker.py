@@ -18,20 +18,24 @@ deny at once (deny is always safe); Enter on an empty line does nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.filters import Condition
 from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.keys import Keys
 
-from kernel import Kernel
-from kernel.api import Answerer, KernelAPI
 from kernel.events import PermissionDecided, PermissionRequested
 from kernel.sanitize import one_line as clean
 from kernel.sanitize import strip_controls
+
+if TYPE_CHECKING:
+    from kernel import Kernel
+    from kernel.api import Answerer, KernelAPI
 
 GRACE = 0.5  # seconds during which keys cannot answer (they were typed before the question showed)
 KEYS = {"y": "once", "s": "session", "a": "always", "n": "deny"}
@@ -42,13 +46,27 @@ SAID = {"once": "allowed once", "session": "allowed for this session", "always":
 ARG_LINES = 12  # lines of one argument shown; the rest is counted (the audit keeps it all)
 
 
-class PermissionAsker:
-    """Asks the person at the terminal; `pause_prompt` makes the shell's prompt step aside."""
+class Permissions(Protocol):
+    """What the asker needs of the kernel: `KernelAPI` in-process, or the same over the socket when attached
+    (where `answer_permission` is a coroutine)."""
 
-    def __init__(self, kernel: Kernel, session: PromptSession[str], print: Callable[[str], None],
+    def attach_answerer(self) -> Any: ...
+    def pending_permissions(self) -> list[PermissionRequested]: ...
+    def may_answer(self, request: PermissionRequested) -> bool: ...
+    def answer_permission(self, request_id: int, decision: str) -> Any: ...
+    async def permissions_changed(self) -> None: ...
+    def now(self) -> float: ...
+
+
+class PermissionAsker:
+    """Asks the person at the terminal; `pause_prompt` makes the shell's prompt step aside. `subscribe(handler)`
+    calls the handler with each PermissionRequested and PermissionDecided and returns how to stop."""
+
+    def __init__(self, api: Permissions, subscribe: Callable[[Callable[[Any], None]], Callable[[], None]],
+                 session: PromptSession[str], print: Callable[[str], None],
                  pause_prompt: Callable[[], Awaitable[None]]) -> None:
-        self.kernel = kernel
-        self.api = KernelAPI(kernel)
+        self.api = api
+        self.subscribe = subscribe
         self.session = session
         self.print = print
         self.pause_prompt = pause_prompt
@@ -67,7 +85,7 @@ class PermissionAsker:
 
     def start(self) -> None:
         self._handle = self.api.attach_answerer()
-        self._unsubscribe = self.kernel.bus.on(self._on_event, PermissionRequested, PermissionDecided)
+        self._unsubscribe = self.subscribe(self._on_event)
         for request in self.api.pending_permissions():
             self._on_event(request)
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="permission-asker")
@@ -104,10 +122,11 @@ class PermissionAsker:
                 if request.request_id not in self.decided:
                     await self.pause_prompt()
                     answer = await self.ask(request)
-                    if answer and self.api.answer_permission(request.request_id, answer):
+                    if answer and await _result(self.api.answer_permission(request.request_id, answer)):
                         self.print(f"  → {SAID[answer]}")
             except Exception as exc:  # never leave a request hanging on a display problem
-                self.api.answer_permission(request.request_id, "deny")
+                with contextlib.suppress(Exception):
+                    await _result(self.api.answer_permission(request.request_id, "deny"))
                 self.print(f"aios: permission prompt failed ({exc}); denied")
             finally:
                 if self.queue.empty():
@@ -180,3 +199,14 @@ class PermissionAsker:
             self._question = None
             self.message = None
 
+
+
+async def _result(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def kernel_permissions(kernel: Kernel) -> tuple[KernelAPI, Callable[[Callable[[Any], None]], Callable[[], None]]]:
+    """The asker's view of an in-process kernel: its API for the kernel's user, and its bus."""
+    from kernel.api import KernelAPI
+
+    return KernelAPI(kernel), lambda handler: kernel.bus.on(handler, PermissionRequested, PermissionDecided)

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,8 @@ class Client:
         self.home = home
         self.interactive = interactive
         self.term = Terminal()
+        self.on_event: Callable[[dict[str, Any]], None] | None = None  # event frames (a subscription's)
+        self.background: asyncio.Task[None] | None = None  # a pump for the client's life (the shell's)
 
     @property
     def user(self) -> str:
@@ -110,8 +113,15 @@ class Client:
             frame = self.conn.unsolicited.get_nowait()
             if frame is None:
                 return False
-            self.term.show(frame)
+            self._show(frame)
         return True
+
+    def _show(self, frame: dict[str, Any]) -> None:
+        if "event" in frame:
+            if self.on_event is not None and isinstance(frame["event"], dict):
+                self.on_event(frame["event"])
+        else:
+            self.term.show(frame)
 
     async def pump(self) -> None:
         """Show frames as they come (background job reports between commands), until the kernel goes."""
@@ -119,7 +129,7 @@ class Client:
             frame = await self.conn.unsolicited.get()
             if frame is None:
                 raise KernelGone()
-            self.term.show(frame)
+            self._show(frame)
 
     async def run(self, text: str, script: bool = False, signals: bool = True) -> dict[str, Any]:
         """Run `text` in the kernel's process; its reply (`status`, `exit`, `live`) once it has ended."""
@@ -138,15 +148,16 @@ class Client:
                 with contextlib.suppress(RuntimeError, ValueError):
                     loop.add_signal_handler(signum, self._pass_on, op)
                     installed.append(signum)
-        pump = loop.create_task(self.pump())
+        pump = self.background or loop.create_task(self.pump())
         try:
             await asyncio.wait([reply, pump], return_when=asyncio.FIRST_COMPLETED)
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
-            pump.cancel()
-            with contextlib.suppress(BaseException):
-                await pump
+            if pump is not self.background:
+                pump.cancel()
+                with contextlib.suppress(BaseException):
+                    await pump
         try:
             result = reply.result() if reply.done() else None
         except WireError:

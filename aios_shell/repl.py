@@ -23,7 +23,7 @@ from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from aios_shell.asker import PermissionAsker
+from aios_shell.asker import PermissionAsker, kernel_permissions
 from aios_shell.completion import ShellCompleter
 from aios_shell.shell import Shell
 from kernel import Kernel
@@ -76,7 +76,7 @@ class Repl:
         )
         self.shell.history = lambda: list(self.session.history.get_strings())
         self.shell.clear_screen = self._clear
-        self.asker = PermissionAsker(kernel, self.session, self.shell.print, self._pause_prompt)
+        self.asker = PermissionAsker(*kernel_permissions(kernel), self.session, self.shell.print, self._pause_prompt)
         self._prompting = False
         self._prompt_gone = asyncio.Event()
         self._prompt_gone.set()

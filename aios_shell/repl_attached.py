@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,73 @@ from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
 
+from aios_shell.asker import PermissionAsker
 from aios_shell.attach import Client, KernelGone, gone_line
+from kernel.api.models import SchedInfo
 from kernel.api.wire import Connection, RemoteError, WireError
-from kernel.sanitize import one_line
+from kernel.events import Event, PermissionDecided, PermissionRequested
+from kernel.sanitize import one_line, strip_controls
 
 BANNER = ("aios {version} — attached to the kernel for {home} (pid {pid}: {backend} backend, model {model}). "
           "Type `help` for commands, `exit` or Ctrl-D to leave; agents started here go on.")
 TOOLBAR_EVERY = 1.0  # seconds between the bottom bar's looks at the scheduler
+
+
+class _Paused(Exception):
+    """The prompt steps aside for a permission question; what was typed is kept."""
+
+
+class RemotePermissions:
+    """The permission asker's view of a kernel over the socket: this terminal is an answerer there, and the
+    requests it may answer (its user's processes'; an admin's: all) come as events."""
+
+    def __init__(self, conn: Connection, client: Client) -> None:
+        self.conn = conn
+        self.client = client
+        self._pending: list[PermissionRequested] = []
+        self._handlers: list[Callable[[Any], None]] = []
+        self._change = asyncio.Event()
+        client.on_event = self._event
+
+    async def start(self) -> None:
+        await self.conn.call_op("answerer")
+        await self.conn.call_op("events", types=["PermissionRequested", "PermissionDecided"])
+        found = [Event.from_dict(d) for d in await self.conn.call("pending_permissions")]
+        self._pending = [e for e in found if isinstance(e, PermissionRequested)]
+
+    def _event(self, data: dict[str, Any]) -> None:
+        event = Event.from_dict(data)
+        if isinstance(event, PermissionDecided):
+            self._change.set()
+            self._change = asyncio.Event()
+        if event is not None:
+            for handler in list(self._handlers):
+                handler(event)
+
+    def subscribe(self, handler: Callable[[Any], None]) -> Callable[[], None]:
+        self._handlers.append(handler)
+        return lambda: self._handlers.remove(handler)
+
+    def attach_answerer(self) -> Any:
+        return None  # (attached in `start`, for the connection's life)
+
+    def pending_permissions(self) -> list[PermissionRequested]:
+        return list(self._pending)
+
+    def may_answer(self, request: PermissionRequested) -> bool:
+        return True  # the kernel sends only the requests this user may answer
+
+    async def answer_permission(self, request_id: int, decision: str) -> bool:
+        try:
+            return bool(await self.conn.call("answer_permission", request_id=request_id, decision=decision))
+        except RemoteError:
+            return False
+
+    async def permissions_changed(self) -> None:
+        await self._change.wait()
+
+    def now(self) -> float:
+        return time.time()
 
 
 class AttachedRepl:
@@ -34,7 +96,7 @@ class AttachedRepl:
         self.conn = conn
         self.home = home
         self.client = Client(conn, home, interactive=True)
-        self.sched: dict[str, Any] = {}
+        self.sched: SchedInfo | None = None
         keys = KeyBindings()
 
         @keys.add("c-z")
@@ -45,6 +107,17 @@ class AttachedRepl:
             input=input, output=output, history=self._history(), bottom_toolbar=self.toolbar,
             refresh_interval=1.0, key_bindings=keys,
         )
+        self.permissions = RemotePermissions(conn, self.client)
+        self.asker = PermissionAsker(self.permissions, self.permissions.subscribe, self.session, self._print,
+                                     self._pause_prompt)
+        self._typed = ""
+        self._prompting = False
+        self._prompt_gone = asyncio.Event()
+        self._prompt_gone.set()
+
+    @staticmethod
+    def _print(text: str) -> None:
+        print(strip_controls(text))
 
     def _history(self) -> History:
         try:
@@ -58,20 +131,19 @@ class AttachedRepl:
         return f"{one_line(self.client.user, 30)}@aios {'#' if self.client.admin else '$'} "
 
     def toolbar(self) -> str:
+        """`you │ simulated sim-1 │ srpt 1/4 run, 0 queued │ attached (kernel pid 123)`, as the host's bar."""
         hello = self.conn.hello
-        model = one_line(hello.get("model") or "", 24)
-        sched = self.sched
-        busy = sum(1 for s in sched.get("slots", ()) if s.get("pid") is not None)
-        line = f" {one_line(self.client.user, 20)} │ {one_line(hello.get('backend'), 12)} {model} │ "
-        if sched:
-            line += (f"{one_line(sched.get('policy'), 10)} {busy}/{len(sched.get('slots', ()))} run, "
-                     f"{sched.get('queued', 0)} queued │ ")
+        line = f" {one_line(self.client.user, 20)} │ {one_line(hello.get('backend'), 12)} " \
+               f"{one_line(hello.get('model') or '', 24)} │ "
+        if self.sched is not None:
+            info = self.sched
+            line += f"{one_line(info.policy, 10)} {info.busy}/{len(info.slots)} run, {info.queued} queued │ "
         return line + f"attached (kernel pid {hello.get('kernel_pid')}) "
 
     async def _watch_sched(self) -> None:
         while True:
-            with contextlib.suppress(RemoteError):
-                self.sched = await self.conn.call("sched", queue_limit=0)
+            with contextlib.suppress(RemoteError, KeyError, TypeError, ValueError):
+                self.sched = SchedInfo.from_dict(await self.conn.call("sched", queue_limit=0))
             await asyncio.sleep(TOOLBAR_EVERY)
 
     async def run(self) -> int:
@@ -82,11 +154,19 @@ class AttachedRepl:
                             backend=one_line(hello.get("backend"), 20), model=one_line(hello.get("model"), 40)))
         loop = asyncio.get_running_loop()
         watcher = loop.create_task(self._watch_sched())
+        self.client.background = loop.create_task(self.client.pump())
         status = 0
         try:
+            await self.permissions.start()
+            self.asker.start()
             while True:
                 try:
-                    line = await self.read()
+                    line = await self.read(default=self._typed)
+                    self._typed = ""
+                except _Paused:  # a permission question: it asks, then the prompt comes back as it was
+                    self._typed = self.session.default_buffer.text
+                    await self.asker.idle.wait()
+                    continue
                 except KeyboardInterrupt:
                     continue
                 except EOFError:
@@ -104,15 +184,22 @@ class AttachedRepl:
             print(gone_line(self.home))
             return 1
         finally:
-            watcher.cancel()
-            with contextlib.suppress(BaseException):
-                await watcher
+            self.asker.stop()
+            for task in (watcher, self.client.background):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
             await self.conn.close()
 
-    async def read(self) -> str:
+    async def read(self, default: str = "") -> str:
         """A line; frames that come meanwhile (job reports) print above the prompt."""
-        pump = asyncio.get_running_loop().create_task(self.client.pump())
-        prompt = asyncio.get_running_loop().create_task(self._prompt())
+        if not self.asker.idle.is_set():  # a permission question comes first
+            await self.asker.idle.wait()
+        pump = self.client.background
+        assert pump is not None
+        prompt = asyncio.get_running_loop().create_task(self._prompt(default))
+        self._prompting = True
+        self._prompt_gone.clear()
         try:
             done, _ = await asyncio.wait([pump, prompt], return_when=asyncio.FIRST_COMPLETED)
             if pump in done:
@@ -120,14 +207,24 @@ class AttachedRepl:
                 pump.result()  # KernelGone
             return prompt.result()
         finally:
-            pump.cancel()
-            for task in (pump, prompt):
-                with contextlib.suppress(BaseException):
-                    await task
+            self._prompting = False
+            self._prompt_gone.set()
+            if not prompt.done():
+                prompt.cancel()
+            with contextlib.suppress(BaseException):
+                await prompt
 
-    async def _prompt(self) -> str:
+    async def _pause_prompt(self) -> None:
+        """Make the prompt step aside for a permission question and wait until it has let go of the terminal."""
+        app = self.session.app
+        if self._prompting and app.is_running:
+            with contextlib.suppress(Exception):
+                app.exit(exception=_Paused())
+        await self._prompt_gone.wait()
+
+    async def _prompt(self, default: str = "") -> str:
         with patch_stdout(raw=True):
-            return await self.session.prompt_async(self.prompt())
+            return await self.session.prompt_async(self.prompt(), default=default)
 
     async def _leaving(self) -> None:
         with contextlib.suppress(RemoteError, WireError):

@@ -258,6 +258,9 @@ class KernelServer:
             elif op == "stop":
                 self._stop(client)
                 client.send({"id": rid, "result": True})
+            elif op == "answerer":  # this client can ask a person: requests wait for it (until the timeout)
+                client.unsubscribe.append(client.api.attach_answerer().detach)
+                client.send({"id": rid, "result": True})
             elif op == "events":
                 self._subscribe(client, frame.get("types") or [])
                 client.send({"id": rid, "result": True})

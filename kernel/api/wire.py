@@ -152,7 +152,11 @@ class Connection:
 
     async def call(self, method: str, **args: Any) -> Any:
         """Call API method `method` as the caller the kernel took from the socket; its result as JSON."""
-        _, future = self.request({"op": "call", "method": method, "args": args})
+        return await self.call_op("call", method=method, args=args)
+
+    async def call_op(self, op: str, **fields: Any) -> Any:
+        """Send request `op` and wait for its reply: the result, or RemoteError."""
+        _, future = self.request({"op": op, **fields})
         reply = await future
         if "error" in reply:
             raise RemoteError(str(reply["error"]), str(reply.get("kind", "")))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.shell.test_tmux import screen, start_shell, tmux, wait_for_prompt
+from tests.shell.test_tmux_permissions import wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
@@ -92,3 +93,51 @@ def test_a_second_terminal_reaches_the_shells_agents_and_they_outlive_it(tmp_pat
         tmux("kill-session", "-t", two)
         subprocess.run([sys.executable, "-m", "aios_shell.cli", "serve", "--stop"], env={"AIOS_HOME": str(home)},
                        capture_output=True, check=False, timeout=60)
+
+
+def test_an_attached_shell_is_asked_for_its_agents_and_an_answer_elsewhere_closes_it(tmp_path: Path) -> None:
+    """A headless kernel (`aios serve --detach`), a shell attached to it: its agent's permission request is asked
+    there; a second request, answered from another client first, closes the question without an answer."""
+    import asyncio
+
+    from kernel.api.wire import Connection
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("hello\n")
+    env = {"AIOS_HOME": str(home), "AIOS_USER": "you", "AIOS_BACKEND": "simulated", "PATH": "/usr/bin:/bin"}
+    started = subprocess.run([sys.executable, "-m", "aios_shell.cli", "serve", "--detach"], env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert started.returncode == 0, started.stderr
+    one = start_shell(work, home, 100, 30)
+    try:
+        tmux("set-option", "-t", one, "history-limit", "5000")
+        wait_for_prompt(one, 1)
+        assert "attached to the kernel for" in screen(one)
+        type_line(one, 'run -w . react "use shell: ls"')
+        asked = wait_for(one, "s session")
+        assert "react[1] (you) wants to call shell in" in asked and "  command: ls" in asked
+        time.sleep(0.6)  # keys typed as the question appears do not answer it
+        type_line(one, "s")
+        shown = wait_for_prompt(one, 2)
+        assert "→ allowed for this session" in shown and "shell said: notes.txt" in shown
+
+        type_line(one, 'run -w . react "use shell: rm notes.txt" &')
+        wait_for(one, "would save: shell(rm notes.txt)")
+
+        async def answer_elsewhere() -> bool:
+            conn = await Connection.open(home, "you")
+            try:
+                [request] = await conn.call("pending_permissions")
+                return bool(await conn.call("answer_permission", request_id=request["request_id"],
+                                            decision="deny"))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(answer_elsewhere())
+        wait_for(one, "[1]+  Done")
+        assert (work / "notes.txt").exists()  # denied elsewhere: the file is still there
+    finally:
+        tmux("kill-session", "-t", one)
+        subprocess.run([sys.executable, "-m", "aios_shell.cli", "serve", "--stop"], env=env, capture_output=True,
+                       check=False, timeout=60)
