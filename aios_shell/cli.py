@@ -188,11 +188,11 @@ async def _main(configure: Callable[[], KernelConfig], command: str | None, args
     from aios_shell import host
 
     try:
-        if lock is None:
-            return await host.front_end(kernel, None, mode, command, args, say, _is_script)
-        if not host.may_host_as(kernel):
+        if not host.may_host_as(kernel):  # who you are is the OS's word: another name only for root and admins
             say(f"{host.login_name(os.getuid())} may not act as {kernel.user}: only root and admins may")
             return 1
+        if lock is None:
+            return await host.front_end(kernel, None, mode, command, args, say, _is_script)
         server = await host.serve(kernel)
         try:
             return await host.front_end(kernel, server, mode, command, args, say, _is_script,

@@ -126,3 +126,18 @@ def test_local_keeps_a_private_kernel(host: subprocess.Popen[str], tmp_path: Pat
     assert private.returncode == 0 and json.loads(private.stdout) == []
     noted = aios(home, "--backend", "simulated", "ps")
     assert "attached to the kernel for" in noted.stderr and "1" in noted.stdout
+
+
+def test_a_client_killed_mid_command_hangs_up_its_foreground_job_only(host: subprocess.Popen[str],
+                                                                      tmp_path: Path) -> None:
+    """As a terminal that closes: its foreground agent gets SIGHUP; the kernel and the other agents go on."""
+    home = tmp_path / "home"
+    client = subprocess.Popen([sys.executable, "-m", "aios_shell.cli", "-c", "echo started; run workload 5:600"],
+                              env=env_for(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert client.stdout is not None and client.stdout.readline() == "started\n"
+    eventually(lambda: 3 in listed(home), what="the client's agent")
+    client.kill()
+    client.communicate(timeout=30)
+    eventually(lambda: listed(home, "-a")[3]["status"] == "EXITED(SIGHUP)", what="its agent hung up")
+    after = listed(home)
+    assert sorted(after) == [1, 2] and host.poll() is None
