@@ -131,12 +131,14 @@ class Client:
                 raise KernelGone()
             self._show(frame)
 
-    async def run(self, text: str, script: bool = False, signals: bool = True) -> dict[str, Any]:
+    async def run(self, text: str, script: bool = False, signals: bool = True, tty: bool | None = None,
+                  width: int | None = None) -> dict[str, Any]:
         """Run `text` in the kernel's process; its reply (`status`, `exit`, `live`) once it has ended."""
-        size = shutil.get_terminal_size()
+        width = width or shutil.get_terminal_size().columns
         _, reply = self.conn.request({
             "op": "run", "text": text, "script": script, "interactive": self.interactive,
-            "tty": sys.stdout.isatty(), "err_tty": sys.stderr.isatty(), "width": size.columns,
+            "tty": sys.stdout.isatty() if tty is None else tty,
+            "err_tty": sys.stderr.isatty() if tty is None else tty, "width": width,
             "color": not os.environ.get("NO_COLOR"), "cwd": os.getcwd(),
         })
         loop = asyncio.get_running_loop()

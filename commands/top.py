@@ -36,8 +36,8 @@ async def top(sh: Shell, args: argparse.Namespace) -> int:
         if args.theme not in themes.names():
             raise UsageError(f"{args.theme}: no such theme (themes: {', '.join(themes.names())})")
     if sh.remote:
-        raise CommandError("the monitor cannot attach to a kernel another process hosts yet: open it where the "
-                           "kernel is hosted (its shell's `top`), or `aios --local top` for a kernel of its own")
+        raise CommandError("this shell runs in the kernel's process, which has no terminal: `aios top` attaches "
+                           "the monitor to it from yours")
     if not is_terminal(sh):
         raise CommandError("not a terminal: the monitor needs one (try: ps)")
     from aios_shell.tui import make_monitor

@@ -75,9 +75,9 @@ class Event:
             return None
 
 
-def kinds() -> frozenset[str]:
-    """The name of every event type this kernel publishes."""
-    return frozenset(_kinds())
+def kinds() -> dict[str, type[Event]]:
+    """Every event type this kernel publishes, by name."""
+    return dict(_kinds())
 
 
 def _kinds() -> dict[str, type[Event]]:

@@ -112,6 +112,10 @@ def _signal(api: KernelAPI, pid: int, sig: str | int) -> Process:
 CALLS: dict[str, Callable[..., Any]] = {
     "ps": lambda api, all=False, user=None: api.ps(all=bool(all), user=user),
     "proc": lambda api, pid: api.proc(int(pid)),
+    "table": lambda api: api.table(),
+    "describe": lambda api: api.describe(),
+    "events": lambda api, pid=None, types=(), since=None, last=None: api.events(
+        None if pid is None else int(pid), types=_event_types(types), since=since, last=last),
     "signal": _signal,
     "renice": lambda api, pid, nice: api.renice(int(pid), int(nice)),
     "spawn": lambda api, program, argv=(), nice=0: api.spawn(str(program), [str(a) for a in argv], nice=int(nice)),
@@ -128,6 +132,13 @@ CALLS: dict[str, Callable[..., Any]] = {
     "answer_permission": lambda api, request_id, decision: api.answer_permission(int(request_id), str(decision)),
     "whoami": lambda api: {"user": api.caller, "admin": api.is_admin()},
 }
+
+
+def _event_types(names: Any) -> tuple[type[Event], ...]:
+    known = kinds()
+    if not isinstance(names, (list, tuple)) or any(n not in known for n in names):
+        raise ValueError(f"types: not a list of event names ({', '.join(sorted(known)[:3])}, …)")
+    return tuple(known[n] for n in names)
 
 
 def jsonable(value: Any, api: KernelAPI) -> Any:
@@ -294,7 +305,7 @@ class KernelServer:
         if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
             raise ValueError("types: not a list of event names")
         wanted = set(types)
-        if unknown := wanted - kinds():
+        if unknown := wanted - kinds().keys():
             raise ValueError(f"no event type {sorted(unknown)[0][:40]!r}")
         api = client.api
         owners: dict[int, bool] = {}

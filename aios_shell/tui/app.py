@@ -22,6 +22,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header
 
 import themes
+from aios_shell.tui import view
 from aios_shell.tui.panes import ConsolePane, ContextPane, ProcessPane, SchedulerPane, SystemPane, ToolLogPane
 from aios_shell.tui.probe import SystemProbe
 from aios_shell.tui.screens.confirm import ConfirmModal
@@ -33,7 +34,6 @@ from aios_shell.tui.settings import MonitorSettings
 from aios_shell.tui.theming import register_themes
 from aios_shell.tui.view import COLUMNS, clean
 from kernel import Kernel
-from kernel.api import KernelAPI
 from kernel.errors import KernelError
 from kernel.events import Event, PermissionDecided, PermissionRequested
 from kernel.process import Signal
@@ -168,12 +168,14 @@ class MonitorApp(App[int]):
         if self.kernel is None and self._boot is not None:
             self.kernel = await self._boot()
         assert self.kernel is not None
+        if hasattr(self.kernel, "remote_api"):  # attached: what the kernel refuses comes back later, as a note
+            self.kernel.notify = lambda text: self.notify(clean(text), severity="error", timeout=5)
         describe = self.kernel.backend.describe()
         self.sub_title = f"{clean(describe.get('backend', '?'), 20)} · {clean(describe.get('model', '?'), 40)} · " \
                          f"{clean(self.kernel.user, 20)}"
         self.query_one(ToolLogPane).history(self.kernel)  # (no await in between: no event falls in the gap)
         self._unsubscribe = self.kernel.bus.on(self._on_event)
-        api = KernelAPI(self.kernel)
+        api = view.api(self.kernel)
         self._permissions.extend(api.pending_permissions())
         self._detach = api.attach_answerer(exclusive=True)  # the monitor asks while it shows; the shell waits
         self.processes.table.focus()
@@ -239,7 +241,7 @@ class MonitorApp(App[int]):
     def _permission_events(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, PermissionRequested):
-                if self.kernel is not None and KernelAPI(self.kernel).may_answer(event):
+                if self.kernel is not None and view.api(self.kernel).may_answer(event):
                     self._permissions.append(event)
             elif isinstance(event, PermissionDecided):
                 self._permissions = deque(r for r in self._permissions if r.request_id != event.request_id)
@@ -256,7 +258,7 @@ class MonitorApp(App[int]):
         def answered(decision: str | None) -> None:
             self._asking = None
             if self.kernel is not None and decision is not None:
-                KernelAPI(self.kernel).answer_permission(request.request_id, decision)
+                view.api(self.kernel).answer_permission(request.request_id, decision)
             self.call_later(self._ask_next)
 
         self.push_screen(self._asking, answered)
@@ -279,7 +281,7 @@ class MonitorApp(App[int]):
 
     def _signal(self, pid: int, sig: Signal) -> None:
         assert self.kernel is not None
-        KernelAPI(self.kernel).signal(pid, sig)
+        view.api(self.kernel).signal(pid, sig)
 
     def action_term(self) -> None:
         pid = self.target_pid()
@@ -310,7 +312,7 @@ class MonitorApp(App[int]):
         def renice(pid: int) -> None:
             assert self.kernel is not None
             proc = self.kernel.get(pid)
-            KernelAPI(self.kernel).renice(pid, proc.nice + delta)
+            view.api(self.kernel).renice(pid, proc.nice + delta)
 
         self._act(renice)
 

@@ -58,9 +58,14 @@ class Row:
 clean = one_line  # untrusted text made safe to draw on one line
 
 
+def api(kernel: Any) -> Any:
+    """The kernel's API for the monitor: `KernelAPI` in-process, or an attached kernel's copy (`tui.remote`)."""
+    return getattr(kernel, "remote_api", None) or KernelAPI(kernel)
+
+
 def window(kernel: Kernel) -> int:
     """The model's context window in tokens (0: not known)."""
-    return KernelAPI(kernel).model().context_window
+    return api(kernel).model().context_window
 
 
 def row(proc: Process, ctx_window: int, used: Usage | None = None, cmd: str | None = None) -> Row:
@@ -80,13 +85,13 @@ def row(proc: Process, ctx_window: int, used: Usage | None = None, cmd: str | No
 def rows(kernel: Kernel) -> list[Row]:
     """Every process of this kernel, exited ones included, in pid order."""
     ctx_window = window(kernel)
-    cmdline = KernelAPI(kernel).cmdlines()
+    cmdline = api(kernel).cmdlines()
     return [row(p, ctx_window, cmd=cmdline(p)) for p in kernel.procs]
 
 
 def sched(kernel: Kernel, queue_limit: int | None = 0) -> SchedInfo:
     """The scheduler as the kernel's API shows it (the queue's first `queue_limit` entries)."""
-    return KernelAPI(kernel).sched(queue_limit=queue_limit)
+    return api(kernel).sched(queue_limit=queue_limit)
 
 
 def summary(kernel: Kernel) -> str:

@@ -69,6 +69,17 @@ class KernelAPI:
     def proc_info(self, proc: Process) -> ProcInfo:
         return ProcInfo.from_dict(self._kernel.shown(proc, self.caller))
 
+    def table(self) -> list[ProcInfo]:
+        """This boot's process table, live processes and the ones that exited lately, by pid (the monitor's)."""
+        return [self.proc_info(p) for p in self._kernel.procs]
+
+    def describe(self) -> dict[str, Any]:
+        """The backend as it describes itself, the sandbox's state, and when the kernel booted (the monitor's
+        system pane)."""
+        sandbox = self._kernel.sandbox.status()
+        return {"backend": self._kernel.backend.describe(), "boot_time": self._kernel.boot_time,
+                "sandbox": {"mode": sandbox.mode, "ok": sandbox.ok, "detail": sandbox.detail}}
+
     def proc(self, pid: int) -> ProcInfo:
         """Process `pid`, live or exited, as the caller may see it (as `ps -a` shows it)."""
         return self.proc_info(self._kernel.lookup(pid))

@@ -3,6 +3,7 @@ with one-shot `aios` commands; window 1 leaves by handing the kernel over, and t
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -55,20 +56,40 @@ def test_a_second_terminal_reaches_the_shells_agents_and_they_outlive_it(tmp_pat
         wait_for_prompt(one, 2)
         type_line(one, "run workload 5:300 &")
         wait_for_prompt(one, 3)
+        type_line(one, "run workload 5:301 &")
+        wait_for_prompt(one, 4)
 
         shown = run_in(two, "aios ps", "ps")
         assert "workload 5:300" in shown and "done-ps 0" in shown
-        assert len([row for row in shown.splitlines() if "workload 5:300" in row]) == 2
+        assert len([row for row in shown.splitlines() if "workload 5:30" in row]) == 3
+
+        # the monitor, attached: live rows, and K kills the selected one (pid 1)
+        type_line(two, "aios top; echo done-top $?")
+        deadline = time.monotonic() + 60
+        while "workload 5:301" not in screen(two) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "aios top" in screen(two) and "workload 5:301" in screen(two)
+        tmux("send-keys", "-t", two, "K")
+        deadline = time.monotonic() + 30
+        while "workload 5:300" in screen(two).split("workload 5:301")[0].split("CMD", 1)[-1] \
+                and screen(two).count("workload 5:300") > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tmux("send-keys", "-t", two, "q")
+        deadline = time.monotonic() + 30
+        while "done-top 0" not in screen(two, history=True) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shown = run_in(two, "aios ps -a", "killed")
+        assert any(row.lstrip().startswith("1 ") and "EXITED(SIGKILL)" in row for row in shown.splitlines()), shown
 
         shown = run_in(two, "aios kill -STOP 2", "stop")
         assert "done-stop 0" in shown
         type_line(one, "jobs")
-        text = wait_for_prompt(one, 4)
-        assert "[2]+  Stopped" in text, text
+        text = wait_for_prompt(one, 5)
+        assert re.search(r"\[2\][+-]  Stopped +run workload 5:300", text), text
 
         shown = run_in(two, "aios -c 'run chat \"a third one\" &'", "third")
         assert "done-third 0" in shown
-        shown = run_in(two, "aios -c 'wait 3; logs 3'", "logs")
+        shown = run_in(two, "aios -c 'wait 4; logs 4'", "logs")
         answer = [row for row in shown.splitlines() if row.strip() and not row.startswith(("$", "done-"))]
         assert answer and "done-logs 0" in shown, shown
 
@@ -76,7 +97,7 @@ def test_a_second_terminal_reaches_the_shells_agents_and_they_outlive_it(tmp_pat
         deadline = time.monotonic() + 30
         while "h hand over" not in screen(one) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "2 agents are still running: h hand over" in screen(one)
+        assert "2 agents are still running: h hand over" in screen(one)  # (pid 1 was killed)
         type_line(one, "h")
         deadline = time.monotonic() + 30
         while one in tmux("ls") and time.monotonic() < deadline:  # the terminal is given back: the window ends
@@ -84,7 +105,7 @@ def test_a_second_terminal_reaches_the_shells_agents_and_they_outlive_it(tmp_pat
         assert one not in tmux("ls")
 
         shown = run_in(two, "aios ps", "after")
-        rows = [row for row in shown.splitlines() if "workload 5:300" in row]
+        rows = [row for row in shown.splitlines() if "workload 5:30" in row]
         assert len(rows) == 2 and any("STOPPED" in row for row in rows), shown
         shown = run_in(two, "aios serve --stop", "halt")
         assert "stopped the kernel for" in shown and "done-halt 0" in shown

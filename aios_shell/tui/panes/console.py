@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from textual.app import ComposeResult
@@ -40,7 +40,7 @@ class ConsolePane(Vertical):
     def __init__(self, *, id: str | None = "console") -> None:
         super().__init__(id=id, classes="hidden")
         self.border_title = "command"
-        self._shell: Shell | None = None
+        self._shell: Shell | Any = None
 
     def compose(self) -> ComposeResult:
         yield Log(max_lines=1000, id="console-log")
@@ -50,7 +50,13 @@ class ConsolePane(Vertical):
     def log_widget(self) -> Log:
         return self.query_one("#console-log", Log)
 
-    def shell(self) -> Shell:
+    def shell(self) -> Any:
+        """The shell the command line runs in: the monitor's own, or the attached kernel's (`tui.remote`)."""
+        attached = getattr(self.app.kernel, "remote_api", None) is not None
+        if self._shell is None and attached:
+            from aios_shell.tui.remote import RemoteShell
+
+            self._shell = RemoteShell(self.app.kernel, LogFile(self.log_widget), max(60, self.size.width - 4))
         if self._shell is None:
             from aios_shell.shell import Shell
 

@@ -22,7 +22,6 @@ from textual.widgets.data_table import CellType, RowDoesNotExist, RowKey
 
 from aios_shell.tui import view
 from aios_shell.tui.view import COLUMNS, NUMERIC, WIDTHS, Row
-from kernel.api import KernelAPI
 from kernel.events import Event
 
 REBUILD_OVER = 64  # rows coming or going in one refresh beyond which the table is simply rebuilt
@@ -262,7 +261,7 @@ class ProcessPane(Vertical):
         if (window, kernel.user) != self._window:  # (`su` in the console changes whose view it is)
             self._rows.clear()
             self._window = (window, kernel.user)
-        cmdline = KernelAPI(kernel).cmdlines()
+        cmdline = view.api(kernel).cmdlines()
         out: list[Row] = []
         seen: dict[int, tuple[tuple[Any, ...], Row]] = {}
         for proc in kernel.procs:

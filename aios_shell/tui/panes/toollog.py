@@ -17,9 +17,9 @@ from typing import Any
 from rich.text import Text
 from textual.geometry import Size
 
+from aios_shell.tui import view
 from aios_shell.tui.panes.processes import CachedRowTable
 from aios_shell.tui.view import clean
-from kernel.api import KernelAPI
 from kernel.events import (
     Decision,
     Event,
@@ -174,7 +174,7 @@ class ToolLogPane(CachedRowTable):
         """The calls this kernel made before the pane opened, from the stored events."""
         kinds = (ToolCalled, PermissionRequested, PermissionDecided, ToolCallDecided, SyscallDone)
         try:
-            stored = KernelAPI(kernel).events(types=kinds, since=kernel.boot_time, last=20 * self.log_calls.keep)
+            stored = view.api(kernel).events(types=kinds, since=kernel.boot_time, last=20 * self.log_calls.keep)
         except Exception:  # the log's past is a convenience: never in the way of the monitor
             return
         for event in stored:

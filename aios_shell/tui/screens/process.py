@@ -14,7 +14,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Static
 
 from aios_shell.tui import view
-from kernel.api import KernelAPI
 from kernel.errors import KernelError, NoSuchProcess
 from kernel.events import (
     Event,
@@ -121,7 +120,7 @@ class ProcessScreen(Screen[None]):
         table = self.query_one("#syscalls", DataTable)
         for name in ("SID", "CALL", "STATE", "TOK", "WAIT", "RUN"):
             table.add_column(name, key=name)
-        api = KernelAPI(kernel)
+        api = view.api(kernel)
         try:
             messages, stored = api.transcript(self.pid), api.events(self.pid, types=SYSCALL_EVENTS)
         except KernelError as exc:  # another user's process: what it said and did is theirs (and admins')
@@ -200,7 +199,7 @@ class ProcessScreen(Screen[None]):
         except NoSuchProcess:
             self.query_one("#process-head", Static).update(f"pid {self.pid}: no such process")
             return
-        r = view.row(proc, view.window(self.app.kernel), cmd=KernelAPI(self.app.kernel).cmdlines()(proc))
+        r = view.row(proc, view.window(self.app.kernel), cmd=view.api(self.app.kernel).cmdlines()(proc))
         self._live_calls(proc)
         head = Text.assemble(
             ("pid ", "dim"), (str(proc.pid), "bold"), ("  user ", "dim"), r.cells[1],

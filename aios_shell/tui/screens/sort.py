@@ -28,7 +28,10 @@ class SortMenu(ModalScreen[str | None]):
             yield OptionList(*options, id="sort-options")
 
     def on_mount(self) -> None:
-        menu = self.query_one(OptionList)
+        found = self.query(OptionList)
+        if not found:  # closed again before it was shown (keys typed fast: `o` twice)
+            return
+        menu = found.first()
         menu.highlighted = self.columns.index(self.current) if self.current in self.columns else 0
         menu.focus()
 

@@ -1,0 +1,77 @@
+"""The monitor attached over the socket (`aios top` where another process hosts the kernel), with Pilot: the rows
+follow the kernel, K kills in the kernel, the command line runs there, and a refusal is a notification."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from textual.widgets import Log
+
+from aios_shell.host import serve
+from aios_shell.tui import make_monitor
+from aios_shell.tui.probe import FixedProbe
+from aios_shell.tui.remote import AttachedKernel
+from kernel.api.wire import Connection
+from kernel.kernel import Kernel
+from kernel.server import KernelServer
+from tests.conftest import until
+from tests.tui.test_keys import SIZE, select, state_cell
+
+
+@pytest.fixture
+async def server(kernel: Kernel) -> AsyncIterator[KernelServer]:
+    s = await serve(kernel)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def attached(kernel: Kernel, user: str = "alice") -> AttachedKernel:
+    conn = await Connection.open(kernel.config.home, user)
+    return await AttachedKernel(conn, kernel.config.home).start()
+
+
+async def test_the_attached_monitor_follows_the_kernel_and_kills_in_it(kernel: Kernel, server: KernelServer) -> None:
+    long = kernel.spawn("workload", ["5:300"], user="alice")
+    remote = await attached(kernel)
+    app = make_monitor(remote, probe=FixedProbe())  # type: ignore[arg-type]
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await app.ready.wait()
+            await until(lambda: state_cell(app, long.pid) in ("RUNNING", "WAITING(llm)", "READY"), timeout=5)
+            later = kernel.spawn("workload", ["5:300"], user="alice")  # appears without a key pressed
+            await until(lambda: app.processes.table.row_count == 2, timeout=5)
+            await select(pilot, app, later.pid)
+            await pilot.press("K")
+            await until(lambda: not later.alive, timeout=5)
+            assert later.term_signal == 9 and long.alive
+            await until(lambda: app.processes.table.row_count == 1, timeout=5)
+
+            await pilot.press("colon")
+            await pilot.press(*"ps")
+            await pilot.press("enter")
+            log = app.command_line.query_one("#console-log", Log)
+            await until(lambda: "workload 5:300" in "\n".join(log.lines), timeout=5)
+    finally:
+        await remote.shutdown()
+
+
+async def test_another_users_process_cannot_be_killed_from_an_attached_monitor(kernel: Kernel,
+                                                                              server: KernelServer) -> None:
+    theirs = kernel.spawn("workload", ["5:300"], user="bob")
+    remote = await attached(kernel, "alice")
+    app = make_monitor(remote, probe=FixedProbe())  # type: ignore[arg-type]
+    seen: list[str] = []
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            app.notify = lambda message, **kw: seen.append(str(message))  # type: ignore[method-assign]
+            await app.ready.wait()
+            await until(lambda: app.processes.table.row_count == 1, timeout=5)
+            await select(pilot, app, theirs.pid)
+            await pilot.press("K")
+            await until(lambda: any("not permitted" in s or "may not" in s for s in seen), timeout=5)
+            assert theirs.alive
+    finally:
+        await remote.shutdown()
