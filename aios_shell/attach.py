@@ -56,6 +56,17 @@ async def wait_for_kernel(home: Path, user: str | None = None, timeout: float = 
     return None
 
 
+def top_theme(args: list[str]) -> str | None:
+    """For `aios top [--theme NAME]`: the theme ("" for the default); None for any other command line."""
+    if args == ["top"]:
+        return ""
+    if len(args) == 3 and args[:2] == ["top", "--theme"]:
+        return args[2]
+    if len(args) == 2 and args[0] == "top" and args[1].startswith("--theme="):
+        return args[1].split("=", 1)[1]
+    return None
+
+
 def gone_line(home: Path | str) -> str:
     return f"aios: the aios kernel for {home} has gone"
 

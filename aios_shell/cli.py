@@ -213,7 +213,7 @@ async def _attached(conn: Connection, home: Path, command: str | None, args: lis
     from aios_shell import attach
 
     script_text = None
-    theme = _top_theme(args) if command is None else None
+    theme = attach.top_theme(args) if command is None else None
     if theme is not None and sys.stdin.isatty() and sys.stdout.isatty():  # `aios top`: the monitor here
         from aios_shell.tui.remote import attached_top
 
@@ -235,17 +235,6 @@ async def _attached(conn: Connection, home: Path, command: str | None, args: lis
             await conn.close()
             return 1
     return await attach.run_attached(conn, home, command, args, script_text)
-
-
-def _top_theme(args: list[str]) -> str | None:
-    """For `aios top [--theme NAME]`: the theme ("" for the default); None for any other command line."""
-    if args == ["top"]:
-        return ""
-    if len(args) == 3 and args[:2] == ["top", "--theme"]:
-        return args[2]
-    if len(args) == 2 and args[0] == "top" and args[1].startswith("--theme="):
-        return args[1].split("=", 1)[1]
-    return None
 
 
 def _is_script(arg: str, commands: list[str] | None = None) -> bool:

@@ -22,7 +22,7 @@ from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from aios_shell.asker import PermissionAsker
-from aios_shell.attach import Client, KernelGone, gone_line
+from aios_shell.attach import Client, KernelGone, gone_line, top_theme
 from kernel.api.models import SchedInfo
 from kernel.api.wire import Connection, RemoteError, WireError
 from kernel.events import Event, PermissionDecided, PermissionRequested
@@ -31,6 +31,15 @@ from kernel.sanitize import one_line, strip_controls
 BANNER = ("aios {version} — attached to the kernel for {home} (pid {pid}: {backend} backend, model {model}). "
           "Type `help` for commands, `exit` or Ctrl-D to leave; agents started here go on.")
 TOOLBAR_EVERY = 1.0  # seconds between the bottom bar's looks at the scheduler
+
+
+def shlex_split(line: str) -> list[str]:
+    import shlex
+
+    try:
+        return shlex.split(line)
+    except ValueError:
+        return []
 
 
 class _Paused(Exception):
@@ -173,6 +182,9 @@ class AttachedRepl:
                     break
                 if not line.strip():
                     continue
+                if (theme := top_theme(shlex_split(line))) is not None:  # the monitor runs here, attached too
+                    status = await self._top(theme)
+                    continue
                 reply = await self.client.run(line)
                 status = int(reply.get("status", 1))
                 if reply.get("exit") is not None:
@@ -221,6 +233,16 @@ class AttachedRepl:
             with contextlib.suppress(Exception):
                 app.exit(exception=_Paused())
         await self._prompt_gone.wait()
+
+    async def _top(self, theme: str) -> int:
+        from aios_shell.tui.remote import attached_top
+
+        try:
+            conn = await Connection.open(self.home, self.client.user)
+        except (OSError, RemoteError, WireError) as exc:
+            print(f"top: {exc}")
+            return 1
+        return await attached_top(conn, self.home, theme or None)
 
     async def _prompt(self, default: str = "") -> str:
         with patch_stdout(raw=True):
