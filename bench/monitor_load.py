@@ -1,6 +1,6 @@
 """How the monitor holds up: 500 processes, about 200 kernel events a second, then idle.
 
-    python -m bench.monitor_load [--procs 500] [--rate 200] [--seconds 10] [--idle-seconds 10] [--json]
+    python -m bench.monitor_load [--procs 500] [--rate 200] [--seconds 10] [--idle-seconds 10] [--attached] [--json]
 
 The kernel runs on the simulated model with P=4 slots decoding `rate / 4` tokens a second each, so the
 kernel itself publishes the events (a TokenGenerated per token, plus state changes). The monitor runs
@@ -9,15 +9,19 @@ design), the time one refresh takes (updating the panes, without the repaint), t
 (how late a 50 ms timer fires), a key's round trip (from the key event to the screen painted with the
 moved cursor, p50/p95), the process-table lines painted per refresh, and the process's CPU with and
 without the monitor; then, with every process stopped (no events), the monitor's idle CPU as a share
-of one core. Numbers depend on the machine: run it when nothing else is (see `uptime`).
+of one core. With `--attached`, the kernel runs in another process and serves its socket, and the monitor here
+attaches to it (`aios top` in a second terminal): the same figures, with CPU counted over both processes.
+Numbers depend on the machine: run it when nothing else is (see `uptime`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,12 +53,12 @@ async def lag_probe(stop: asyncio.Event, samples: list[float], period: float = 0
         samples.append(max(0.0, loop.time() - start - period))
 
 
-async def measure_cpu(seconds: float) -> float:
-    """Percent of one core this process used over `seconds` of wall time."""
-    me = psutil.Process()
-    cpu0, wall0 = cpu_seconds(me), time.perf_counter()
+async def measure_cpu(seconds: float, procs: list[psutil.Process] | None = None) -> float:
+    """Percent of one core these processes (this one by default) used over `seconds` of wall time."""
+    procs = procs or [psutil.Process()]
+    cpu0, wall0 = sum(map(cpu_seconds, procs)), time.perf_counter()
     await asyncio.sleep(seconds)
-    return 100 * (cpu_seconds(me) - cpu0) / (time.perf_counter() - wall0)
+    return 100 * (sum(map(cpu_seconds, procs)) - cpu0) / (time.perf_counter() - wall0)
 
 
 async def key_roundtrip(app: MonitorApp, key: str) -> float:
@@ -89,6 +93,31 @@ async def start_kernel(home: Path, procs: int, rate: float) -> Kernel:
     return kernel
 
 
+async def start_attached(home: Path, procs: int, rate: float) -> tuple[Any, asyncio.subprocess.Process]:
+    """The kernel in another process, serving its socket; the monitor's view of it over the socket."""
+    from aios_shell.tui.remote import AttachedKernel
+    from kernel.api.wire import Connection
+
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.monitor_load", "--serve", str(home), "--procs", str(procs), "--rate", str(rate),
+        stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE)
+    assert child.stdout is not None
+    await child.stdout.readline()  # "ready"
+    conn = await Connection.open(home, "bench")
+    return await AttachedKernel(conn, home).start(), child
+
+
+async def serve_for_bench(home: Path, procs: int, rate: float) -> None:
+    from aios_shell.host import serve
+
+    kernel = await start_kernel(home, procs, rate)
+    server = await serve(kernel)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the bench closes our stdin
+    await server.close()
+    await kernel.shutdown()
+
+
 async def events_per_second(kernel: Kernel, seconds: float) -> float:
     count = 0
 
@@ -102,8 +131,9 @@ async def events_per_second(kernel: Kernel, seconds: float) -> float:
     return count / seconds
 
 
-async def run(procs: int, rate: float, seconds: float, idle_seconds: float) -> dict[str, Any]:
-    result: dict[str, Any] = {"procs": procs, "target_events_per_s": rate, "cpu_count": psutil.cpu_count()}
+async def run(procs: int, rate: float, seconds: float, idle_seconds: float, attached: bool = False) -> dict[str, Any]:
+    result: dict[str, Any] = {"procs": procs, "target_events_per_s": rate, "cpu_count": psutil.cpu_count(),
+                              "attached": attached}
     with tempfile.TemporaryDirectory() as tmp:
         # the kernel alone, for comparison
         kernel = await start_kernel(Path(tmp) / "alone", procs, rate)
@@ -111,8 +141,13 @@ async def run(procs: int, rate: float, seconds: float, idle_seconds: float) -> d
         result["kernel_alone_cpu_pct"] = round(await measure_cpu(seconds / 2), 1)
         await kernel.shutdown()
 
-        kernel = await start_kernel(Path(tmp) / "watched", procs, rate)
-        app = make_monitor(kernel, home=Path(tmp) / "watched")
+        if attached:
+            kernel, child = await start_attached(Path(tmp) / "watched", procs, rate)
+            measured = [psutil.Process(), psutil.Process(child.pid)]
+        else:
+            kernel, child = await start_kernel(Path(tmp) / "watched", procs, rate), None
+            measured = [psutil.Process()]
+        app = make_monitor(kernel, home=Path(tmp) / "watched")  # type: ignore[arg-type]
         async with app.run_test(size=(160, 45)) as pilot:
             await app.ready.wait()
             await pilot.pause(1.0)
@@ -122,7 +157,7 @@ async def run(procs: int, rate: float, seconds: float, idle_seconds: float) -> d
             refreshes0, events0 = app.refreshes, app.events_seen
             app.refresh_seconds.clear()
             t0 = time.perf_counter()
-            cpu_task = asyncio.create_task(measure_cpu(seconds))
+            cpu_task = asyncio.create_task(measure_cpu(seconds, measured))
             keys: list[float] = []
             painted0 = getattr(app.processes.table, "lines_painted", 0)
             for i in range(int(seconds / KEY_EVERY) - 1):
@@ -154,13 +189,23 @@ async def run(procs: int, rate: float, seconds: float, idle_seconds: float) -> d
             })
             result["monitor_share_cpu_pct"] = round(result["load_cpu_pct"] - result["kernel_alone_cpu_pct"], 1)
             # idle: every process stopped, nothing happens in the kernel
-            for proc in kernel.ps():
-                kernel.signal(proc.pid, Signal.STOP)
+            if child is None:
+                for proc in kernel.ps():
+                    kernel.signal(proc.pid, Signal.STOP)
+            else:
+                from kernel.api.wire import RemoteError
+
+                for pid in [p.pid for p in kernel.procs if p.alive]:
+                    with contextlib.suppress(RemoteError):  # (one that ended since the last fetch)
+                        await kernel.conn.call("signal", pid=pid, sig="STOP")
             await pilot.pause(1.5)
             refreshes_idle0 = app.refreshes
-            result["idle_cpu_pct"] = round(await measure_cpu(idle_seconds), 2)
+            result["idle_cpu_pct"] = round(await measure_cpu(idle_seconds, measured), 2)
             result["idle_refreshes_per_s"] = round((app.refreshes - refreshes_idle0) / idle_seconds, 2)
         await kernel.shutdown()
+        if child is not None:
+            child.terminate()
+            await child.wait()
     return result
 
 
@@ -170,9 +215,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="kernel events a second (tokens)")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to measure under load")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--attached", action="store_true", help="the monitor attached to a kernel in another process")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--serve", metavar="HOME", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    result = asyncio.run(run(args.procs, args.rate, args.seconds, args.idle_seconds))
+    if args.serve:
+        asyncio.run(serve_for_bench(Path(args.serve), args.procs, args.rate))
+        return
+    result = asyncio.run(run(args.procs, args.rate, args.seconds, args.idle_seconds, args.attached))
     if args.json:
         print(json.dumps(result, indent=2))
         return

@@ -70,6 +70,7 @@ class Client:
     uid: int
     user: str = ""
     dropped: int = 0  # events left out since the client last kept up
+    shown: dict[int, dict[str, Any]] = field(default_factory=dict)  # the table as this client last got it
     session: Session | None = None
     unsubscribe: list[Callable[[], None]] = field(default_factory=list)
 
@@ -272,6 +273,8 @@ class KernelServer:
             elif op == "answerer":  # this client can ask a person: requests wait for it (until the timeout)
                 client.unsubscribe.append(client.api.attach_answerer().detach)
                 client.send({"id": rid, "result": True})
+            elif op == "table":
+                client.send({"id": rid, "result": self._table(client)})
             elif op == "events":
                 self._subscribe(client, frame.get("types") or [])
                 client.send({"id": rid, "result": True})
@@ -281,6 +284,15 @@ class KernelServer:
             kind = type(exc).__name__
             message = str(exc) if isinstance(exc, (KernelError, NoSuchSignal)) else f"bad request: {exc}"
             client.send({"id": rid, "error": message, "kind": kind})
+
+    def _table(self, client: Client) -> dict[str, Any]:
+        """This boot's process table as the client may see it, as a change to what it got last time: the rows
+        that differ, and the pids that have left (the monitor fetches it after every batch of events)."""
+        now = {p.pid: p.to_dict() for p in client.api.table()}
+        changed = [row for pid, row in now.items() if client.shown.get(pid) != row]
+        gone = [pid for pid in client.shown if pid not in now]
+        client.shown = now
+        return {"changed": changed, "gone": gone}
 
     def _stop(self, client: Client) -> None:
         """`aios serve --stop`: the kernel's owner or an admin may stop a headless kernel."""

@@ -1,8 +1,9 @@
 """The monitor on a kernel another process hosts: what its panes read of a kernel, kept over the socket.
 
 `AttachedKernel` has the few parts of a kernel the monitor reads — its process table, bus, backend, sandbox and
-user — filled from the kernel's API: the table and the scheduler are fetched again after every batch of events
-(one fetch at a time, so a busy kernel is asked no faster than it answers), events come as they are published.
+user — filled from the kernel's API: the table (only the rows that changed) and the scheduler are fetched again
+after a batch of events (one fetch at a time, at most ten a second, and at most a fifth of the time when
+fetching is slow), events come as they are published.
 `RemoteAPI` answers the monitor's API calls from those copies; what it does (signal, renice, answer a permission
 request) goes to the kernel, and a refusal comes back as a notification.
 """
@@ -146,8 +147,13 @@ class AttachedKernel:
             self.bus.publish(event)
 
     async def _fetch(self) -> None:
-        table = await self.conn.call("table")
-        self.procs.by_pid = {p.pid: RemoteProc(p) for p in map(ProcInfo.from_dict, table)}
+        delta = await self.conn.call_op("table")  # what changed since the last fetch
+        table = dict(self.procs.by_pid)
+        for pid in delta["gone"]:
+            table.pop(pid, None)
+        for info in map(ProcInfo.from_dict, delta["changed"]):
+            table[info.pid] = RemoteProc(info)
+        self.procs.by_pid = dict(sorted(table.items()))
         self.remote_api.sched_info = SchedInfo.from_dict(await self.conn.call("sched", queue_limit=50))
 
     async def _keep_fetching(self) -> None:
@@ -159,7 +165,8 @@ class AttachedKernel:
             with contextlib.suppress(RemoteError, KeyError, TypeError, ValueError):
                 await self._fetch()
             self.bus.publish(Fetched())
-            await asyncio.sleep(max(0.0, FETCH_EVERY - (time.monotonic() - started)))
+            took = time.monotonic() - started  # a costly fetch is made less often: at most a fifth of the time
+            await asyncio.sleep(max(FETCH_EVERY - took, 4 * took))
 
     def lookup(self, pid: int) -> RemoteProc:
         proc = self.procs.get(pid)
