@@ -81,6 +81,8 @@ class ShellSession:
                                cwd=Path(cwd) if isinstance(cwd, str) and os.path.isabs(cwd) else None,
                                user=self.client.user)
             self.shell.remote = True
+            if self.client.uid not in (os.geteuid(), 0):
+                self.shell.foreign = login_name(os.geteuid())
             self.shell.clear_screen = lambda: self.client.send({"clear": True})
         else:
             self.shell.out, self.shell.err = out, err

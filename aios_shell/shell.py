@@ -70,6 +70,7 @@ class Shell:
         self.err = err or make_console(stderr=True)
         self.interactive = interactive
         self.remote = False  # an attached client's shell, run in the hosting process (no terminal of its own)
+        self.foreign = ""  # set for a client of another OS user: files here would be opened as the kernel's user
         self.cwd = Path(cwd) if cwd is not None else Path.cwd()
         self.login_user = user or kernel.config.user  # who started the shell; `su` needs them to be an admin
         self.status = 0
@@ -259,10 +260,21 @@ class Shell:
         self.status = status
         return status
 
+    def host_path(self, path: str) -> Path:
+        """`path` (relative to the shell's directory) as this process would open it; a client of another OS
+        user gets none: the kernel's process would open it with the kernel's rights, not theirs."""
+        if self.foreign:
+            raise CommandError(f"{path}: files are not reachable over another OS user's kernel (it would open them "
+                               f"as {self.foreign}); redirect in your own shell instead: aios … > FILE")
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.cwd / p
+
     async def _redirected(self, argv: list[str], target: str, append: bool) -> int:
-        path = Path(target).expanduser()
-        if not path.is_absolute():
-            path = self.cwd / path
+        try:
+            path = self.host_path(target)
+        except CommandError as exc:
+            self.error(f"aios: {exc}")
+            return 1
         try:
             file = open(path, "a" if append else "w", encoding="utf-8")
         except OSError as exc:

@@ -257,5 +257,4 @@ def context_header(sh: Shell, proc: Process) -> str:
 
 
 def real_path(sh: Shell, path: str) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else sh.cwd / p
+    return sh.host_path(path)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
@@ -61,9 +60,9 @@ async def perm(sh: Shell, args: argparse.Namespace) -> int | Table:
             raise CommandError(f"no such grant for {user}: {text}")
         sh.print(f"revoked {text} for {user}")
     elif args.action == "trust":
-        path = Path(text).expanduser()
+        path = sh.host_path(text)
         try:
-            api.trust(path if path.is_absolute() else sh.cwd / path)
+            api.trust(path)
         except (OSError, ValueError, PermissionDenied) as exc:
             raise CommandError(str(exc)) from None
         sh.print(f"trusted {path}")

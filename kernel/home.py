@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 
@@ -14,6 +15,16 @@ def default_home() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "aios"
+
+
+def shared_home(home: Path) -> bool:
+    """A home its owner shares with a group on purpose (`chgrp GROUP HOME; chmod 2770 HOME`): its members reach
+    the kernel's socket; the database stays the owner's alone (0600), so they only see what the kernel shows."""
+    try:
+        mode = os.stat(home).st_mode
+    except OSError:
+        return False
+    return bool(mode & stat.S_ISGID) and mode & 0o070 == 0o070 and not mode & 0o007
 
 
 LOCK_NAME = "kernel.lock"

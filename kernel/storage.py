@@ -22,7 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from kernel.events import Event, MessageLogged, ProcessOutput, TokenGenerated
-from kernel.home import default_home  # noqa: F401 - where it was, for its callers
+from kernel.home import default_home, shared_home  # noqa: F401 - default_home: where it was, for its callers
 from kernel.redact import redact, redact_value
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = []
@@ -139,16 +139,6 @@ def m005_process_workspace(db: sqlite_utils.Database) -> None:
 
 class StorageError(Exception):
     pass
-
-
-def shared_home(home: Path) -> bool:
-    """A home its owner shares with a group on purpose (`chgrp GROUP HOME; chmod 2770 HOME`): its members reach
-    the kernel's socket; the database stays the owner's alone (0600), so they only see what the kernel shows."""
-    try:
-        mode = os.stat(home).st_mode
-    except OSError:
-        return False
-    return bool(mode & stat.S_ISGID) and mode & 0o070 == 0o070 and not mode & 0o007
 
 
 def _private(path: Path, mode: int) -> None:

@@ -158,3 +158,36 @@ def test_bobs_shell_line_is_refused_alices_logs(shared: tuple[Path, subprocess.P
     out = "".join(f.get("out", "") for f in replies[1:])
     assert said.count("\n") == 2 and "logs: " in said and "cat: " in said, said
     assert out == f"{BOB}\n" and replies[-1]["status"] == 0
+
+
+def test_bobs_shell_opens_no_file_with_the_kernels_rights(shared: tuple[Path, subprocess.Popen[str]],
+                                                          tmp_path: Path) -> None:
+    """The kernel's process runs as root here: a line bob runs there must not read or write files as root."""
+    home, _ = shared
+    target = Path(tempfile.mkdtemp(prefix="aios-bob-")) / "written"
+    lines = [f"echo owned > {target}", "cat /etc/shadow", "source /etc/shadow", "ls /root", "perm trust /"]
+    replies = as_bob(home, {"aios": PROTOCOL}, [{"op": "run", "text": line, "id": i} for i, line in
+                                                enumerate(lines, start=1)])
+    said = "".join(f.get("err", "") for f in replies[1:])
+    out = "".join(f.get("out", "") for f in replies[1:])
+    assert said.count("files are not reachable over another OS user's kernel") == len(lines), said
+    assert not target.exists() and "root:" not in out
+    assert [r["status"] for r in replies[1:] if "status" in r] == [1, 1, 1, 1, 1]
+
+
+def test_a_shared_home_runs_no_tool_of_another_user_as_the_kernels_uid(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that is not root has one uid for every sandbox: in a shared home, only its own user's tools run."""
+    import asyncio
+
+    from kernel.tools import sandbox as sb
+
+    home = tmp_path / "shared"
+    home.mkdir()
+    home.chmod(0o2770)
+    monkeypatch.setattr(sb, "_as_root", lambda: False)
+    box = sb.Sandbox(home, mode="rlimit")
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(sb.SandboxUnavailable, match="run the kernel as root"):
+        asyncio.run(box.run(["true"], work, user="somebody-else"))

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from kernel.home import shared_home
 from kernel.settings import whole
 from kernel.tools.sandbox import bwrap
 from kernel.tools.sandbox.limits import GiB, Limits, MiB, SandboxResult, looks_secret, sandbox_env
@@ -73,6 +74,15 @@ def sandbox_uid(user: str, base: int = UID_BASE) -> int:
     """The uid (and gid) `user`'s programs run as when aios runs as root: stable across runs, one per user."""
     digest = hashlib.sha256(user.encode("utf-8", "surrogatepass")).digest()
     return base + int.from_bytes(digest[:8], "big") % UID_SPAN
+
+
+def _login() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid{os.geteuid()}"
 
 
 def _as_root() -> bool:
@@ -164,8 +174,11 @@ class Sandbox:
         state = self.status()
         if not state.ok:
             raise SandboxUnavailable(f"no sandbox: {state.detail}")
-        workspace = self.prepare(workspace, user, own)
         uid = self.uid_for(user)
+        if uid is None and shared_home(self.home) and user != _login():
+            raise SandboxUnavailable(f"{user}'s tools would run as {_login()}, whose kernel this is: in a home shared "
+                                     "with other OS users, run the kernel as root (each user gets a sandbox uid)")
+        workspace = self.prepare(workspace, user, own)
         if self.mode == "rlimit":
             return await self._run_rlimit(argv, workspace, uid, limits, env)
         assert self._bwrap is not None
