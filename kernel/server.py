@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 HELLO_TIMEOUT = 5.0
 FRAME_TIMEOUT = 10.0
 MAX_BUFFER = 8 << 20  # bytes waiting for one client before its events are dropped (and replies cut it off)
-MAX_CLIENTS = 512
+MAX_CLIENTS = 256  # connections of one OS user at once (said hello or not): one user cannot crowd out the rest
 
 
 def login_name(uid: int) -> str:
@@ -165,6 +165,7 @@ class KernelServer:
         self.path = path
         self.sessions = sessions
         self.clients: set[Client] = set()
+        self.connections: dict[int, int] = {}  # open connections by the peer's uid
         self.headless = False  # served by `aios serve` (or handed over): `stop` may end it
         self.stopping = asyncio.Event()  # set by a `stop` request
         self._server: asyncio.AbstractServer | None = None
@@ -211,9 +212,11 @@ class KernelServer:
         sock = writer.get_extra_info("socket")
         pid, uid, _gid = peer_credentials(sock)
         client = Client(self, writer, pid, uid)
+        self.connections[uid] = self.connections.get(uid, 0) + 1
         try:
-            if len(self.clients) >= MAX_CLIENTS:
-                client.send({"error": f"too many clients ({MAX_CLIENTS}); try again later", "kind": "busy"})
+            if self.connections[uid] > MAX_CLIENTS:
+                client.send({"error": f"too many connections of uid {uid} ({MAX_CLIENTS}); close some first",
+                             "kind": "busy"})
                 return
             if not self._hello(client, await read_frame(reader, timeout=FRAME_TIMEOUT, idle=HELLO_TIMEOUT)):
                 return
@@ -224,6 +227,7 @@ class KernelServer:
             with contextlib.suppress(Exception):
                 client.send({"gone": f"protocol error: {exc}"})
         finally:
+            self.connections[uid] -= 1
             self.clients.discard(client)
             for off in client.unsubscribe:
                 off()

@@ -186,6 +186,20 @@ async def test_two_hundred_idle_connections_do_not_stop_ps(server: KernelServer,
         writer.close()
 
 
+async def test_one_user_cannot_open_connections_without_end(server: KernelServer, kernel: Kernel,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kernel.server.MAX_CLIENTS", 20)
+    held = [await raw(kernel) for _ in range(20)]
+    await until(lambda: sum(server.connections.values()) == 20)
+    reader, writer = await raw(kernel)  # the 21st
+    refused = await read_frame(reader, timeout=5, idle=5)
+    assert refused is not None and refused["kind"] == "busy" and "too many connections of uid" in refused["error"]
+    for _, w in held:
+        w.close()
+    await until(lambda: sum(server.connections.values()) == 0)
+    assert await ps_answers(kernel)
+
+
 async def test_a_client_that_reads_nothing_loses_events_not_the_kernel(server: KernelServer, kernel: Kernel,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("kernel.server.MAX_BUFFER", 64 << 10)
