@@ -321,11 +321,25 @@ class MonitorApp(App[int]):
             return
         pid = self.processes.selected_pid()
         if pid is not None:
-            self.push_screen(ProcessScreen(pid))
+            self._open_process(pid)
 
     def on_process_pane_opened(self, message: ProcessPane.Opened) -> None:
         if not isinstance(self.screen, ProcessScreen):
-            self.push_screen(ProcessScreen(message.pid))
+            self._open_process(message.pid)
+
+    def _open_process(self, pid: int) -> None:
+        """The process screen; attached, once what the process said and did has come over the socket."""
+        remote = getattr(self.kernel, "remote_api", None)
+        if remote is None:
+            self.push_screen(ProcessScreen(pid))
+            return
+
+        async def fetched_then_open() -> None:
+            await remote.prefetch(pid)
+            if not isinstance(self.screen, ProcessScreen):
+                self.push_screen(ProcessScreen(pid))
+
+        self.run_worker(fetched_then_open(), group="open-process", exclusive=True)
 
     # -- the table, the command line, themes, help ---------------------------------------------
     def action_filter(self) -> None:

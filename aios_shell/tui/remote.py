@@ -4,7 +4,8 @@
 user — filled from the kernel's API: the table (only the rows that changed) and the scheduler are fetched again
 after a batch of events (one fetch at a time, at most ten a second, and at most a fifth of the time when
 fetching is slow), events come as they are published.
-`RemoteAPI` answers the monitor's API calls from those copies; what it does (signal, renice, answer a permission
+`RemoteAPI` answers the monitor's API calls from those copies (a process's conversation is fetched when its
+screen opens); what it does (signal, renice, answer a permission
 request) goes to the kernel, and a refusal comes back as a notification.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aios_shell.attach import Client
-from kernel.api.models import ModelInfo, ProcInfo, SchedInfo
+from kernel.api.models import Message, ModelInfo, ProcInfo, SchedInfo
 from kernel.api.wire import Connection, RemoteError, WireError
 from kernel.errors import KernelError, NoSuchProcess
 from kernel.events import Event, PermissionRequested
@@ -201,6 +202,7 @@ class RemoteAPI:
         self.sched_info = SchedInfo(policy="?")
         self.pending: list[PermissionRequested] = []
         self.stored: list[Event] = []
+        self.fetched: dict[int, tuple[list[Message], list[Event]] | str] = {}
 
     @property
     def caller(self) -> str:
@@ -219,15 +221,32 @@ class RemoteAPI:
         return SchedInfo(policy=info.policy, params=info.params, slots=info.slots,
                          queue=info.queue[:max(0, queue_limit)], queued=info.queued, preemptions=info.preemptions)
 
+    async def prefetch(self, pid: int) -> None:
+        """What process `pid` said and did, fetched before its screen opens (its owner and admins only: a
+        refusal is kept, and the screen says it)."""
+        from aios_shell.tui.screens.process import SYSCALL_EVENTS
+
+        try:
+            messages = [Message.from_dict(m) for m in await self.kernel.conn.call("transcript", pid=pid)]
+            rows = await self.kernel.conn.call("events", pid=pid, types=[t.__name__ for t in SYSCALL_EVENTS])
+            self.fetched[pid] = (messages, [e for e in map(Event.from_dict, rows) if e is not None])
+        except RemoteError as exc:
+            self.fetched[pid] = str(exc)
+
+    def _fetched(self, pid: int) -> tuple[list[Message], list[Event]]:
+        got = self.fetched.get(pid, "not fetched")
+        if isinstance(got, str):
+            raise KernelError(got)
+        return got
+
     def events(self, pid: int | None = None, types: tuple[type[Event], ...] = (), since: float | None = None,
                last: int | None = None) -> list[Event]:
         if pid is not None:
-            raise KernelError("the process screen shows a conversation where the kernel is hosted (not attached, "
-                              "yet)")
+            return list(self._fetched(pid)[1])
         return list(self.stored)
 
-    def transcript(self, pid: int) -> list[Any]:
-        return self.events(pid)  # raises, as above
+    def transcript(self, pid: int) -> list[Message]:
+        return list(self._fetched(pid)[0])
 
     def pending_permissions(self) -> list[PermissionRequested]:
         return list(self.pending)

@@ -75,3 +75,22 @@ async def test_another_users_process_cannot_be_killed_from_an_attached_monitor(k
             assert theirs.alive
     finally:
         await remote.shutdown()
+
+
+async def test_the_attached_process_screen_shows_the_conversation(kernel: Kernel, server: KernelServer) -> None:
+    from aios_shell.tui.screens.process import ProcessScreen
+
+    proc = kernel.spawn("chat", ["tell", "a", "long", "story", "about", "otters"], user="alice")
+    remote = await attached(kernel)
+    app = make_monitor(remote, probe=FixedProbe())  # type: ignore[arg-type]
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await app.ready.wait()
+            await until(lambda: app.processes.table.row_count == 1, timeout=5)
+            await select(pilot, app, proc.pid)
+            await pilot.press("enter")
+            await until(lambda: isinstance(app.screen, ProcessScreen), timeout=5)
+            log = app.screen.log_widget
+            await until(lambda: "otters" in "\n".join(log.lines), timeout=5)
+    finally:
+        await remote.shutdown()
