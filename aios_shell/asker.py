@@ -46,6 +46,10 @@ SAID = {"once": "allowed once", "session": "allowed for this session", "always":
 ARG_LINES = 12  # lines of one argument shown; the rest is counted (the audit keeps it all)
 
 
+class PromptPaused(Exception):
+    """A shell's prompt steps aside for a permission question; what was typed is kept."""
+
+
 class Permissions(Protocol):
     """What the asker needs of the kernel: `KernelAPI` in-process, or the same over the socket when attached
     (where `answer_permission` is a coroutine)."""

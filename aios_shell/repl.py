@@ -23,7 +23,7 @@ from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from aios_shell.asker import PermissionAsker, kernel_permissions
+from aios_shell.asker import PermissionAsker, PromptPaused, kernel_permissions
 from aios_shell.completion import ShellCompleter
 from aios_shell.shell import Shell
 from kernel import Kernel
@@ -33,10 +33,6 @@ from kernel.process import State
 
 BANNER = "aios {version} — {backend} backend, model {model}. Type `help` for commands, `exit` or Ctrl-D to leave."
 RATE_WINDOW = 5.0  # seconds of tokens the toolbar's rate averages over
-
-
-class _Paused(Exception):
-    """The prompt steps aside for a permission question; what was typed is kept."""
 
 
 class TokenMeter:
@@ -90,7 +86,7 @@ class Repl:
         app = self.session.app
         if self._prompting and app.is_running:
             try:
-                app.exit(exception=_Paused())
+                app.exit(exception=PromptPaused())
             except Exception:  # already leaving
                 pass
         await self._prompt_gone.wait()
@@ -139,7 +135,7 @@ class Repl:
                 try:
                     line = await self.read(self.prompt(), default=self._typed)
                     self._typed = ""
-                except _Paused:
+                except PromptPaused:
                     self._typed = self.session.default_buffer.text
                     await self.asker.idle.wait()
                     continue

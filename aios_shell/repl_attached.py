@@ -21,7 +21,7 @@ from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from aios_shell.asker import PermissionAsker
+from aios_shell.asker import PermissionAsker, PromptPaused
 from aios_shell.attach import Client, KernelGone, gone_line, top_theme
 from kernel.api.models import SchedInfo
 from kernel.api.wire import Connection, RemoteError, WireError
@@ -40,10 +40,6 @@ def shlex_split(line: str) -> list[str]:
         return shlex.split(line)
     except ValueError:
         return []
-
-
-class _Paused(Exception):
-    """The prompt steps aside for a permission question; what was typed is kept."""
 
 
 class RemotePermissions:
@@ -172,7 +168,7 @@ class AttachedRepl:
                 try:
                     line = await self.read(default=self._typed)
                     self._typed = ""
-                except _Paused:  # a permission question: it asks, then the prompt comes back as it was
+                except PromptPaused:  # a permission question: it asks, then the prompt comes back as it was
                     self._typed = self.session.default_buffer.text
                     await self.asker.idle.wait()
                     continue
@@ -231,7 +227,7 @@ class AttachedRepl:
         app = self.session.app
         if self._prompting and app.is_running:
             with contextlib.suppress(Exception):
-                app.exit(exception=_Paused())
+                app.exit(exception=PromptPaused())
         await self._prompt_gone.wait()
 
     async def _top(self, theme: str) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from kernel.api.wire import Connection, RemoteError, WireError, short_path, socket_path
+from kernel.home import process_running
 
 LOG_NAME = "serve.log"
 PID_NAME = "serve.pid"
@@ -179,16 +180,4 @@ async def stop(home: Path, user: str | None, timeout: float = 60.0) -> int:
 
 
 def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (its parent has not reaped it) has gone for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    return pid > 0 and process_running(pid)

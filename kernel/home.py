@@ -27,6 +27,16 @@ def shared_home(home: Path) -> bool:
     return bool(mode & stat.S_ISGID) and mode & 0o070 == 0o070 and not mode & 0o007
 
 
+def process_running(pid: int) -> bool:
+    """Whether OS process `pid` still runs (a zombie — killed, not yet reaped by its parent — does not)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 LOCK_NAME = "kernel.lock"
 
 

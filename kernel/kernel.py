@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from kernel import clock
 from kernel.access import AccessControl
 from kernel.context import ContextManager
@@ -34,6 +32,7 @@ from kernel.events import (
     WaitReason,
 )
 from kernel.files import FileVersions
+from kernel.home import process_running
 from kernel.kmsg import KernelLog
 from kernel.llm import Backend, LLMRequest, create_backend
 from kernel.llm.backend import BackendError
@@ -65,14 +64,6 @@ def current_user() -> str:
 # errors whose message says what went wrong by itself (an agent that ends on one exits with that message);
 # any other exception also names its type ("KeyError: 'x'")
 SAYS_ITSELF = (KernelError, BackendError, NoSuchProgram, StorageError, ToolError)
-
-def _running(pid: int) -> bool:
-    """Whether OS process `pid` still runs (a zombie — killed, not yet reaped by its parent — does not)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
 
 @dataclass
 class KernelConfig:
@@ -142,7 +133,7 @@ class Kernel:
         if self._started:
             return self
         me = os.getpid()
-        self.lost_at_boot = self.storage.mark_lost(lambda pid: pid != me and _running(pid))
+        self.lost_at_boot = self.storage.mark_lost(lambda pid: pid != me and process_running(pid))
         await self.backend.start()
         await asyncio.to_thread(self.sandbox.status)  # probed once, here: `tools` and the monitor show it
         self._started = True

@@ -136,9 +136,12 @@ CALLS: dict[str, Callable[..., Any]] = {
 
 
 def _event_types(names: Any) -> tuple[type[Event], ...]:
+    """Event types by name (the names a request gave); ValueError for a name this kernel does not publish."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ValueError("types: not a list of event names")
     known = kinds()
-    if not isinstance(names, (list, tuple)) or any(n not in known for n in names):
-        raise ValueError(f"types: not a list of event names ({', '.join(sorted(known)[:3])}, …)")
+    if unknown := [n for n in names if n not in known]:
+        raise ValueError(f"no event type {unknown[0][:40]!r}")
     return tuple(known[n] for n in names)
 
 
@@ -318,11 +321,7 @@ class KernelServer:
         return jsonable(call(api, **args), api)
 
     def _subscribe(self, client: Client, types: Any) -> None:
-        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-            raise ValueError("types: not a list of event names")
-        wanted = set(types)
-        if unknown := wanted - kinds().keys():
-            raise ValueError(f"no event type {sorted(unknown)[0][:40]!r}")
+        wanted = {t.__name__ for t in _event_types(types)}
         api = client.api
         owners: dict[int, bool] = {}
 

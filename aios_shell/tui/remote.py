@@ -177,9 +177,6 @@ class AttachedKernel:
 
     get = lookup
 
-    def is_admin(self, user: str) -> bool:
-        return bool(self.conn.hello.get("admin")) and user == self.user
-
     async def shutdown(self) -> None:
         """The monitor has closed: let go of the kernel (it goes on)."""
         for task in self._tasks:
