@@ -38,6 +38,15 @@ class ShellCompleter(Completer):
         self.shell = shell
         self.models = list(models)  # refreshed by the REPL (listing them may need the network)
 
+    async def load_models(self) -> None:
+        """What the backend serves, for `/models/` and `--model` (a server that does not answer: unchanged)."""
+        from commands.namespace import models
+
+        try:
+            self.models = await models(self.shell)
+        except Exception:  # completion only: never in the user's way
+            pass
+
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
         before, word = _words(document.text_before_cursor)
         for candidate in sorted(set(self.candidates(before, word))):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import os
 import shlex
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
+from aios_shell.completion import ShellCompleter
 from aios_shell.shell import Shell
 from kernel import Kernel
 from kernel.api.wire import socket_path
@@ -30,6 +32,10 @@ from kernel.process import Signal
 from kernel.server import Client, KernelServer, login_name, may_act_as
 
 __all__ = ["HostLock", "ShellSession", "front_end", "login_name", "may_host_as", "serve", "wait_for_clients"]
+
+MAX_COMPLETE_TEXT = 4096  # characters before the cursor a completion looks at
+MAX_COMPLETIONS = 1000  # candidates one Tab gets back
+
 
 class FrameFile(io.TextIOBase):
     """A text stream whose writes go to a client as `out` (or `err`) frames."""
@@ -62,6 +68,8 @@ class ShellSession:
         self.client = client
         self.shell: Shell | None = None
         self.running: asyncio.Task[None] | None = None
+        self.completer: ShellCompleter | None = None
+        self._models: asyncio.Task[None] | None = None  # (a reference, so that the task is not collected)
 
     def hello(self) -> dict[str, Any]:
         from commands.registry import load_all
@@ -103,11 +111,34 @@ class ShellSession:
                 self.running = asyncio.get_running_loop().create_task(
                     self._run(shell, rid, text, bool(frame.get("script"))), name="aios-client-line")
             return True
+        if op == "complete":
+            text = frame.get("text")
+            if not isinstance(text, str):
+                self.client.send({"id": frame.get("id"), "error": "text: not a string", "kind": "InvalidArgument"})
+            else:
+                self.client.send({"id": frame.get("id"), "result": self.complete(text[-MAX_COMPLETE_TEXT:])})
+            return True
         if op in ("interrupt", "suspend"):
             if self.shell is not None:
                 (self.shell.interrupt if op == "interrupt" else self.shell.suspend)()
             return True
         return False
+
+    def complete(self, text: str) -> list[list[Any]]:
+        """Tab at the end of `text` in the client's shell: `[candidate, start]` pairs (start ≤ 0, from the cursor),
+        as the hosting shell's own completer finds them for this client's user and jobs."""
+        from prompt_toolkit.completion import CompleteEvent
+        from prompt_toolkit.document import Document
+
+        if self.shell is None:
+            self._shell_for({"interactive": True})
+        if self.completer is None:
+            assert self.shell is not None
+            model = self.kernel.backend.model
+            self.completer = ShellCompleter(self.shell, [model] if model else [])
+            self._models = asyncio.get_running_loop().create_task(self.completer.load_models())
+        found = self.completer.get_completions(Document(text), CompleteEvent(completion_requested=True))
+        return [[c.text, c.start_position] for c in itertools.islice(found, MAX_COMPLETIONS)]
 
     async def _run(self, shell: Shell, rid: Any, text: str, script: bool) -> None:
         shell.ctl.interrupted = False

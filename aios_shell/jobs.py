@@ -109,9 +109,13 @@ class JobControl:
         return job
 
     def current(self) -> Job | None:
-        """The job `fg`, `bg` and `%+` mean: the last one stopped, else the newest."""
+        """The job `fg`, `bg` and `%+` mean: the last one stopped here (Ctrl-Z), else a stopped one (by a signal
+        from elsewhere: the newest of those), else the newest."""
         if self.last_stopped in self.jobs and self.jobs[self.last_stopped].stopped:
             return self.jobs[self.last_stopped]
+        stopped = [n for n, job in self.jobs.items() if job.stopped]
+        if stopped:
+            return self.jobs[max(stopped)]
         return self.jobs[max(self.jobs)] if self.jobs else None
 
     def find(self, spec: str) -> Job | None:

@@ -128,7 +128,7 @@ class Repl:
         loop = asyncio.get_running_loop()
         if isinstance(self.kernel.backend, Loads):  # load the embedded model while the user types
             loop.create_task(self._warm(self.kernel.backend.load))
-        loop.create_task(self._load_models())
+        loop.create_task(self.completer.load_models())
         self.asker.start()
         try:
             while self.shell.exit_code is None:
@@ -214,14 +214,6 @@ class Repl:
             await load()
         except Exception as exc:
             self.shell.error(f"aios: {exc}")
-
-    async def _load_models(self) -> None:
-        from commands.namespace import models
-
-        try:
-            self.completer.models = await models(self.shell)
-        except Exception:  # completion only: never in the user's way
-            pass
 
     async def run_line(self, line: str) -> int:
         """Run a line; Ctrl-C interrupts its foreground job and Ctrl-Z stops it, never the shell."""

@@ -1,8 +1,9 @@
 """The interactive shell of an `aios` attached to a kernel another process hosts.
 
 Lines are read here (prompt-toolkit, history per user in AIOS_HOME) and run in the kernel's process, in a shell
-of this terminal's own; job reports print above the prompt as they come. Leaving detaches: the agents started
-here go on in the kernel, and any `aios` reaches them (`aios ps`, `aios wait`, `aios logs`).
+of this terminal's own; Tab asks that shell for the candidates; job reports print above the prompt as they come.
+Leaving detaches: the agents started here go on in the kernel, and any `aios` reaches them (`aios ps`, `wait`,
+`logs`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings
@@ -31,6 +34,7 @@ from kernel.sanitize import one_line, strip_controls
 BANNER = ("aios {version} — attached to the kernel for {home} (pid {pid}: {backend} backend, model {model}). "
           "Type `help` for commands, `exit` or Ctrl-D to leave; agents started here go on.")
 TOOLBAR_EVERY = 1.0  # seconds between the bottom bar's looks at the scheduler
+COMPLETE_TIMEOUT = 2.0  # seconds a Tab waits for the kernel's candidates
 
 
 def shlex_split(line: str) -> list[str]:
@@ -40,6 +44,29 @@ def shlex_split(line: str) -> list[str]:
         return shlex.split(line)
     except ValueError:
         return []
+
+
+class RemoteCompleter(Completer):
+    """Tab in an attached shell: the kernel's process completes the line, in this terminal's shell there (its
+    jobs, its user's view), as the hosting shell's completer would."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
+        return iter(())  # (prompt-toolkit asks the async one)
+
+    async def get_completions_async(self, document: Document,
+                                    complete_event: CompleteEvent) -> AsyncGenerator[Completion, None]:
+        try:
+            found = await asyncio.wait_for(self.conn.call_op("complete", text=document.text_before_cursor),
+                                           COMPLETE_TIMEOUT)
+        except (TimeoutError, RemoteError, WireError):
+            return
+        for pair in found if isinstance(found, list) else ():
+            if (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
+                    and isinstance(pair[1], int) and -len(document.text_before_cursor) <= pair[1] <= 0):
+                yield Completion(strip_controls(pair[0]), start_position=pair[1])
 
 
 class RemotePermissions:
@@ -110,7 +137,7 @@ class AttachedRepl:
 
         self.session: PromptSession[str] = PromptSession(
             input=input, output=output, history=self._history(), bottom_toolbar=self.toolbar,
-            refresh_interval=1.0, key_bindings=keys,
+            refresh_interval=1.0, key_bindings=keys, completer=RemoteCompleter(conn), complete_while_typing=False,
         )
         self.permissions = RemotePermissions(conn, self.client)
         self.asker = PermissionAsker(self.permissions, self.permissions.subscribe, self.session, self._print,

@@ -77,6 +77,16 @@ async def key_roundtrip(app: MonitorApp, key: str) -> float:
     return time.perf_counter() - started
 
 
+def next_key(app: MonitorApp, i: int) -> str:
+    """Ten rows down, ten up; never a key that cannot move the cursor (the rows re-sort under it as they go)."""
+    table = app.processes.table
+    if table.cursor_row <= 0:
+        return "down"
+    if table.cursor_row >= table.row_count - 1:
+        return "up"
+    return "down" if i % 20 < 10 else "up"
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -162,7 +172,7 @@ async def run(procs: int, rate: float, seconds: float, idle_seconds: float, atta
             painted0 = getattr(app.processes.table, "lines_painted", 0)
             for i in range(int(seconds / KEY_EVERY) - 1):
                 await asyncio.sleep(KEY_EVERY)
-                keys.append(await asyncio.wait_for(key_roundtrip(app, "down" if i % 20 < 10 else "up"), 10))
+                keys.append(await asyncio.wait_for(key_roundtrip(app, next_key(app, i)), 10))
             result["load_cpu_pct"] = round(await cpu_task, 1)
             elapsed = time.perf_counter() - t0
             stop.set()

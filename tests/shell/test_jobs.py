@@ -32,6 +32,22 @@ async def test_jobs_lists_background_jobs_with_pids(home: Path) -> None:
         assert s.kernel.procs.get(1).alive
 
 
+async def test_a_job_stopped_by_a_signal_from_elsewhere_becomes_the_current_one(home: Path) -> None:
+    from kernel.process import Signal
+
+    async with session(home, slow()) as s:
+        await s.run("run chat long &; run chat long &")
+        s.kernel.signal(1, Signal.STOP, sender="alice")  # as `aios kill -STOP 1` from another terminal
+        await until(lambda: s.kernel.procs.get(1).status == "STOPPED")
+        s.take()
+        await s.run("jobs")
+        assert s.take()[0].splitlines() == [
+            "[1]+  Stopped                 run chat long &",
+            "[2]-  Running                 run chat long &",
+        ]
+        await s.run("kill -9 %1 %2")
+
+
 async def test_ctrl_z_stops_the_foreground_job_and_bg_continues_it(home: Path) -> None:
     async with session(home, slow(), interactive=True) as s:
         line = asyncio.create_task(s.run("run chat long"))

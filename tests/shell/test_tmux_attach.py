@@ -85,7 +85,7 @@ def test_a_second_terminal_reaches_the_shells_agents_and_they_outlive_it(tmp_pat
         assert "done-stop 0" in shown
         type_line(one, "jobs")
         text = wait_for_prompt(one, 5)
-        assert re.search(r"\[2\][+-]  Stopped +run workload 5:300", text), text
+        assert re.search(r"\[2\]\+  Stopped +run workload 5:300", text), text  # stopped: the current job, as in bash
 
         shown = run_in(two, "aios -c 'run chat \"a third one\" &'", "third")
         assert "done-third 0" in shown
@@ -142,6 +142,10 @@ def test_an_attached_shell_is_asked_for_its_agents_and_an_answer_elsewhere_close
         type_line(one, "s")
         shown = wait_for_prompt(one, 2)
         assert "→ allowed for this session" in shown and "shell said: notes.txt" in shown
+        tmux("send-keys", "-t", one, "-l", "ren")  # Tab completes here as in the hosting shell
+        tmux("send-keys", "-t", one, "Tab")
+        wait_for(one, "you@aios $ renice")
+        tmux("send-keys", "-t", one, "C-u")
 
         type_line(one, 'run -w . react "use shell: rm notes.txt" &')
         wait_for(one, "would save: shell(rm notes.txt)")
