@@ -168,12 +168,15 @@ async def run(procs: int, rate: float, seconds: float, idle_seconds: float, atta
             app.refresh_seconds.clear()
             t0 = time.perf_counter()
             cpu_task = asyncio.create_task(measure_cpu(seconds, measured))
+            kernel_cpu = asyncio.create_task(measure_cpu(seconds, measured[1:])) if child is not None else None
             keys: list[float] = []
             painted0 = getattr(app.processes.table, "lines_painted", 0)
             for i in range(int(seconds / KEY_EVERY) - 1):
                 await asyncio.sleep(KEY_EVERY)
                 keys.append(await asyncio.wait_for(key_roundtrip(app, next_key(app, i)), 10))
             result["load_cpu_pct"] = round(await cpu_task, 1)
+            if kernel_cpu is not None:  # of which the kernel's process (serving the socket, besides its agents)
+                result["kernel_process_cpu_pct"] = round(await kernel_cpu, 1)
             elapsed = time.perf_counter() - t0
             stop.set()
             await probe

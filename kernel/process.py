@@ -155,6 +155,17 @@ class Process:
                 ctx = call.prompt_so_far + call.chunks
         return Usage(prompt, completion, run, wait, ctx)
 
+    def accruing(self) -> tuple[int, int]:
+        """How fast `usage()`'s model time and queue wait grow now: the calls on a slot, the calls still queued
+        for their first one (each adds a second per second; between two events nothing else changes)."""
+        run = wait = 0
+        for call in self.inflight:
+            if call.slot is not None and call.segment_started is not None:
+                run += 1
+            elif call.dispatched_at is None:
+                wait += 1
+        return run, wait
+
     @property
     def cmdline(self) -> str:
         return " ".join([self.program, *self.argv])

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 HELLO_TIMEOUT = 5.0
 FRAME_TIMEOUT = 10.0
 MAX_BUFFER = 8 << 20  # bytes waiting for one client before its events are dropped (and replies cut it off)
+TABLE_SWEEP_EVERY = 2.0  # seconds: a table fetch reads every row at least this often (else only those events touched)
+EVENTS_PER_FRAME = 256  # events sent together at most
 MAX_CLIENTS = 256  # connections of one OS user at once (said hello or not): one user cannot crowd out the rest
 
 
@@ -70,7 +72,10 @@ class Client:
     uid: int
     user: str = ""
     dropped: int = 0  # events left out since the client last kept up
+    batch: list[dict[str, Any]] = field(default_factory=list)  # events to send at the end of this turn of the loop
     shown: dict[int, dict[str, Any]] = field(default_factory=dict)  # the table as this client last got it
+    touched: set[int] | None = None  # pids an event named since its last table fetch (None: not fetching)
+    swept: float | None = None  # when its last table fetch read every row
     session: Session | None = None
     unsubscribe: list[Callable[[], None]] = field(default_factory=list)
 
@@ -82,6 +87,8 @@ class Client:
         """Write a frame now; a client too slow to take even this is cut off (the kernel never waits for it)."""
         if self.writer.is_closing():
             return
+        if self.batch:  # (the events before it, first: a client sees them in the order they happened)
+            self._flush_events()
         if self.writer.transport.get_write_buffer_size() > MAX_BUFFER:
             self.server.kernel.kmsg.log(f"socket: client pid {self.pid} ({self.user}) reads nothing; cut off")
             self.writer.transport.abort()
@@ -102,7 +109,24 @@ class Client:
         if self.dropped:
             self.send({"lost": self.dropped})
             self.dropped = 0
-        self.send({"event": event.to_dict()})
+        self.batch.append(event.to_dict())
+        if len(self.batch) == 1:  # the events of one turn of the loop go as one frame (a decode step's tokens)
+            asyncio.get_running_loop().call_soon(self._flush_events)
+        elif len(self.batch) >= EVENTS_PER_FRAME:
+            self._flush_events()
+
+    def _flush_events(self) -> None:
+        batch, self.batch = self.batch, []
+        if not batch or self.writer.is_closing():
+            return
+        try:
+            self.writer.write(encode({"events": batch}))
+        except WireError:  # too big together: one by one (and one too big alone is left out, and counted)
+            for data in batch:
+                try:
+                    self.writer.write(encode({"event": data}))
+                except WireError:
+                    self.dropped += 1
 
 
 def _signal(api: KernelAPI, pid: int, sig: str | int) -> Process:
@@ -158,6 +182,16 @@ def jsonable(value: Any, api: KernelAPI) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+def _steady(row: dict[str, Any]) -> dict[str, Any]:
+    """A table row without what only time changes (a waiting call's wait, a running one's model time grow by
+    the second, and the client extrapolates them from `as_of` and `accruing`): equal until an event changes it."""
+    run, wait = row["accruing"]
+    key = {**row, "llm_time_s": round(row["llm_time_s"] - run * row["as_of"], 3),
+           "queue_wait_s": round(row["queue_wait_s"] - wait * row["as_of"], 3)}
+    del key["as_of"]
+    return key
 
 
 class KernelServer:
@@ -295,10 +329,26 @@ class KernelServer:
     def _table(self, client: Client) -> dict[str, Any]:
         """This boot's process table as the client may see it, as a change to what it got last time: the rows
         that differ, and the pids that have left (the monitor fetches it after every batch of events)."""
-        now = {p.pid: p.to_dict() for p in client.api.table()}
-        changed = [row for pid, row in now.items() if client.shown.get(pid) != row]
-        gone = [pid for pid in client.shown if pid not in now]
-        client.shown = now
+        if client.touched is None:
+            touched: set[int] = set()
+            client.touched = touched
+            client.unsubscribe.append(self.kernel.bus.on(lambda e: touched.add(getattr(e, "pid", 0))))
+        clock = asyncio.get_running_loop().time()
+        sweep = client.swept is None or clock - client.swept >= TABLE_SWEEP_EVERY  # (finds what changed with no event)
+        rows = {row["pid"]: row for row in client.api.table_rows(None if sweep else client.touched)}
+        client.touched.clear()
+        if sweep:
+            client.swept = clock
+        live = set(client.api.table_pids())
+        changed = []
+        for pid, row in rows.items():
+            key = _steady(row)
+            if client.shown.get(pid) != key:
+                changed.append(row)
+                client.shown[pid] = key
+        gone = [pid for pid in client.shown if pid not in live]
+        for pid in gone:
+            del client.shown[pid]
         return {"changed": changed, "gone": gone}
 
     def _stop(self, client: Client) -> None:

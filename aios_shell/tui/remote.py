@@ -33,8 +33,11 @@ class RemoteProc:
 
     inflight: tuple[Any, ...] = ()  # its calls' partial answers stay in the kernel's process
 
-    def __init__(self, info: ProcInfo) -> None:
+    def __init__(self, info: ProcInfo, as_of: float | None = None, accruing: Any = None) -> None:
         self.info = info
+        self.as_of = as_of if isinstance(as_of, (int, float)) else None
+        run, wait = accruing if isinstance(accruing, list) and len(accruing) == 2 else (0, 0)
+        self.accruing = (run, wait) if isinstance(run, int) and isinstance(wait, int) else (0, 0)
         self.pid, self.ppid, self.user, self.nice = info.pid, info.ppid, info.user, info.nice
         self.status, self.program, self.argv = info.status, info.program, info.argv
         self.cmdline = info.cmd
@@ -48,8 +51,13 @@ class RemoteProc:
         return self.info.alive
 
     def usage(self) -> Usage:
+        """As the kernel read it, its model time and queue wait carried on to now (they grow by the second while
+        its calls run or wait, and the kernel sends the row again only when an event changes it)."""
         i = self.info
-        return Usage(i.prompt_tokens, i.completion_tokens, i.llm_time_s, i.queue_wait_s, i.ctx_tokens)
+        since = max(0.0, time.time() - self.as_of) if self.as_of is not None else 0.0
+        run, wait = self.accruing
+        return Usage(i.prompt_tokens, i.completion_tokens, i.llm_time_s + run * since, i.queue_wait_s + wait * since,
+                     i.ctx_tokens)
 
 
 class RemoteTable:
@@ -152,8 +160,9 @@ class AttachedKernel:
         table = dict(self.procs.by_pid)
         for pid in delta["gone"]:
             table.pop(pid, None)
-        for info in map(ProcInfo.from_dict, delta["changed"]):
-            table[info.pid] = RemoteProc(info)
+        for row in delta["changed"]:
+            info = ProcInfo.from_dict(row)
+            table[info.pid] = RemoteProc(info, row.get("as_of"), row.get("accruing"))
         self.procs.by_pid = dict(sorted(table.items()))
         self.remote_api.sched_info = SchedInfo.from_dict(await self.conn.call("sched", queue_limit=50))
 

@@ -7,7 +7,7 @@ every owner/admin decision user space needs is made here, once. What it returns 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +72,23 @@ class KernelAPI:
     def table(self) -> list[ProcInfo]:
         """This boot's process table, live processes and the ones that exited lately, by pid (the monitor's)."""
         return [self.proc_info(p) for p in self._kernel.procs]
+
+    def table_pids(self) -> list[int]:
+        """The pids `table()` has now."""
+        return [p.pid for p in self._kernel.procs]
+
+    def table_rows(self, pids: Collection[int] | None = None) -> list[dict[str, Any]]:
+        """`table()` as rows for the wire (`ProcInfo.from_dict` reads them), or only those of `pids`, each with
+        what makes its time counters grow until the next event: `as_of` (when it was read) and `accruing` (calls
+        on a slot, calls queued), so that a client draws them on without asking again."""
+        now = clock.now()
+        rows = []
+        procs = self._kernel.procs
+        for proc in procs if pids is None else filter(None, map(procs.get, sorted(pids))):
+            row = self._kernel.shown(proc, self.caller)
+            row["as_of"], row["accruing"] = now, list(proc.accruing())
+            rows.append(row)
+        return rows
 
     def describe(self) -> dict[str, Any]:
         """The backend as it describes itself, the sandbox's state, and when the kernel booted (the monitor's

@@ -3,7 +3,8 @@
 A frame is a 4-byte big-endian length and that many bytes of UTF-8 JSON, one object. The client speaks first:
 `{"aios": PROTOCOL, "user": NAME?}`; the kernel answers `{"aios": PROTOCOL, "user": …, "admin": …, …}` or
 `{"error": …}` and closes. Then each request carries an `id` that its reply (`result` or `error`) repeats; frames
-without an `id` (`out`, `err`, `event`, `ask`, `gone`) are the kernel speaking on its own.
+without an `id` (`out`, `err`, `events`, `lost`, `gone`) are the kernel speaking on its own; `events` holds the
+events of one turn of the kernel's loop, in order (a client reads them as one `event` frame each).
 
 `Connection` is the client end, for any Python program: `await Connection.open(home)`, `await conn.call("ps")`.
 """
@@ -186,6 +187,9 @@ class Connection:
                 if future is not None:
                     if not future.done():
                         future.set_result(frame)
+                elif isinstance(frame.get("events"), list):  # a turn of the kernel's loop: one frame each
+                    for event in frame["events"]:
+                        self.unsolicited.put_nowait({"event": event})
                 else:
                     self.unsolicited.put_nowait(frame)
         except (WireError, OSError):

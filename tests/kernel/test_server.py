@@ -16,6 +16,7 @@ import pytest
 from kernel.api.wire import MAX_FRAME, PROTOCOL, Connection, RemoteError, encode, read_frame, short_path, socket_path
 from kernel.events import Event
 from kernel.kernel import Kernel
+from kernel.process import Signal
 from kernel.server import KernelServer, may_act_as
 from tests.conftest import until
 
@@ -254,3 +255,57 @@ def test_frames_round_trip_and_refuse_what_does_not_fit() -> None:
     assert json.loads(data[4:].decode()) == {"text": "héllo"}
     with pytest.raises(Exception, match="over the limit"):
         encode({"text": "x" * (MAX_FRAME + 1)})
+
+
+async def test_the_table_is_sent_again_only_for_rows_an_event_changed(server: KernelServer, kernel: Kernel) -> None:
+    """A queued call's wait grows by the second; the monitor draws it on from `as_of` and `accruing` instead of
+    fetching 500 rows that only time changed."""
+    from aios_shell.tui.remote import RemoteProc
+    from kernel.api.models import ProcInfo
+
+    procs = [kernel.spawn("workload", ["2000:0"], user="alice") for _ in range(3)]  # 2 slots: one call queued
+    await until(lambda: sorted(p.accruing() for p in procs) == [(0, 1), (1, 0), (1, 0)])
+    [queued] = [p for p in procs if p.accruing() == (0, 1)]
+    conn = await Connection.open(kernel.config.home, user="alice")
+    try:
+        first = await conn.call_op("table")
+        assert sorted(row["pid"] for row in first["changed"]) == [p.pid for p in procs] and first["gone"] == []
+        row = next(r for r in first["changed"] if r["pid"] == queued.pid)
+        assert row["accruing"] == [0, 1]
+        drawn = RemoteProc(ProcInfo.from_dict(row), row["as_of"], row["accruing"])
+        await until(lambda: queued.usage().queue_wait > row["queue_wait_s"] + 0.05)  # time passes, no event
+        assert abs(drawn.usage().queue_wait - queued.usage().queue_wait) < 0.05  # drawn on, not fetched
+        second = await conn.call_op("table")
+        assert queued.pid not in {r["pid"] for r in second["changed"]}  # only time changed it
+        assert {r["pid"] for r in second["changed"]} <= {p.pid for p in procs if p is not queued}
+        kernel.signal(queued.pid, Signal.KILL, sender="alice")
+        await until(lambda: not queued.alive)
+        third = await conn.call_op("table")
+        assert queued.pid in {r["pid"] for r in third["changed"]}  # an event: sent again
+    finally:
+        await conn.close()
+        for p in procs:
+            if p.alive:
+                kernel.signal(p.pid, Signal.KILL, sender="alice")
+
+
+async def test_the_events_of_one_turn_go_as_one_frame_in_order_before_a_reply(server: KernelServer,
+                                                                             kernel: Kernel) -> None:
+    from kernel.events import ProcessOutput
+
+    reader, writer = await raw(kernel)
+    writer.write(encode({"aios": PROTOCOL, "user": "alice"}) + encode({"op": "events", "id": 1}))
+    assert "aios" in await read_frame(reader) and (await read_frame(reader))["id"] == 1
+    pid = kernel.spawn("chat", ["hi"], user="alice").pid
+    await kernel.wait(pid)
+    writer.write(encode({"op": "call", "method": "whoami", "id": 2}))
+    while (frame := await read_frame(reader)) is not None and frame.get("id") != 2:  # the chat's own events
+        pass
+    for n in range(3):
+        kernel.bus.publish(ProcessOutput(pid=pid, text=f"part {n}"))
+    client = next(c for c in server.clients if c.user == "alice")
+    client.send({"id": 3, "result": "after them"})  # a reply in the same turn comes after the events before it
+    frame = await read_frame(reader)
+    assert [e["text"] for e in frame["events"]] == ["part 0", "part 1", "part 2"]
+    assert (await read_frame(reader)) == {"id": 3, "result": "after them"}
+    writer.close()

@@ -79,8 +79,11 @@ async def test_another_users_process_cannot_be_killed_from_an_attached_monitor(k
 
 async def test_the_attached_process_screen_shows_the_conversation(kernel: Kernel, server: KernelServer) -> None:
     from aios_shell.tui.screens.process import ProcessScreen
+    from kernel.process import Signal
 
     proc = kernel.spawn("chat", ["tell", "a", "long", "story", "about", "otters"], user="alice")
+    await until(lambda: len(proc.output) >= 1)
+    kernel.signal(proc.pid, Signal.STOP, sender="alice")  # (it stays in the table, however fast the model is)
     remote = await attached(kernel)
     app = make_monitor(remote, probe=FixedProbe())  # type: ignore[arg-type]
     try:
