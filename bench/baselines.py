@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from agents.workload import after, opening
 from kernel import clock
 from kernel.llm.backend import Backend, LLMRequest
 from kernel.scheduler.policy import Policy
@@ -88,19 +89,20 @@ async def run_direct(backend: Backend, specs: list[AgentSpec], slots: int) -> li
         await asyncio.sleep(max(0.0, start + spec.arrival - loop.time()))
         arrived = loop.time()
         wait = 0.0
-        messages: list[dict[str, str]] = [{"role": "user", "content": "Work on the task."}]
-        for i, (tokens, pause) in enumerate(spec.steps):
+        messages = opening(spec.system, spec.family, spec.index)  # what the `workload` agent sends
+        results = spec.results or (0,) * len(spec.steps)
+        for i, ((tokens, pause), result) in enumerate(zip(spec.steps, results, strict=True)):
             asked = loop.time()
             async with gate:
                 got = loop.time()
                 wait += got - asked
                 text = ""
-                request = LLMRequest(messages, max_tokens=tokens, stop=("<never>",), options={"tokens": tokens})
+                request = LLMRequest(messages, max_tokens=spec.cap or tokens, stop=("<never>",),
+                                     options={"tokens": tokens, "ignore_eos": True})
                 async for chunk in backend.stream(request):
                     text += chunk.text
                 calls.append({"service_s": loop.time() - got, "wait_s": got - asked, "overhead_s": 0.0})
-            messages = [*messages, {"role": "assistant", "content": text.strip()},
-                        {"role": "user", "content": f"Step {i + 2}."}]
+            messages = [*messages, *after(i, text, result, spec.index, bool(spec.system))]
             if pause > 0:
                 await asyncio.sleep(pause)
         del arrived

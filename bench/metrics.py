@@ -23,10 +23,13 @@ def jain(values: list[float]) -> float:
 
 
 def summarize(system: str, agents: list[dict[str, Any]], calls: list[dict[str, Any]], *, slots: int,
-              decode_tps: float, switches: int = 0, switch_cost_s: float = 0.0) -> dict[str, Any]:
-    """One row: `agents` have spec, arrived, ended, wait; `calls` have wait_s, service_s, overhead_s."""
+              decode_tps: float, switches: int = 0, switch_cost_s: float = 0.0,
+              prefill_tps: float = 0.0) -> dict[str, Any]:
+    """One row: `agents` have spec, arrived, ended, wait; `calls` have wait_s, service_s, overhead_s. With
+    `prefill_tps`, the floor includes reading each tool result (the system prompt is taken as cached)."""
     turnaround = [a["ended"] - a["arrived"] for a in agents]
-    ideal = [a["spec"].tokens / decode_tps + a["spec"].tool_wait for a in agents]
+    ideal = [a["spec"].tokens / decode_tps + a["spec"].tool_wait
+             + (sum(a["spec"].results) / prefill_tps if prefill_tps else 0.0) for a in agents]
     slowdown = [t / max(i, 1e-9) for t, i in zip(turnaround, ideal, strict=True)]
     waits = [a["wait"] for a in agents]
     short = [a["wait"] for a in agents if a["spec"].kind == "short"]
@@ -51,6 +54,7 @@ def summarize(system: str, agents: list[dict[str, Any]], calls: list[dict[str, A
         "turnaround_p95_s": round(pct(turnaround, 95), 3),
         "turnaround_p99_s": round(pct(turnaround, 99), 3),
         "turnaround_mean_short_s": round(statistics.fmean(short_ta), 3) if short_ta else 0.0,
+        "turnaround_p95_short_s": round(pct(short_ta, 95), 3),
         "turnaround_mean_long_s": round(statistics.fmean(long_ta), 3) if long_ta else 0.0,
         # the floor no scheduler passes: every call served the moment it is asked, at full speed
         "turnaround_ideal_s": round(statistics.fmean(ideal), 3),

@@ -1,7 +1,12 @@
 """`aios bench`: the same workload through the baselines and through each policy.
 
-    aios bench [--backend simulated|llamacpp] [--agents N] [--load L] [--slots P] [--seed S]
-               [--arrivals poisson|burst] [--systems B0,B1,…] [--json FILE] [--realtime]
+    aios bench [--workload agents|simple] [--backend simulated|llamacpp] [--profile embedded|gpu] [--agents N]
+               [--load L] [--slots P] [--seed S] [--arrivals poisson|burst] [--systems B0,B1,…] [--json FILE]
+               [--realtime]
+
+`--workload agents` is tool-using agents over growing contexts with a fixed cap on every call
+(`bench.agentic`), on a simulated server with the embedded model's batching curve and a prompt cache per slot
+(`kernel.llm.servermodel`); `--workload simple` (the default, for now) is a few short calls, each told its length.
 
 The simulated model runs on a virtual clock (`kernel.clock`): its waits pass at once, so a
 thousand agents take seconds and a seed always gives the same figures. The kernel's own
@@ -21,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import agentic
 from bench.baselines import BatchedFifo, TimeSliceRR, run_direct
 from bench.metrics import summarize
 from bench.workload import AgentSpec, generate
@@ -28,20 +34,24 @@ from kernel import clock
 from kernel.events import ContextSwitched, SyscallDone, SyscallPreempted
 from kernel.kernel import KernelConfig, boot
 from kernel.llm.backend import Backend
-from kernel.scheduler import POLICIES, make_policy
+from kernel.llm.servermodel import EMBEDDED, PROFILES
+from kernel.scheduler import DEFAULT_POLICY, POLICIES, make_policy
 
 SYSTEMS = ["B0", "B1", "B2-fifo", "B2-rr", *POLICIES]
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aios bench", description="compare aios's scheduling with baselines")
+    p.add_argument("--workload", choices=("agents", "simple"), default="simple")
     p.add_argument("--backend", choices=("simulated", "llamacpp"), default="simulated")
+    p.add_argument("--profile", choices=tuple(PROFILES), default="embedded",
+                   help="the simulated server's timings, for --workload agents")
     p.add_argument("--agents", type=int, default=200, metavar="N")
     p.add_argument("--load", type=float, default=0.9, metavar="L", help="arrival rate as a share of capacity")
-    p.add_argument("--slots", type=int, default=4, metavar="P")
+    p.add_argument("--slots", type=int, default=None, metavar="P", help="8 for agents, 4 for simple")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--arrivals", choices=("poisson", "burst"), default="poisson")
-    p.add_argument("--decode-tps", type=float, default=500.0, help="simulated tokens/s per slot")
+    p.add_argument("--decode-tps", type=float, default=500.0, help="simulated tokens/s per slot (simple)")
     p.add_argument("--systems", default=",".join(SYSTEMS), type=lambda s: s.replace(";", ","),
                    help="subset of " + ",".join(SYSTEMS) + ", comma-separated; a policy may take parameters "
                    "after a colon, separated by ';' (las:scope=call;base=16)")
@@ -69,6 +79,9 @@ def make_backend(args: argparse.Namespace) -> Callable[[], Backend]:
     from kernel.llm.simulated import SimulatedBackend
 
     tick = 4 if args.agents > 200 else 2
+    if args.workload == "agents":
+        profile = PROFILES[args.profile]
+        return lambda: SimulatedBackend(slots=args.slots, profile=profile, seed=args.seed, tick=tick)
     return lambda: SimulatedBackend(slots=args.slots, decode_tps=args.decode_tps, prefill_tps=args.decode_tps * 20,
                                     seed=args.seed, tick=tick)
 
@@ -149,12 +162,20 @@ async def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> 
     unknown = [s for s in systems if s.partition(":")[0] not in SYSTEMS]
     if unknown:
         raise ValueError(f"unknown system {unknown[0]!r} (choose from {', '.join(SYSTEMS)})")
+    if args.slots is None:
+        args.slots = 8 if args.workload == "agents" else 4
     new_backend = make_backend(args)
-    decode_tps = args.decode_tps
-    if args.backend == "llamacpp":
-        decode_tps = 35.0  # only scales the ideal time in `slowdown`
-    specs = generate(args.agents, seed=args.seed, slots=args.slots, decode_tps=decode_tps, load=args.load,
-                     arrivals=args.arrivals)
+    decode_tps, prefill_tps = args.decode_tps, 0.0
+    if args.workload == "agents":
+        profile = PROFILES[args.profile] if args.backend == "simulated" else EMBEDDED
+        decode_tps, prefill_tps = profile.decode_tps, profile.prefill_tps
+        specs = agentic.generate(args.agents, seed=args.seed, slots=args.slots, profile=profile, load=args.load,
+                                 arrivals=args.arrivals)
+    else:
+        if args.backend == "llamacpp":
+            decode_tps = 35.0  # only scales the ideal time in `slowdown`
+        specs = generate(args.agents, seed=args.seed, slots=args.slots, decode_tps=decode_tps, load=args.load,
+                         arrivals=args.arrivals)
     virtual = args.backend == "simulated" and not getattr(args, "realtime", False)
     rows = []
     for system in systems:
@@ -163,9 +184,11 @@ async def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> 
         result = await (clock.in_virtual_thread(one, start=0.0) if virtual else one)  # same stamps every run
         slots = 1 if system == "B0" else args.slots
         row = summarize(system, result["agents"], result["calls"], slots=slots, decode_tps=decode_tps,
-                        switches=result["switches"], switch_cost_s=result["switch_cost_s"])
-        row.update(backend=args.backend, load=args.load, arrivals=args.arrivals, slots=args.slots, seed=args.seed,
-                   run_s=round(time.perf_counter() - t, 2))
+                        switches=result["switches"], switch_cost_s=result["switch_cost_s"], prefill_tps=prefill_tps)
+        if system == DEFAULT_POLICY:
+            row["default"] = True
+        row.update(workload=args.workload, backend=args.backend, load=args.load, arrivals=args.arrivals,
+                   slots=args.slots, seed=args.seed, run_s=round(time.perf_counter() - t, 2))
         rows.append(row)
         echo(f"  {system:<9} makespan {row['makespan_s']:>8.2f}s  turnaround {row['turnaround_mean_s']:>7.3f}s  "
              f"wait {row['wait_mean_s']:>7.3f}s  ({row['run_s']}s)")

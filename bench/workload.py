@@ -15,9 +15,13 @@ from dataclasses import dataclass
 class AgentSpec:
     index: int
     user: str
-    kind: str  # "short" | "long"
+    kind: str  # "short" | "long" (in the agents workload: interactive | batch)
     arrival: float  # seconds after the start
     steps: tuple[tuple[int, float], ...]  # (tokens to generate, tool wait after it)
+    results: tuple[int, ...] = ()  # tokens of each step's tool result (the agents workload)
+    system: int = 0  # tokens of its system prompt and tool schemas (0: the simple workload's bare prompt)
+    family: int = 0  # which program it is: agents of one family share their system prompt
+    cap: int = 0  # every call's max_tokens (0: the answer's exact length, the simple workload's oracle)
 
     @property
     def tokens(self) -> int:
@@ -28,7 +32,12 @@ class AgentSpec:
         return sum(w for _, w in self.steps)
 
     def argv(self) -> list[str]:
-        return [f"{tokens}:{wait:.4f}" for tokens, wait in self.steps]
+        """The `workload` agent's arguments for this plan."""
+        shape = ["--system", str(self.system), "--family", str(self.family), "--task", str(self.index),
+                 "--cap", str(self.cap)] if self.system else []
+        results = self.results or (0,) * len(self.steps)
+        return [*shape, *(f"{tokens}:{wait:.4f}" + (f":{r}" if r else "")
+                          for (tokens, wait), r in zip(self.steps, results, strict=True))]
 
 
 @dataclass(frozen=True)

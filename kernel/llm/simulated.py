@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kernel.llm.backend import BackendError, Chunk, LLMRequest
+from kernel.llm.servermodel import Profile, SlotCaches, message_keys
 
 WORDS = (
     "the agent reads a file and plans its next step while the kernel schedules other work "
@@ -65,11 +66,17 @@ class SimulatedBackend:
         seed: int = 0,
         context_window: int = 8192,
         tick: int = 1,
+        profile: Profile | None = None,
     ) -> None:
         self.model = model
         self.slots = slots
-        self.prefill_tps = prefill_tps
-        self.decode_tps = decode_tps
+        self.prefill_tps = profile.prefill_tps if profile else prefill_tps
+        self.decode_tps = profile.decode_tps if profile else decode_tps
+        # a server's timings (batched decode, a prompt cache per slot), or else each call alone at fixed rates
+        self.profile = profile
+        self.caches = SlotCaches(slots, enabled=profile.prefix_cache) if profile else None
+        self._decoding = 0  # sequences decoding now (a profile slows each of them by the batch)
+        self._prefilling = 0  # prompts being read now (a profile shares its prefill rate among them)
         self.seed = seed
         self.context_window = context_window
         self.tick = max(1, tick)
@@ -177,25 +184,57 @@ class SimulatedBackend:
                 done_text += piece
                 skip += 1
         prompt_tokens = self.prompt_tokens(request) + skip
+        if self.caches is None:
+            async for chunk in self._serve(request, reply, pieces, skip, prompt_tokens, prompt_tokens):
+                yield chunk
+            return
+        counts = [self.count_tokens(str(m.get("content", ""))) + 4 for m in request.messages]
+        keys = message_keys(request.messages, counts)
+        slot, reused = self.caches.take(keys)
+        answer: list[str] = []
+        try:
+            async for chunk in self._serve(request, reply, pieces, skip, prompt_tokens, prompt_tokens - reused):
+                answer.append(chunk.text)
+                yield chunk
+        finally:  # the slot holds the prompt and the answer now: the agent's next turn starts with both
+            text = request.partial + "".join(answer)
+            after = message_keys([*request.messages, {"role": "assistant", "content": text}],
+                                 [*counts, self.count_tokens(text) + 4])
+            self.caches.give_back(slot, after)
+
+    async def _serve(self, request: LLMRequest, reply: Reply, pieces: list[str], skip: int, prompt_tokens: int,
+                     to_read: int) -> AsyncIterator[Chunk]:
         # the model keeps its own pace, as a server does: each token is due at a time fixed from the start,
         # so a consumer that is slow to read one does not slow the ones after it
         loop = asyncio.get_running_loop()
         due = loop.time()
         if self.prefill_tps > 0:
-            due += prompt_tokens / self.prefill_tps
-            await asyncio.sleep(due - loop.time())
+            # a server's prompt reading shares its compute: with a profile, the prompts being read at once
+            # split the prefill rate (counted when this one starts)
+            sharing = self._prefilling + 1 if self.profile else 1
+            due += to_read * sharing / self.prefill_tps
+            self._prefilling += 1
+            try:
+                await asyncio.sleep(due - loop.time())
+            finally:
+                self._prefilling -= 1
         produced = 0
-        for piece in pieces[skip:]:
-            if produced >= request.max_tokens:
-                self._in_flight.pop(id(request.messages), None)
-                yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
-                            finish_reason="length")
-                return
-            if self.decode_tps > 0 and produced % self.tick == 0:
-                due += self.tick / self.decode_tps
-                await asyncio.sleep(max(0.0, due - loop.time()))  # one timer per `tick` tokens
-            produced += 1
-            yield Chunk(text=piece)
+        self._decoding += 1
+        try:
+            for piece in pieces[skip:]:
+                if produced >= request.max_tokens:
+                    self._in_flight.pop(id(request.messages), None)
+                    yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
+                                finish_reason="length")
+                    return
+                rate = self.profile.per_sequence(self._decoding) if self.profile else self.decode_tps
+                if rate > 0 and produced % self.tick == 0:
+                    due += self.tick / rate
+                    await asyncio.sleep(max(0.0, due - loop.time()))  # one timer per `tick` tokens
+                produced += 1
+                yield Chunk(text=piece)
+        finally:
+            self._decoding -= 1
         self._in_flight.pop(id(request.messages), None)
         calls = tuple({"name": c["name"], "arguments": dict(c.get("arguments") or {})} for c in reply.tool_calls)
         yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
@@ -217,4 +256,5 @@ class SimulatedBackend:
             "prefill_tps": self.prefill_tps,
             "decode_tps": self.decode_tps,
             "seed": self.seed,
+            **({"profile": self.profile.name} if self.profile else {}),
         }

@@ -13,8 +13,8 @@ KEYS = {"system", "makespan_s", "turnaround_mean_s", "wait_mean_s", "wait_p95_sh
 
 def test_bench_writes_one_row_per_system_with_the_named_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    result = aios("bench", "--agents", "16", "--slots", "2", "--decode-tps", "4000", "--seed", "3",
-                  "--systems", "B0,B1,B2-fifo,srpt,fair", "--json", str(out))
+    result = aios("bench", "--workload", "simple", "--agents", "16", "--slots", "2", "--decode-tps", "4000",
+                  "--seed", "3", "--systems", "B0,B1,B2-fifo,srpt,fair", "--json", str(out))
     assert result.exit_code == 0, result.stdout + result.stderr
     rows = json.loads(out.read_text())
     assert [r["system"] for r in rows] == ["B0", "B1", "B2-fifo", "srpt", "fair"]
@@ -44,7 +44,8 @@ def test_the_simulated_tier_is_virtual_time_so_a_seed_gives_the_same_figures(tmp
     for run, systems in enumerate(("B1,fifo,srpt,srpt:ratio=4", "srpt:ratio=4,srpt,B1,fifo")):
         out = tmp_path / f"run{run}.json"
         # 400 agents at 50 tokens/s per slot: about 9 minutes of model time
-        result = aios("bench", "--agents", "400", "--slots", "2", "--decode-tps", "50", "--seed", "5",
+        result = aios("bench", "--workload", "simple", "--agents", "400", "--slots", "2", "--decode-tps", "50",
+                      "--seed", "5",
                       "--systems", systems, "--json", str(out))
         assert result.exit_code == 0, result.stdout + result.stderr
         rows = json.loads(out.read_text())
@@ -56,3 +57,16 @@ def test_the_simulated_tier_is_virtual_time_so_a_seed_gives_the_same_figures(tmp
     assert fifo == b1  # the kernel's FIFO serves exactly as the backend's own queue does
     assert srpt["turnaround_mean_s"] < b1["turnaround_mean_s"]
     assert preemptive["switches"] > 0  # preemptions, too, repeat exactly
+
+
+def test_the_agents_workload_runs_on_the_calibrated_server_and_marks_the_default_policy(tmp_path: Path) -> None:
+    from kernel.scheduler import DEFAULT_POLICY
+
+    out = tmp_path / "agents.json"
+    result = aios("bench", "--workload", "agents", "--agents", "12", "--seed", "1",
+                  "--systems", f"B1,fifo,{DEFAULT_POLICY}", "--json", str(out))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())
+    assert [r.get("default", False) for r in rows] == [False, False, True]
+    assert all(KEYS <= set(r) and r["workload"] == "agents" and r["slots"] == 8 for r in rows)
+    assert all(r["turnaround_ideal_s"] <= r["turnaround_mean_s"] for r in rows)

@@ -1,0 +1,119 @@
+"""How a real model server spends its time, for the simulated backend: batched decode and a prompt cache per slot.
+
+A server decodes its busy sequences together, one step for all of them: the more it batches, the more tokens
+a second in all and the fewer for each. `Profile.per_sequence(b)` is one sequence's rate with `b` decoding,
+`decode_tps / (1 + slowdown × (b − 1))`, fitted to two measured points:
+
+- `EMBEDDED`: the embedded model here (gemma3 270m Q4_K_M through llama-cpp-python on 2 CPU cores): raw batched
+  decode 42 tokens/s at b = 1 and 75 in all at b = 8 (9.4 each), prefill ~480 tokens/s;
+- `GPU`: a small model on a datacenter GPU, where a batch of 8 costs little more than one (decode is bound by
+  reading the weights, not by arithmetic): 150 tokens/s at b = 1, 1000 in all at b = 8, prefill 8000 tokens/s.
+
+Each slot keeps the tokens it last held, and a request is put in the free slot whose cache shares the longest
+prefix with its prompt, as Ollama's runner does (`runner/llamarunner/cache.go`: `LoadCacheSlot`,
+`findLongestCacheSlot`) and llama.cpp's server with `cache_prompt`; only the rest of the prompt is read. The
+prompt is compared message by message (a token-level match would reuse a little more of a changed message).
+Prompts read at once share the prefill rate; prompt reading does not slow the batch's decode (a real server
+interleaves the two, so this is kind to long prompts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    decode_tps: float  # one sequence's tokens a second when it decodes alone
+    slowdown: float  # how much each more sequence in the batch slows every one of them
+    prefill_tps: float  # prompt tokens read a second
+    prefix_cache: bool = True
+
+    def per_sequence(self, batch: int) -> float:
+        """One sequence's decode rate with `batch` sequences decoding together."""
+        return self.decode_tps / (1.0 + self.slowdown * max(0, batch - 1))
+
+    def total(self, batch: int) -> float:
+        return batch * self.per_sequence(batch)
+
+
+def fitted(name: str, one: float, batch: int, total: float, prefill_tps: float) -> Profile:
+    """The profile through two measured points: `one` tokens/s alone, `total` in all with `batch` decoding."""
+    slowdown = (batch * one / total - 1.0) / (batch - 1)
+    return Profile(name, one, slowdown, prefill_tps)
+
+
+EMBEDDED = fitted("embedded", one=42.0, batch=8, total=75.0, prefill_tps=480.0)
+GPU = fitted("gpu", one=150.0, batch=8, total=1000.0, prefill_tps=8000.0)
+PROFILES = {p.name: p for p in (EMBEDDED, GPU)}
+
+
+def message_keys(messages: list[dict[str, Any]], tokens: list[int]) -> list[tuple[bytes, int]]:
+    """The prompt as (digest of the messages so far, their tokens so far): equal keys mean an equal prefix."""
+    keys = []
+    digest = hashlib.blake2b(digest_size=16)
+    total = 0
+    for message, n in zip(messages, tokens, strict=True):
+        digest.update(repr((message.get("role"), message.get("content"))).encode())
+        total += n
+        keys.append((digest.copy().digest(), total))
+    return keys
+
+
+@dataclass
+class Slot:
+    index: int
+    busy: bool = False
+    cached: list[tuple[bytes, int]] = field(default_factory=list)  # the prompt it last read, as `message_keys`
+    used_at: int = 0
+
+    def common(self, keys: list[tuple[bytes, int]]) -> int:
+        """Tokens of `keys`' prompt this slot's cache already holds (the longest common prefix)."""
+        held = {digest: n for digest, n in self.cached}
+        best = 0
+        for digest, n in keys:
+            if held.get(digest) != n:
+                break
+            best = n
+        return best
+
+
+class SlotCaches:
+    """The server's slots and what each holds; `take` picks one for a request as the server would."""
+
+    def __init__(self, slots: int, enabled: bool = True) -> None:
+        self.slots = [Slot(i) for i in range(max(1, slots))]
+        self.enabled = enabled
+        self._clock = 0
+        self.reused_tokens = 0  # prompt tokens not read again, so far
+        self.read_tokens = 0  # prompt tokens read
+
+    def take(self, keys: list[tuple[bytes, int]]) -> tuple[Slot, int]:
+        """A free slot for a prompt, and how many of its tokens it holds already: the longest common prefix,
+        then the least recently used (a request beyond the slots gets a slot of its own, with nothing cached)."""
+        free = [s for s in self.slots if not s.busy]
+        if not free:
+            slot = Slot(-1)
+        elif self.enabled:
+            slot = max(free, key=lambda s: (s.common(keys), -s.used_at))
+        else:
+            slot = min(free, key=lambda s: s.used_at)
+        reused = slot.common(keys) if self.enabled else 0
+        slot.busy = True
+        total = keys[-1][1] if keys else 0
+        self.reused_tokens += reused
+        self.read_tokens += total - reused
+        return slot, reused
+
+    def give_back(self, slot: Slot, keys: list[tuple[bytes, int]]) -> None:
+        """The request is done: the slot holds its prompt now (the answer joins it as the next prompt's)."""
+        self._clock += 1
+        slot.busy = False
+        slot.used_at = self._clock
+        slot.cached = keys
+
+    def busy(self) -> int:
+        return sum(1 for s in self.slots if s.busy)

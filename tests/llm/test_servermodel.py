@@ -1,0 +1,80 @@
+"""The simulated backend with a server's timings: batched decode fitted to measured points, and a prompt cache per
+slot that a request's longest common prefix picks, as Ollama's runner does. Times are the model's own, on a
+virtual clock: they are what the model says, not how fast this machine is."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kernel import clock
+from kernel.llm.backend import LLMRequest
+from kernel.llm.servermodel import EMBEDDED, GPU, Profile, SlotCaches, fitted, message_keys
+from kernel.llm.simulated import SimulatedBackend
+
+
+def test_the_profiles_go_through_the_points_they_were_fitted_to() -> None:
+    assert EMBEDDED.per_sequence(1) == 42.0 and EMBEDDED.total(8) == pytest.approx(75.0)
+    assert GPU.total(8) == pytest.approx(1000.0)
+    assert EMBEDDED.per_sequence(8) < EMBEDDED.per_sequence(2) < EMBEDDED.per_sequence(1)
+    assert fitted("x", one=10, batch=4, total=40, prefill_tps=1).slowdown == 0.0  # perfect batching
+
+
+def test_a_request_goes_to_the_free_slot_that_holds_its_longest_prefix() -> None:
+    caches = SlotCaches(3)
+    system = {"role": "system", "content": "tools"}
+    a = message_keys([system, {"role": "user", "content": "task a"}], [500, 10])
+    b = message_keys([system, {"role": "user", "content": "task b"}], [500, 10])
+    slot_a, reused = caches.take(a)
+    assert reused == 0
+    slot_b, reused = caches.take(b)
+    assert reused == 0 and slot_b is not slot_a
+    caches.give_back(slot_a, a)
+    caches.give_back(slot_b, b)
+    a2 = message_keys([system, {"role": "user", "content": "task a"}, {"role": "assistant", "content": "x"}],
+                      [500, 10, 30])
+    slot, reused = caches.take(a2)
+    assert slot is slot_a and reused == 510  # a's own conversation, not b's slot (which shares only the system)
+    other, reused = caches.take(message_keys([system, {"role": "user", "content": "task c"}], [500, 10]))
+    assert other is slot_b and reused == 500  # the shared system prompt
+    assert SlotCaches(2, enabled=False).take(a2)[1] == 0
+
+
+async def timed(backend: SimulatedBackend, request: LLMRequest) -> tuple[str, float, float]:
+    """The answer, the model's time to its first token, and to its end."""
+    start = clock.monotonic()
+    first = None
+    text = []
+    async for chunk in backend.stream(request):
+        if chunk.text and first is None:
+            first = clock.monotonic() - start
+        text.append(chunk.text)
+    return "".join(text), first or 0.0, clock.monotonic() - start
+
+
+def test_the_next_turn_reads_only_what_is_new() -> None:
+    async def main() -> tuple[float, float]:
+        sim = SimulatedBackend(slots=2, profile=EMBEDDED)
+        messages = [{"role": "system", "content": "word " * 400}, {"role": "user", "content": "do it"}]
+        answer, first, _ = await timed(sim, LLMRequest(messages, max_tokens=20, options={"tokens": 20}))
+        messages += [{"role": "assistant", "content": answer}, {"role": "tool", "content": "result " * 50}]
+        _, again, _ = await timed(sim, LLMRequest(messages, max_tokens=20, options={"tokens": 20}))
+        return first, again
+
+    first, again = clock.run_virtual(main())
+    assert first == pytest.approx((404 + 6) / 480 + 1 / 42)  # the whole prompt, then one token
+    assert again == pytest.approx(54 / 480 + 1 / 42)  # only the tool's result was read
+
+
+def test_decode_slows_each_sequence_by_the_batch() -> None:
+    async def main(n: int) -> float:
+        sim = SimulatedBackend(slots=8, profile=Profile("p", decode_tps=40, slowdown=0.5, prefill_tps=1e9))
+        ask = [LLMRequest([{"role": "user", "content": f"q{i}"}], max_tokens=40, options={"tokens": 40})
+               for i in range(n)]
+        done = await asyncio.gather(*(timed(sim, r) for r in ask))
+        return max(end for _, _, end in done)
+
+    alone, four = clock.run_virtual(main(1)), clock.run_virtual(main(4))
+    assert alone == pytest.approx(1.0, rel=0.01)  # 40 tokens at 40/s
+    assert four == pytest.approx(2.5, rel=0.01)  # each at 40 / (1 + 0.5 × 3) = 16/s
