@@ -81,7 +81,9 @@ def make_backend(args: argparse.Namespace) -> Callable[[], Backend]:
     tick = 4 if args.agents > 200 else 2
     if args.workload == "agents":
         profile = PROFILES[args.profile]
-        return lambda: SimulatedBackend(slots=args.slots, profile=profile, seed=args.seed, tick=tick)
+        # a 32k window (gemma3's): most agents' conversations fit without the kernel compacting them
+        return lambda: SimulatedBackend(slots=args.slots, profile=profile, seed=args.seed, tick=tick,
+                                        context_window=32768)
     return lambda: SimulatedBackend(slots=args.slots, decode_tps=args.decode_tps, prefill_tps=args.decode_tps * 20,
                                     seed=args.seed, tick=tick)
 

@@ -13,12 +13,13 @@ Each slot keeps the tokens it last held, and a request is put in the free slot w
 prefix with its prompt, as Ollama's runner does (`runner/llamarunner/cache.go`: `LoadCacheSlot`,
 `findLongestCacheSlot`) and llama.cpp's server with `cache_prompt`; only the rest of the prompt is read. The
 prompt is compared message by message (a token-level match would reuse a little more of a changed message).
-Prompts read at once share the prefill rate; prompt reading does not slow the batch's decode (a real server
-interleaves the two, so this is kind to long prompts).
+The server has one loop (`Engine`): each step reads a chunk of the prompts waiting to be read and makes a token
+for every sequence past its prompt, and costs both, so a long prompt holds up every answer being made.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,3 +118,64 @@ class SlotCaches:
 
     def busy(self) -> int:
         return sum(1 for s in self.slots if s.busy)
+
+
+CHUNK = 512  # prompt tokens one step reads at most (llama.cpp's server: its batch size)
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One request in the server: its prompt still to read, then its answer, a token (or a tick) a step."""
+
+    to_read: int
+    wanted: int  # tokens it will have made when it ends
+    produced: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Engine:
+    """The server's one loop, as llama.cpp's and Ollama's runners have it: each step reads up to CHUNK tokens of
+    the oldest prompts still being read and makes the next token of every sequence past its prompt. A step costs
+    the batch's decode time (`Profile`) plus its prompt tokens' reading time, so a long prompt holds up every
+    answer being made, as it does on a real server."""
+
+    def __init__(self, profile: Profile, tick: int = 1) -> None:
+        self.profile = profile
+        self.tick = max(1, tick)  # tokens each decoding sequence makes per step (benchmarks use a few)
+        self.active: list[Sequence] = []
+        self._task: asyncio.Task[None] | None = None
+        self.steps = 0
+
+    def add(self, seq: Sequence) -> None:
+        self.active.append(seq)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="simulated-server")
+
+    def remove(self, seq: Sequence) -> None:
+        if seq in self.active:
+            self.active.remove(seq)
+
+    def step_cost(self, decoding: int, reading: int) -> float:
+        """Seconds one step takes: `decoding` sequences making `tick` tokens each, and `reading` prompt tokens."""
+        p = self.profile
+        decode = self.tick * (1.0 + p.slowdown * (decoding - 1)) / p.decode_tps if decoding else 0.0
+        return decode + reading / p.prefill_tps
+
+    async def _run(self) -> None:
+        while self.active:
+            decoders = [s for s in self.active if s.to_read == 0 and s.produced < s.wanted]
+            budget, reads = CHUNK * self.tick, []
+            for s in self.active:
+                if s.to_read and budget > 0:
+                    take = min(budget, s.to_read)
+                    reads.append((s, take))
+                    budget -= take
+            if not decoders and not reads:
+                return  # (every one left is done; its reader removes it)
+            await asyncio.sleep(self.step_cost(len(decoders), sum(t for _, t in reads)))
+            self.steps += 1
+            for s, take in reads:
+                s.to_read -= take
+            for s in decoders:
+                s.produced = min(s.wanted, s.produced + self.tick)
+                s.ready.set()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kernel.llm.backend import BackendError, Chunk, LLMRequest
-from kernel.llm.servermodel import Profile, SlotCaches, message_keys
+from kernel.llm.servermodel import Engine, Profile, Sequence, SlotCaches, message_keys
 
 WORDS = (
     "the agent reads a file and plans its next step while the kernel schedules other work "
@@ -75,8 +75,7 @@ class SimulatedBackend:
         # a server's timings (batched decode, a prompt cache per slot), or else each call alone at fixed rates
         self.profile = profile
         self.caches = SlotCaches(slots, enabled=profile.prefix_cache) if profile else None
-        self._decoding = 0  # sequences decoding now (a profile slows each of them by the batch)
-        self._prefilling = 0  # prompts being read now (a profile shares its prefill rate among them)
+        self.engine = Engine(profile, tick) if profile else None
         self.seed = seed
         self.context_window = context_window
         self.tick = max(1, tick)
@@ -193,7 +192,9 @@ class SimulatedBackend:
         slot, reused = self.caches.take(keys)
         answer: list[str] = []
         try:
-            async for chunk in self._serve(request, reply, pieces, skip, prompt_tokens, prompt_tokens - reused):
+            # a prompt past the window is cut to its last `context_window` tokens, as Ollama's runner cuts one
+            to_read = max(0, min(prompt_tokens, self.context_window) - reused)
+            async for chunk in self._batched(request, reply, pieces[skip:], prompt_tokens, to_read):
                 answer.append(chunk.text)
                 yield chunk
         finally:  # the slot holds the prompt and the answer now: the agent's next turn starts with both
@@ -204,41 +205,55 @@ class SimulatedBackend:
 
     async def _serve(self, request: LLMRequest, reply: Reply, pieces: list[str], skip: int, prompt_tokens: int,
                      to_read: int) -> AsyncIterator[Chunk]:
+        """The answer at fixed rates, as if this call had the model to itself."""
         # the model keeps its own pace, as a server does: each token is due at a time fixed from the start,
         # so a consumer that is slow to read one does not slow the ones after it
         loop = asyncio.get_running_loop()
         due = loop.time()
         if self.prefill_tps > 0:
-            # a server's prompt reading shares its compute: with a profile, the prompts being read at once
-            # split the prefill rate (counted when this one starts)
-            sharing = self._prefilling + 1 if self.profile else 1
-            due += to_read * sharing / self.prefill_tps
-            self._prefilling += 1
-            try:
-                await asyncio.sleep(due - loop.time())
-            finally:
-                self._prefilling -= 1
+            due += to_read / self.prefill_tps
+            await asyncio.sleep(due - loop.time())
         produced = 0
-        self._decoding += 1
-        try:
-            for piece in pieces[skip:]:
-                if produced >= request.max_tokens:
-                    self._in_flight.pop(id(request.messages), None)
-                    yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
-                                finish_reason="length")
-                    return
-                rate = self.profile.per_sequence(self._decoding) if self.profile else self.decode_tps
-                if rate > 0 and produced % self.tick == 0:
-                    due += self.tick / rate
-                    await asyncio.sleep(max(0.0, due - loop.time()))  # one timer per `tick` tokens
-                produced += 1
-                yield Chunk(text=piece)
-        finally:
-            self._decoding -= 1
+        for piece in pieces[skip:]:
+            if produced >= request.max_tokens:
+                self._in_flight.pop(id(request.messages), None)
+                yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
+                            finish_reason="length")
+                return
+            if self.decode_tps > 0 and produced % self.tick == 0:
+                due += self.tick / self.decode_tps
+                await asyncio.sleep(max(0.0, due - loop.time()))  # one timer per `tick` tokens
+            produced += 1
+            yield Chunk(text=piece)
         self._in_flight.pop(id(request.messages), None)
         calls = tuple({"name": c["name"], "arguments": dict(c.get("arguments") or {})} for c in reply.tool_calls)
         yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
                     finish_reason="stop", tool_calls=calls)
+
+    async def _batched(self, request: LLMRequest, reply: Reply, pieces: list[str], prompt_tokens: int,
+                       to_read: int) -> AsyncIterator[Chunk]:
+        """The answer as the profile's server makes it: in its one loop, batched with the others (`Engine`)."""
+        assert self.engine is not None
+        seq = Sequence(to_read=to_read, wanted=min(len(pieces), request.max_tokens))
+        self.engine.add(seq)
+        given = 0
+        try:
+            while given < seq.wanted:
+                while seq.produced <= given:
+                    seq.ready.clear()
+                    await seq.ready.wait()
+                for piece in pieces[given:seq.produced]:
+                    yield Chunk(text=piece)
+                given = seq.produced
+        finally:
+            self.engine.remove(seq)
+        self._in_flight.pop(id(request.messages), None)
+        if given < len(pieces):
+            yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=given, finish_reason="length")
+            return
+        calls = tuple({"name": c["name"], "arguments": dict(c.get("arguments") or {})} for c in reply.tool_calls)
+        yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=given, finish_reason="stop",
+                    tool_calls=calls)
 
     async def start(self) -> None:
         if self.slots < 1:

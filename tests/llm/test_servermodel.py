@@ -78,3 +78,19 @@ def test_decode_slows_each_sequence_by_the_batch() -> None:
     alone, four = clock.run_virtual(main(1)), clock.run_virtual(main(4))
     assert alone == pytest.approx(1.0, rel=0.01)  # 40 tokens at 40/s
     assert four == pytest.approx(2.5, rel=0.01)  # each at 40 / (1 + 0.5 × 3) = 16/s
+
+
+def test_a_long_prompt_holds_up_the_answers_being_made_in_the_same_loop() -> None:
+    profile = Profile("p", decode_tps=10, slowdown=0.0, prefill_tps=1000)
+
+    async def main(with_long_prompt: bool) -> float:
+        sim = SimulatedBackend(slots=2, profile=profile)
+        short = LLMRequest([{"role": "user", "content": "q"}], max_tokens=20, options={"tokens": 20})
+        long = LLMRequest([{"role": "user", "content": "word " * 3000}], max_tokens=1, options={"tokens": 1})
+        runs = [timed(sim, short)] + ([timed(sim, long)] if with_long_prompt else [])
+        done = await asyncio.gather(*runs)
+        return done[0][2]
+
+    alone, beside = clock.run_virtual(main(False)), clock.run_virtual(main(True))
+    assert alone == pytest.approx(5 / 1000 + 20 / 10)
+    assert beside == pytest.approx(alone + 3004 / 1000, rel=0.01)  # its 3004 tokens were read between its steps
