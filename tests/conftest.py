@@ -94,3 +94,15 @@ CHAIN = ("import os, time\nr, w = os.pipe()\nfirst = True\nwhile True:\n    if o
          "    time.sleep(0.01)\n")
 """A program that re-forks in `setsid` chains every 10 ms, each copy writing a dot to `hop`; the run's own process
 ends once the chain has made 20 hops (so a loaded machine cannot end the run before the chain got going)."""
+
+
+@pytest.fixture
+async def server(kernel: Kernel) -> AsyncIterator[object]:
+    """`kernel` served on its home's socket, as the hosting `aios` serves it (a shell session per client)."""
+    from aios_shell.host import serve
+
+    s = await serve(kernel)
+    try:
+        yield s
+    finally:
+        await s.close()

@@ -4,7 +4,6 @@ this terminal's own jobs and its user."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from prompt_toolkit.application import create_app_session
@@ -13,21 +12,11 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from aios_shell.host import serve
 from aios_shell.repl_attached import AttachedRepl, RemoteCompleter
 from kernel.api.wire import Connection
 from kernel.kernel import Kernel
 from kernel.server import KernelServer
 from tests.conftest import until
-
-
-@pytest.fixture
-async def server(kernel: Kernel) -> AsyncIterator[KernelServer]:
-    s = await serve(kernel)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def candidates(completer: RemoteCompleter, text: str) -> list[str]:

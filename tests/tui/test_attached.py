@@ -3,12 +3,8 @@ follow the kernel, K kills in the kernel, the command line runs there, and a ref
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from textual.widgets import Log
 
-from aios_shell.host import serve
 from aios_shell.tui import make_monitor
 from aios_shell.tui.probe import FixedProbe
 from aios_shell.tui.remote import AttachedKernel
@@ -17,15 +13,6 @@ from kernel.kernel import Kernel
 from kernel.server import KernelServer
 from tests.conftest import until
 from tests.tui.test_keys import SIZE, select, state_cell
-
-
-@pytest.fixture
-async def server(kernel: Kernel) -> AsyncIterator[KernelServer]:
-    s = await serve(kernel)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def attached(kernel: Kernel, user: str = "alice") -> AttachedKernel:
