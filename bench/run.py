@@ -92,9 +92,11 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
     home = Path(tempfile.mkdtemp(prefix="aios-bench-"))
     name, _, spec = system.partition(":")  # "las:scope=call,base=16" sets a policy's parameters
     params = {k: _number(v) for k, _, v in (p.partition("=") for p in spec.split(",") if p)}
+    affinity = bool(params.pop("affinity", 1))  # `srpt:affinity=0`: the kernel lever off
     policy = "fifo" if system in ("B0", "B2-fifo", "B2-rr") else name
     config = KernelConfig(home=home, backend=backend.name, user="bench", admins=frozenset({"bench"}), policy=policy)
     kernel = await boot(config, backend=backend)
+    kernel.dispatcher.affinity = affinity and system not in ("B0", "B2-fifo", "B2-rr")  # (not theirs)
     if system == "B0":
         kernel.sched(slots=1)
     elif system == "B2-fifo":

@@ -56,6 +56,7 @@ class LLMCall:
     prompt_estimate: int = 0  # its prompt as the kernel counts it: what it shows until the backend's figure
     slot: int | None = None
     held: bool = False
+    bypassed: int = 0  # times a call behind it went first because its prompt was cached (`Dispatcher._next`)
     preempt: str | None = None  # set to a reason to make the serving loop yield the slot
     cancelled: bool = False
     answered: bool = False  # it ended with an answer (not an error, a preemption or a kill)

@@ -94,6 +94,17 @@ class LiveCapacity(Protocol):
 
 
 @runtime_checkable
+class CachesPrompts(Protocol):
+    """Keeps each slot's last prompt and reads only what it does not hold (Ollama's runner, llama.cpp's server with
+    `cache_prompt`): `cached_tokens(request)` is how many of a request's prompt tokens a free slot holds now
+    (`caches_prompts` False: this one, as configured, keeps none)."""
+
+    caches_prompts: bool
+
+    def cached_tokens(self, request: LLMRequest) -> int: ...
+
+
+@runtime_checkable
 class ListsModels(Protocol):
     """Can say which models it has (`models`, `ls /models`)."""
 

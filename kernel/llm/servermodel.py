@@ -70,10 +70,11 @@ class Slot:
     busy: bool = False
     cached: list[tuple[bytes, int]] = field(default_factory=list)  # the prompt it last read, as `message_keys`
     used_at: int = 0
+    held: dict[bytes, int] = field(default_factory=dict)  # `cached` as a lookup
 
     def common(self, keys: list[tuple[bytes, int]]) -> int:
         """Tokens of `keys`' prompt this slot's cache already holds (the longest common prefix)."""
-        held = {digest: n for digest, n in self.cached}
+        held = self.held
         best = 0
         for digest, n in keys:
             if held.get(digest) != n:
@@ -115,6 +116,7 @@ class SlotCaches:
         slot.busy = False
         slot.used_at = self._clock
         slot.cached = keys
+        slot.held = dict(keys)
 
     def busy(self) -> int:
         return sum(1 for s in self.slots if s.busy)

@@ -76,6 +76,7 @@ class SimulatedBackend:
         self.profile = profile
         self.caches = SlotCaches(slots, enabled=profile.prefix_cache) if profile else None
         self.engine = Engine(profile, tick) if profile else None
+        self._key_memo: dict[int, tuple[LLMRequest, list[tuple[bytes, int]]]] = {}
         self.seed = seed
         self.context_window = context_window
         self.tick = max(1, tick)
@@ -188,7 +189,7 @@ class SimulatedBackend:
                 yield chunk
             return
         counts = [self.count_tokens(str(m.get("content", ""))) + 4 for m in request.messages]
-        keys = message_keys(request.messages, counts)
+        keys = self._keys(request) if not request.partial else message_keys(request.messages, counts)
         slot, reused = self.caches.take(keys)
         answer: list[str] = []
         try:
@@ -229,6 +230,29 @@ class SimulatedBackend:
         calls = tuple({"name": c["name"], "arguments": dict(c.get("arguments") or {})} for c in reply.tool_calls)
         yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
                     finish_reason="stop", tool_calls=calls)
+
+    @property
+    def caches_prompts(self) -> bool:
+        return self.caches is not None
+
+    def cached_tokens(self, request: LLMRequest) -> int:
+        """How many of `request`'s prompt tokens a free slot of this server holds (0 without a profile)."""
+        if self.caches is None:
+            return 0
+        keys = self._keys(request)
+        return max((s.common(keys) for s in self.caches.slots if not s.busy), default=0)
+
+    def _keys(self, request: LLMRequest) -> list[tuple[bytes, int]]:
+        """The prompt's `message_keys`, kept for the requests asked about lately (a queued call is asked often)."""
+        found = self._key_memo.get(id(request))
+        if found is not None and found[0] is request:
+            return found[1]
+        counts = [self.count_tokens(str(m.get("content", ""))) + 4 for m in request.messages]
+        keys = message_keys(request.messages, counts)
+        self._key_memo[id(request)] = (request, keys)
+        if len(self._key_memo) > 4096:
+            del self._key_memo[next(iter(self._key_memo))]
+        return keys
 
     async def _batched(self, request: LLMRequest, reply: Reply, pieces: list[str], prompt_tokens: int,
                        to_read: int) -> AsyncIterator[Chunk]:

@@ -30,7 +30,7 @@ from kernel.events import (
     TokenGenerated,
     WaitReason,
 )
-from kernel.llm.backend import Backend, BackendError, LiveCapacity
+from kernel.llm.backend import Backend, BackendError, CachesPrompts, LiveCapacity
 from kernel.llm.retry import RetryPolicy, explain, is_transient
 from kernel.process import State
 from kernel.scheduler.fifo import FifoPolicy
@@ -42,6 +42,10 @@ if TYPE_CHECKING:
     from kernel.process import Process
 
 log = logging.getLogger("aios.dispatch")
+
+AFFINITY_LOOK = 16  # queued calls, in the policy's order, that may go first for a cached prompt
+AFFINITY_BYPASS = 8  # times one call may be passed over for them
+AFFINITY_MIN_TOKENS = 256  # prompt tokens a call must save, more than the first one would, to go first
 
 
 class DispatchHost(Protocol):
@@ -80,6 +84,9 @@ class Dispatcher:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._attempts: dict[int, int] = {}  # sid -> retries so far
         self._live_slots = backend.available_slots if isinstance(backend, LiveCapacity) else None
+        self._cache = backend if isinstance(backend, CachesPrompts) and backend.caches_prompts else None
+        self.affinity = True  # serve a call whose prompt a free slot holds before one that must be read again
+        self.affinity_picks = 0  # calls served out of the policy's order for it, so far
         if isinstance(backend, LiveCapacity):
             backend.wake = self._kick
 
@@ -154,10 +161,31 @@ class Dispatcher:
                 return slot
         return None
 
+    def _next(self) -> LLMCall | None:
+        """The call to serve now: the policy's first, unless one of the next few finds its prompt in a free slot of
+        a prompt-caching server and the first does not (it saves reading it all again: often seconds of the
+        server's one loop, which every answer under way waits for). A call is passed over at most
+        AFFINITY_BYPASS times, so none starves."""
+        if not self.affinity or self._cache is None or len(self.policy) < 2:
+            return self.policy.pop()
+        candidates = self.policy.first(AFFINITY_LOOK)
+        head = candidates[0]
+        if head.bypassed >= AFFINITY_BYPASS:
+            return self.policy.pop()
+        cached = [self._cache.cached_tokens(c.request) for c in candidates]
+        best = max(range(len(candidates)), key=lambda i: (cached[i], -i))
+        if cached[best] - cached[0] < AFFINITY_MIN_TOKENS:
+            return self.policy.pop()
+        for passed in candidates[:best]:
+            passed.bypassed += 1
+        self.policy.remove(candidates[best])
+        self.affinity_picks += 1
+        return candidates[best]
+
     def _kick(self) -> None:
         while (slot := self._free_slot()) is not None:
             t0 = time.perf_counter()
-            call = self.policy.pop()
+            call = self._next()
             if call is None:
                 return
             if call.cancelled:

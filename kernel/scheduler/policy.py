@@ -67,6 +67,10 @@ class Policy:
         entry[2] = None
         return True
 
+    def first(self, n: int) -> list[LLMCall]:
+        """The first `n` queued calls, in the order `pop` would give them."""
+        return [e[2] for e in heapq.nsmallest(n, self._entries.values(), key=lambda e: (e[0], e[1]))]
+
     def __len__(self) -> int:
         return len(self._entries)
 
