@@ -17,6 +17,7 @@ COLUMNS = [
     ("utilisation", "util", False),
     ("overhead_p50_us", "ovh p50 µs", False),
     ("overhead_p99_us", "ovh p99 µs", False),
+    ("kernel_cpu_per_call_us", "CPU/call µs", False),
     ("switches", "switches", False),
 ]
 
@@ -39,13 +40,16 @@ def table(rows: list[dict[str, Any]], console: Console) -> None:
     for row in rows:
         cells = [row["system"]]
         for key, _, show_ratio in COLUMNS:
-            value = row[key]
+            value = row.get(key, "")
             text = f"{value:g}" if isinstance(value, float) else str(value)
             if show_ratio and base is not None and row is not base:
                 text += ratio(value, base[key])
             cells.append(text)
         t.add_row(*cells)
     console.print(t)
+    console.print("ovh: the kernel's time to submit and dispatch a call; CPU/call: its whole CPU per call beyond "
+                  "B1's (the same agents on the same backend without a kernel), per-token work included",
+                  markup=False, highlight=False)
     if base is not None and base["turnaround_mean_s"]:
         floor = base["turnaround_ideal_s"]
         console.print(f"no waiting at all (every call served at once, at full speed): turnaround {floor:g} s = "

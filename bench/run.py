@@ -183,9 +183,10 @@ async def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> 
     virtual = args.backend == "simulated" and not getattr(args, "realtime", False)
     rows = []
     for system in systems:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         one = run_system(system, specs, new_backend, args.slots)
         result = await (clock.in_virtual_thread(one, start=0.0) if virtual else one)  # same stamps every run
+        cpu = time.process_time() - cpu
         slots = 1 if system == "B0" else args.slots
         row = summarize(system, result["agents"], result["calls"], slots=slots, decode_tps=decode_tps,
                         switches=result["switches"], switch_cost_s=result["switch_cost_s"], prefill_tps=prefill_tps)
@@ -193,12 +194,27 @@ async def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> 
             row["default"] = True
         row.update(workload=args.workload, backend=args.backend, load=args.load, arrivals=args.arrivals,
                    slots=args.slots, seed=args.seed, run_s=round(time.perf_counter() - t, 2))
+        row["cpu_s"] = round(cpu, 3)  # this process's CPU for the whole run: kernel, agents, simulated model
         rows.append(row)
         echo(f"  {system:<9} makespan {row['makespan_s']:>8.2f}s  turnaround {row['turnaround_mean_s']:>7.3f}s  "
              f"wait {row['wait_mean_s']:>7.3f}s  ({row['run_s']}s)")
+    whole_cpu(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return rows
+
+
+def whole_cpu(rows: list[dict[str, Any]]) -> None:
+    """The kernel's whole CPU per call and per token: each row's process CPU beyond B1's (the same agents on the
+    same backend, with no kernel), against `overhead_*_us`, which counts only submitting and dispatching."""
+    base = next((r for r in rows if r["system"] == "B1"), None)
+    for row in rows:
+        if base is None or row is base or not row["syscalls"]:
+            continue
+        extra = row["cpu_s"] - base["cpu_s"]
+        row["kernel_cpu_per_call_us"] = round(extra / row["syscalls"] * 1e6, 1)
+        tokens = row["tokens_per_s"] * row["makespan_s"]
+        row["kernel_cpu_per_token_us"] = round(extra / tokens * 1e6, 2) if tokens else 0.0
 
 
 __all__ = ["SYSTEMS", "make_policy", "parser", "run"]
