@@ -6,11 +6,12 @@ of prompt for each that is still reading its prompt — decodes it once, and
 samples the next token of each generating sequence. So P calls share each pass
 over the weights and aggregate tokens/s grows with P.
 
-A sequence closed early (a preemption, a kill) leaves its KV state in a small
-cache keyed by its tokens. A later request whose prompt starts with those tokens
-(a preempted call resuming from prompt + partial, or an agent's next turn)
-restores that state instead of re-reading the prompt; every save and restore is
-timed and counted in `stats`.
+A sequence that ends — finished, or closed early by a preemption or a kill — leaves
+its KV state in a cache keyed by its tokens, least recently used first out, within
+`cache_budget` bytes of RAM. A later request whose prompt starts with those tokens
+(an agent's next turn: its prompt, its answer, then what came since; or a preempted
+call resuming from prompt + partial) restores that state instead of re-reading the
+prompt; every save and restore is timed and counted in `stats`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from kernel.llm.stops import StopScanner
 
 Emit = Callable[[Any], None]
 MIN_REUSE = 16  # tokens of common prefix worth restoring a saved state for
+CACHE_BUDGET = 512 << 20  # bytes of saved KV states kept in RAM
 FLUSH_S = 0.05  # tokens reach the event loop at least this often (and at once when a sequence ends)
 
 
@@ -84,11 +86,14 @@ class Stats:
     restore_s: float = 0.0
     cancelled: int = 0
     max_batch_seqs: int = 0
+    cached_bytes: int = 0  # KV states kept now
+    cached_states: int = 0
+    evicted: int = 0  # states dropped to stay within the budget
 
 
 class BatchEngine:
     def __init__(self, llm: Any, slots: int, window: int, threads: int, n_batch: int = 512,
-                 cache_entries: int = 8) -> None:
+                 cache_entries: int = 64, cache_budget: int = CACHE_BUDGET) -> None:
         """`window` tokens per sequence, each sequence with its own KV stream."""
         self.llm = llm
         self.slots = slots
@@ -117,6 +122,8 @@ class BatchEngine:
         self.waiting: list[Job] = []
         self.cache: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self.cache_entries = cache_entries
+        self.cache_budget = cache_budget
+        self.keep_finished = True  # keep a finished sequence's state too, not only a closed one's
         self.stats = Stats()
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -319,6 +326,8 @@ class BatchEngine:
             self._out(seq.job, Chunk(done=True, prompt_tokens=len(seq.job.tokens), completion_tokens=seq.produced,
                                finish_reason=reason))
         self._ended = True
+        if reason in ("stop", "length") and self.keep_finished:
+            self._save(seq)  # an agent's next turn starts with this prompt and this answer
         llama_cpp.llama_memory_seq_rm(self.memory, seq.seq_id, -1, -1)
         if seq.sampler is not None:
             llama_cpp.llama_sampler_free(seq.sampler)
@@ -336,11 +345,23 @@ class BatchEngine:
         written = llama_cpp.llama_state_seq_get_data(self.ctx.ctx, buf, size, seq.seq_id)
         if not written:
             return
-        self.cache[tuple(seq.history)] = (buf, written)
-        while len(self.cache) > self.cache_entries:
-            self.cache.popitem(last=False)
+        key = tuple(seq.history)
+        if key in self.cache:
+            self._drop(key)
+        self.cache[key] = (buf, written)
+        self.stats.cached_bytes += written
+        while self.cache and (len(self.cache) > self.cache_entries or self.stats.cached_bytes > self.cache_budget):
+            self._drop(next(iter(self.cache)))
+            self.stats.evicted += 1
+        self.stats.cached_states = len(self.cache)
         self.stats.saves += 1
         self.stats.save_s += time.perf_counter() - t0
+
+    def _drop(self, key: tuple[int, ...]) -> Any:
+        buf, size = self.cache.pop(key)
+        self.stats.cached_bytes -= size
+        self.stats.cached_states = len(self.cache)
+        return buf, size
 
     def _restore(self, tokens: list[int], seq_id: int) -> int:
         """Load the saved state sharing the longest prefix with `tokens`; returns the tokens reused."""
@@ -357,7 +378,7 @@ class BatchEngine:
         if best is None or best_len < MIN_REUSE:
             return 0
         t0 = time.perf_counter()
-        buf, size = self.cache.pop(best)
+        buf, size = self._drop(best)
         if not llama_cpp.llama_state_seq_set_data(self.ctx.ctx, buf, size, seq_id):
             return 0
         if not llama_cpp.llama_memory_seq_rm(self.memory, seq_id, best_len, -1):

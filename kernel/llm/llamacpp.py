@@ -192,4 +192,12 @@ class LlamaCppBackend:
             "slots": self.slots,
             "context_window": self.context_window,
             "threads": self.threads,
+            **({"kv_cache": self.kv_cache()} if self.engine is not None else {}),
         }
+
+    def kv_cache(self) -> str:
+        """The finished and preempted sequences' KV states kept for their next turn, as a person reads it."""
+        assert self.engine is not None
+        st, mib = self.engine.stats, 1 << 20
+        return (f"{st.cached_states} states, {st.cached_bytes / mib:.1f} of {self.engine.cache_budget / mib:.0f} MiB; "
+                f"{st.reused} prompt tokens reused in {st.restores} restores, {st.evicted} evicted")

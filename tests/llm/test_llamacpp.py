@@ -167,6 +167,37 @@ async def test_preempted_call_resumes_from_saved_state_with_identical_text(llama
     assert whole.startswith(partial + rest) or (partial + rest).startswith(whole)
 
 
+async def test_an_agents_next_turn_restores_its_finished_turn_and_says_the_same(llama: LlamaCppBackend) -> None:
+    engine = llama.engine
+    first = [{"role": "system", "content": "You plan work. " + "Tools: read, write, list. " * 30},
+             {"role": "user", "content": "Task: tidy the notes."}]
+
+    async def turn(messages: list[dict[str, str]]) -> str:
+        request = LLMRequest(messages, max_tokens=16, temperature=0, stop=("<never>",))
+        return "".join([c.text async for c in llama.stream(request)])
+
+    answer = await turn(first)
+    second = [*first, {"role": "assistant", "content": answer}, {"role": "tool", "content": "notes.txt tidied"}]
+    await until(lambda: engine.busy == 0, timeout=30)
+    restores, reused = engine.stats.restores, engine.stats.reused
+    kept = await turn(second)
+    assert engine.stats.restores == restores + 1
+    assert engine.stats.reused - reused >= len(llama.tokenize(render_transcript(first))) - 8  # turn 1 not re-read
+    engine.keep_finished, budget = False, engine.cache_budget
+    try:
+        engine.cache.clear()
+        engine.stats.cached_bytes = 0
+        assert await turn(second) == kept  # read from the start: the same words
+        engine.keep_finished, engine.cache_budget = True, 1  # a budget no state fits: each one evicted at once
+        evicted = engine.stats.evicted
+        await turn(first)
+        await until(lambda: engine.busy == 0, timeout=30)
+        assert engine.stats.evicted > evicted and engine.stats.cached_bytes == 0 and not engine.cache
+    finally:
+        engine.keep_finished, engine.cache_budget = True, budget
+    assert "kv_cache" in llama.describe() and "restores" in llama.describe()["kv_cache"]
+
+
 def test_missing_gguf_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFound, match="no GGUF model file at"):
         LlamaCppBackend(model=str(tmp_path / "nope.gguf"))
