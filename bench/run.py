@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import agentic
-from bench.baselines import BatchedFifo, TimeSliceRR, run_direct
+from bench.baselines import BatchedFifo, TimeSliceRR, run_aios_fifo, run_aios_rr, run_direct
 from bench.metrics import summarize
 from bench.workload import AgentSpec, generate
 from kernel import clock
@@ -37,7 +37,8 @@ from kernel.llm.backend import Backend
 from kernel.llm.servermodel import EMBEDDED, PROFILES
 from kernel.scheduler import DEFAULT_POLICY, POLICIES, make_policy
 
-SYSTEMS = ["B0", "B1", "B2-fifo", "B2-rr", *POLICIES]
+SYSTEMS = ["B0", "B1", "B2-fifo", "B2-rr", "B2-fifo-kernel", "B2-rr-kernel", *POLICIES]
+GENTLE = ("B0", "B2-fifo-kernel", "B2-rr-kernel")  # kernel runs of baselines: FIFO underneath, no affinity
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,15 +94,15 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
     name, _, spec = system.partition(":")  # "las:scope=call,base=16" sets a policy's parameters
     params = {k: _number(v) for k, _, v in (p.partition("=") for p in spec.split(",") if p)}
     affinity = bool(params.pop("affinity", 1))  # `srpt:affinity=0`: the kernel lever off
-    policy = "fifo" if system in ("B0", "B2-fifo", "B2-rr") else name
+    policy = "fifo" if system in GENTLE else name
     config = KernelConfig(home=home, backend=backend.name, user="bench", admins=frozenset({"bench"}), policy=policy)
     kernel = await boot(config, backend=backend)
-    kernel.dispatcher.affinity = affinity and system not in ("B0", "B2-fifo", "B2-rr")  # (not theirs)
+    kernel.dispatcher.affinity = affinity and system not in GENTLE  # (not theirs)
     if system == "B0":
         kernel.sched(slots=1)
-    elif system == "B2-fifo":
+    elif system == "B2-fifo-kernel":
         kernel.dispatcher.set_policy(BatchedFifo())
-    elif system == "B2-rr":
+    elif system == "B2-rr-kernel":
         kernel.dispatcher.set_policy(TimeSliceRR())
     elif params:
         kernel.dispatcher.set_policy(make_policy(name, **params))
@@ -154,8 +155,10 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
 async def run_system(system: str, specs: list[AgentSpec], new_backend: Callable[[], Backend],
                      slots: int) -> dict[str, Any]:
     backend = new_backend()
-    if system == "B1":
-        agents = await run_direct(backend, specs, slots)
+    direct = {"B1": lambda: run_direct(backend, specs, slots), "B2-fifo": lambda: run_aios_fifo(backend, specs, slots),
+              "B2-rr": lambda: run_aios_rr(backend, specs)}
+    if system in direct:
+        agents = await direct[system]()
         return {"agents": agents, "calls": agents[0]["calls"] if agents else [], "switches": 0, "switch_cost_s": 0.0}
     return await run_kernel(system, specs, backend, slots)
 
