@@ -38,6 +38,7 @@ from kernel.llm.servermodel import EMBEDDED, PROFILES
 from kernel.scheduler import DEFAULT_POLICY, POLICIES, make_policy
 
 SYSTEMS = ["B0", "B1", "B2-fifo", "B2-rr", "B2-fifo-kernel", "B2-rr-kernel", *POLICIES]
+DIRECT = ("B1", "B2-fifo", "B2-rr")  # agents calling the backend with no kernel between
 GENTLE = ("B0", "B2-fifo-kernel", "B2-rr-kernel")  # kernel runs of baselines: FIFO underneath, no affinity
 
 
@@ -212,7 +213,7 @@ def whole_cpu(rows: list[dict[str, Any]]) -> None:
     same backend, with no kernel), against `overhead_*_us`, which counts only submitting and dispatching."""
     base = next((r for r in rows if r["system"] == "B1"), None)
     for row in rows:
-        if base is None or row is base or not row["syscalls"]:
+        if base is None or row["system"] in DIRECT or not row["syscalls"]:
             continue
         extra = row["cpu_s"] - base["cpu_s"]
         row["kernel_cpu_per_call_us"] = round(extra / row["syscalls"] * 1e6, 1)
