@@ -6,15 +6,18 @@ about 1.25×). The user with the least virtual time goes next, then that user's
 process with the least. A user who arrives (or returns) starts at the current
 minimum, as in VTC, so idleness banks no credit; a running call is preempted when
 its user is ahead of the least-served waiting user by more than `slice` tokens,
-which bounds the service gap between two backlogged users.
+which bounds the service gap between two backlogged users — once it has run long
+enough to pay for the switch (`worth_switching`: a process whose resumes cost seconds,
+a long context read again, is not preempted every few tokens).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from kernel.scheduler.policy import Policy
+from kernel.scheduler.policy import Policy, worth_switching
 
 if TYPE_CHECKING:
     from kernel.syscall import LLMCall
@@ -84,6 +87,9 @@ class FairPolicy(Policy):
             vt[user] += self.slice
         return iter(out)
 
+    def first(self, n: int) -> list[LLMCall]:
+        return list(itertools.islice(iter(self), n))
+
     def on_dispatch(self, call: LLMCall) -> None:
         self._running[call.sid] = call.proc.user
 
@@ -102,7 +108,9 @@ class FairPolicy(Policy):
         head = self.peek()
         if head is None or head.proc.user == call.proc.user:
             return False
-        return self.user_vt[call.proc.user] - self.user_vt[head.proc.user] > self.slice
+        if self.user_vt[call.proc.user] - self.user_vt[head.proc.user] <= self.slice:
+            return False
+        return worth_switching(call)
 
     def reason(self, call: LLMCall) -> str:
         return f"user {call.proc.user} at {self.user_vt[call.proc.user]:.0f}, process at {self.proc_vt[call.pid]:.0f}"

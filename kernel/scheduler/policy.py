@@ -19,6 +19,20 @@ if TYPE_CHECKING:
     from kernel.syscall import LLMCall
 
 
+SWITCH_SHARE = 0.25  # a preemption may cost at most this share of what the preempted call ran since its last slot
+
+
+def worth_switching(call: LLMCall) -> bool:
+    """Whether preempting `call` now costs little next to what it has run: its process's measured cost of
+    resuming after a switch (reading its prompt and partial answer again; none measured yet: go ahead) is at most
+    SWITCH_SHARE of the time it has held its slot."""
+    proc = call.proc
+    if not proc.ctx_switches or call.segment_started is None:
+        return True
+    cost = proc.switch_cost_s / proc.ctx_switches
+    return cost <= SWITCH_SHARE * (clock.now() - call.segment_started)
+
+
 class Policy:
     """Base class: a heap of calls ordered by `key(call)`, ties broken by arrival."""
 
