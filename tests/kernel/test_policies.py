@@ -351,9 +351,9 @@ async def test_a_call_is_preempted_only_once_it_has_run_long_enough_to_pay_for_t
     fair.push(running)
     assert fair.pop() is running
     fair.on_dispatch(running)
+    fair.push(waiting)  # bob waits while alice's call runs on
     for _ in range(10):
         fair.on_token(running)
-    fair.push(waiting)
     running.segment_started = clock.now() - 1.0
     assert fair.should_preempt(running)  # alice is ahead and no switch has been measured
     running.proc.ctx_switches, running.proc.switch_cost_s = 1, 3.0
