@@ -15,6 +15,8 @@ on the benchmark's busy traces it gave lower mean turnaround than 50 or 100 (see
 It does not preempt by default: where a switch makes the backend read prompt and partial answer
 again, taking the slot from a long call cost more than it saved (`aios bench --agents 1000 --slots 8`,
 seeds 0–19: with R = 4 mean turnaround 0.93× of direct calls at the median, against 0.76× without).
+`age=auto` follows the backend instead: the tokens per second one slot has been giving (a moving average of the
+answered calls' own rates), so that a second of waiting weighs as much as a second of service on any model.
 With `ratio` R > 0, a running call gives its slot back at a token boundary to a call at least R
 times shorter, after `quantum` tokens; the slot comes from the running call with the most left.
 """
@@ -38,8 +40,11 @@ class ShortestRemainingPolicy(Policy):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        if self.age <= 0:
-            raise ValueError("srpt age must be above 0 (tokens per second of waiting)")
+        self.measured = self.age == "auto"  # age by the backend's own tokens per second per slot, as measured
+        if self.measured:
+            self.age = 25.0  # until a call has been answered
+        elif not isinstance(self.age, (int, float)) or self.age <= 0:
+            raise ValueError("srpt age must be above 0 (tokens per second of waiting) or auto")
         self.answers: dict[int, tuple[int, int]] = {}  # live pid -> (calls answered, tokens in them)
         self.running: dict[int, LLMCall] = {}  # sid -> a call holding a slot
 
@@ -62,6 +67,8 @@ class ShortestRemainingPolicy(Policy):
             return  # preempted, held while stopped, killed, or failed (perhaps to be tried again): not an answer
         calls, tokens = self.answers.get(call.pid, (0, 0))
         self.answers[call.pid] = (calls + 1, tokens + call.chunks)
+        if self.measured and call.service_s > 0 and call.chunks >= 8:  # one slot's rate, as this call got it
+            self.age = 0.9 * self.age + 0.1 * (call.chunks / call.service_s)
 
     def forget(self, pid: int) -> None:
         self.answers.pop(pid, None)

@@ -358,3 +358,15 @@ async def test_a_call_is_preempted_only_once_it_has_run_long_enough_to_pay_for_t
     assert fair.should_preempt(running)  # alice is ahead and no switch has been measured
     running.proc.ctx_switches, running.proc.switch_cost_s = 1, 3.0
     assert not fair.should_preempt(running)  # ahead, but a switch would cost 3 s against its 1 s
+
+
+async def test_srpt_age_auto_follows_the_backends_measured_rate_per_slot() -> None:
+    policy = make_policy("srpt", age="auto")
+    assert policy.age == 25.0  # until something has been answered
+    for sid in range(60):
+        call = fake_call(sid, pid=1)
+        call.chunks, call.service_s, call.answered = 100, 2.0, True  # 50 tokens a second on its slot
+        policy.on_done(call)
+    assert policy.age == pytest.approx(50.0, rel=0.01)
+    with pytest.raises(ValueError, match="or auto"):
+        make_policy("srpt", age="soon")
