@@ -87,7 +87,6 @@ class Stats:
     cancelled: int = 0
     max_batch_seqs: int = 0
     cached_bytes: int = 0  # KV states kept now
-    cached_states: int = 0
     evicted: int = 0  # states dropped to stay within the budget
 
 
@@ -353,14 +352,12 @@ class BatchEngine:
         while self.cache and (len(self.cache) > self.cache_entries or self.stats.cached_bytes > self.cache_budget):
             self._drop(next(iter(self.cache)))
             self.stats.evicted += 1
-        self.stats.cached_states = len(self.cache)
         self.stats.saves += 1
         self.stats.save_s += time.perf_counter() - t0
 
     def _drop(self, key: tuple[int, ...]) -> Any:
         buf, size = self.cache.pop(key)
         self.stats.cached_bytes -= size
-        self.stats.cached_states = len(self.cache)
         return buf, size
 
     def _restore(self, tokens: list[int], seq_id: int) -> int:

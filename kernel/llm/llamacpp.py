@@ -198,6 +198,7 @@ class LlamaCppBackend:
     def kv_cache(self) -> str:
         """The finished and preempted sequences' KV states kept for their next turn, as a person reads it."""
         assert self.engine is not None
-        st, mib = self.engine.stats, 1 << 20
-        return (f"{st.cached_states} states, {st.cached_bytes / mib:.1f} of {self.engine.cache_budget / mib:.0f} MiB; "
+        engine, mib = self.engine, 1 << 20
+        st = engine.stats
+        return (f"{len(engine.cache)} states, {st.cached_bytes / mib:.1f} of {engine.cache_budget / mib:.0f} MiB; "
                 f"{st.reused} prompt tokens reused in {st.restores} restores, {st.evicted} evicted")

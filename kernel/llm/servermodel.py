@@ -159,9 +159,8 @@ class Engine:
 
     def step_cost(self, decoding: int, reading: int) -> float:
         """Seconds one step takes: `decoding` sequences making `tick` tokens each, and `reading` prompt tokens."""
-        p = self.profile
-        decode = self.tick * (1.0 + p.slowdown * (decoding - 1)) / p.decode_tps if decoding else 0.0
-        return decode + reading / p.prefill_tps
+        decode = self.tick / self.profile.per_sequence(decoding) if decoding else 0.0
+        return decode + reading / self.profile.prefill_tps
 
     async def _run(self) -> None:
         while self.active:

@@ -142,8 +142,12 @@ class SimulatedBackend:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def message_tokens(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Each message's tokens, as the prompt counts them (its words, and 4 for its role and framing)."""
+        return [self.count_tokens(str(m.get("content", ""))) + 4 for m in messages]
+
     def prompt_tokens(self, request: LLMRequest) -> int:
-        return sum(self.count_tokens(str(m.get("content", ""))) + 4 for m in request.messages)
+        return sum(self.message_tokens(request.messages))
 
     def reply_for(self, request: LLMRequest) -> str:
         last = str(request.messages[-1].get("content", "")) if request.messages else ""
@@ -188,9 +192,7 @@ class SimulatedBackend:
             async for chunk in self._serve(request, reply, pieces, skip, prompt_tokens, prompt_tokens):
                 yield chunk
             return
-        counts = [self.count_tokens(str(m.get("content", ""))) + 4 for m in request.messages]
-        keys = self._keys(request) if not request.partial else message_keys(request.messages, counts)
-        slot, reused = self.caches.take(keys)
+        slot, reused = self.caches.take(self._keys(request))
         answer: list[str] = []
         try:
             # a prompt past the window is cut to its last `context_window` tokens, as Ollama's runner cuts one
@@ -199,10 +201,8 @@ class SimulatedBackend:
                 answer.append(chunk.text)
                 yield chunk
         finally:  # the slot holds the prompt and the answer now: the agent's next turn starts with both
-            text = request.partial + "".join(answer)
-            after = message_keys([*request.messages, {"role": "assistant", "content": text}],
-                                 [*counts, self.count_tokens(text) + 4])
-            self.caches.give_back(slot, after)
+            held = [*request.messages, {"role": "assistant", "content": request.partial + "".join(answer)}]
+            self.caches.give_back(slot, message_keys(held, self.message_tokens(held)))
 
     async def _serve(self, request: LLMRequest, reply: Reply, pieces: list[str], skip: int, prompt_tokens: int,
                      to_read: int) -> AsyncIterator[Chunk]:
@@ -217,19 +217,14 @@ class SimulatedBackend:
         produced = 0
         for piece in pieces[skip:]:
             if produced >= request.max_tokens:
-                self._in_flight.pop(id(request.messages), None)
-                yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
-                            finish_reason="length")
+                yield self._finished(request, reply, prompt_tokens, produced, cut=True)
                 return
             if self.decode_tps > 0 and produced % self.tick == 0:
                 due += self.tick / self.decode_tps
                 await asyncio.sleep(max(0.0, due - loop.time()))  # one timer per `tick` tokens
             produced += 1
             yield Chunk(text=piece)
-        self._in_flight.pop(id(request.messages), None)
-        calls = tuple({"name": c["name"], "arguments": dict(c.get("arguments") or {})} for c in reply.tool_calls)
-        yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced,
-                    finish_reason="stop", tool_calls=calls)
+        yield self._finished(request, reply, prompt_tokens, produced)
 
     @property
     def caches_prompts(self) -> bool:
@@ -247,8 +242,7 @@ class SimulatedBackend:
         found = self._key_memo.get(id(request))
         if found is not None and found[0] is request:
             return found[1]
-        counts = [self.count_tokens(str(m.get("content", ""))) + 4 for m in request.messages]
-        keys = message_keys(request.messages, counts)
+        keys = message_keys(request.messages, self.message_tokens(request.messages))
         self._key_memo[id(request)] = (request, keys)
         if len(self._key_memo) > 4096:
             del self._key_memo[next(iter(self._key_memo))]
@@ -271,13 +265,17 @@ class SimulatedBackend:
                 given = seq.produced
         finally:
             self.engine.remove(seq)
+        yield self._finished(request, reply, prompt_tokens, given, cut=given < len(pieces))
+
+    def _finished(self, request: LLMRequest, reply: Reply, prompt_tokens: int, produced: int,
+                  cut: bool = False) -> Chunk:
+        """The last chunk: cut at `max_tokens` (`length`), or the whole reply with its tool calls."""
         self._in_flight.pop(id(request.messages), None)
-        if given < len(pieces):
-            yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=given, finish_reason="length")
-            return
+        if cut:
+            return Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced, finish_reason="length")
         calls = tuple({"name": c["name"], "arguments": dict(c.get("arguments") or {})} for c in reply.tool_calls)
-        yield Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=given, finish_reason="stop",
-                    tool_calls=calls)
+        return Chunk(done=True, prompt_tokens=prompt_tokens, completion_tokens=produced, finish_reason="stop",
+                     tool_calls=calls)
 
     async def start(self) -> None:
         if self.slots < 1:
