@@ -129,7 +129,7 @@ async def _answer(backend: Backend, request: LLMRequest, limit: float | None = N
 
 async def run_direct(backend: Backend, specs: list[AgentSpec], slots: int) -> list[dict[str, Any]]:
     """B1: agents as plain tasks calling the backend through its own FIFO of P slots (Ollama's: a semaphore of
-    OLLAMA_NUM_PARALLEL, `server/sched.go`), no kernel."""
+    OLLAMA_NUM_PARALLEL, `seqsSem` in its `runner/llamarunner/runner.go`), no kernel."""
     gate = asyncio.Semaphore(slots)
     loop = asyncio.get_running_loop()
 
