@@ -94,11 +94,13 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
     home = Path(tempfile.mkdtemp(prefix="aios-bench-"))
     name, _, spec = system.partition(":")  # "las:scope=call,base=16" sets a policy's parameters
     params = {k: _number(v) for k, _, v in (p.partition("=") for p in spec.split(",") if p)}
-    affinity = bool(params.pop("affinity", 1))  # `srpt:affinity=0`: the kernel lever off
+    affinity = bool(params.pop("affinity", 1))  # `srpt:affinity=0`: the kernel levers off
+    keep = bool(params.pop("keep", 1))  # `srpt:keep=0`: no slot kept across an agent's tool call
     policy = "fifo" if system in GENTLE else name
     config = KernelConfig(home=home, backend=backend.name, user="bench", admins=frozenset({"bench"}), policy=policy)
     kernel = await boot(config, backend=backend)
     kernel.dispatcher.affinity = affinity and system not in GENTLE  # (not theirs)
+    kernel.dispatcher.keep_slots = keep and affinity and system not in GENTLE
     if system == "B0":
         kernel.sched(slots=1)
     elif system == "B2-fifo-kernel":

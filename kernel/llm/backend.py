@@ -28,6 +28,8 @@ class LLMRequest:
     options: dict[str, Any] = field(default_factory=dict)
     # tools the model may call (function schemas); backends with native tool calling pass them on
     tools: list[dict[str, Any]] = field(default_factory=list)
+    # the server slot to serve it in, where the kernel picks one (llama.cpp's `id_slot`; see `ChoosesSlots`)
+    slot: int | None = None
 
     def continued(self, partial: str, produced: int) -> LLMRequest:
         """This request, to go on after `partial` (`produced` tokens of answer so far): what it has counts
@@ -102,6 +104,18 @@ class CachesPrompts(Protocol):
     caches_prompts: bool
 
     def cached_tokens(self, request: LLMRequest) -> int: ...
+
+
+@runtime_checkable
+class ChoosesSlots(Protocol):
+    """A prompt-caching server whose client names the slot (llama.cpp's server: `id_slot`): a request with `slot`
+    set is served in that slot, and `slot_cached(request, slot)` is how many of its prompt tokens that slot holds
+    (what llama.cpp's `/slots` shows). The kernel, its only client, picks slots and keeps an agent's across its
+    tool calls (`kernel.scheduler.slots`)."""
+
+    caches_prompts: bool
+
+    def slot_cached(self, request: LLMRequest, slot: int) -> int: ...
 
 
 @runtime_checkable

@@ -93,11 +93,14 @@ class SlotCaches:
         self.reused_tokens = 0  # prompt tokens not read again, so far
         self.read_tokens = 0  # prompt tokens read
 
-    def take(self, keys: list[tuple[bytes, int]]) -> tuple[Slot, int]:
-        """A free slot for a prompt, and how many of its tokens it holds already: the longest common prefix,
-        then the least recently used (a request beyond the slots gets a slot of its own, with nothing cached)."""
+    def take(self, keys: list[tuple[bytes, int]], want: int | None = None) -> tuple[Slot, int]:
+        """A free slot for a prompt, and how many of its tokens it holds already: slot `want` if the client named
+        a free one (llama.cpp's `id_slot`), else the longest common prefix, then the least recently used (a
+        request beyond the slots gets a slot of its own, with nothing cached)."""
         free = [s for s in self.slots if not s.busy]
-        if not free:
+        if want is not None and 0 <= want < len(self.slots) and not self.slots[want].busy:
+            slot = self.slots[want]
+        elif not free:
             slot = Slot(-1)
         elif self.enabled:
             slot = max(free, key=lambda s: (s.common(keys), -s.used_at))

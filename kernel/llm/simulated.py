@@ -192,7 +192,7 @@ class SimulatedBackend:
             async for chunk in self._serve(request, reply, pieces, skip, prompt_tokens, prompt_tokens):
                 yield chunk
             return
-        slot, reused = self.caches.take(self._keys(request))
+        slot, reused = self.caches.take(self._keys(request), want=request.slot)
         answer: list[str] = []
         try:
             # a prompt past the window is cut to its last `context_window` tokens, as Ollama's runner cuts one
@@ -236,6 +236,12 @@ class SimulatedBackend:
             return 0
         keys = self._keys(request)
         return max((s.common(keys) for s in self.caches.slots if not s.busy), default=0)
+
+    def slot_cached(self, request: LLMRequest, slot: int) -> int:
+        """How many of `request`'s prompt tokens slot `slot` holds (0 without a profile, or no such slot)."""
+        if self.caches is None or not 0 <= slot < len(self.caches.slots):
+            return 0
+        return self.caches.slots[slot].common(self._keys(request))
 
     def _keys(self, request: LLMRequest) -> list[tuple[bytes, int]]:
         """The prompt's `message_keys`, kept for the requests asked about lately (a queued call is asked often)."""

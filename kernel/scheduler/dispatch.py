@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kernel import clock
@@ -30,11 +31,12 @@ from kernel.events import (
     TokenGenerated,
     WaitReason,
 )
-from kernel.llm.backend import Backend, BackendError, CachesPrompts, LiveCapacity
+from kernel.llm.backend import Backend, BackendError, CachesPrompts, ChoosesSlots, LiveCapacity
 from kernel.llm.retry import RetryPolicy, explain, is_transient
 from kernel.process import State
 from kernel.scheduler.fifo import FifoPolicy
 from kernel.scheduler.policy import Policy
+from kernel.scheduler.slots import SlotKeeper
 from kernel.syscall import LLMCall, LLMResult
 
 if TYPE_CHECKING:
@@ -87,6 +89,11 @@ class Dispatcher:
         self._cache = backend if isinstance(backend, CachesPrompts) and backend.caches_prompts else None
         self.affinity = True  # serve a call whose prompt a free slot holds before one that must be read again
         self.affinity_picks = 0  # calls served out of the policy's order for it, so far
+        # where the kernel names the server's slot: which one, and an agent's kept across its tool call
+        chooses = isinstance(backend, ChoosesSlots) and backend.caches_prompts and self._live_slots is None
+        self.keeper = SlotKeeper(backend) if chooses else None  # type: ignore[arg-type]
+        self.keep_slots = True  # keep an answered call's slot for its process (the lever; off: `keep_slots=False`)
+        self._returning: list[LLMCall] = []  # queued calls whose process has a slot kept
         if isinstance(backend, LiveCapacity):
             backend.wake = self._kick
 
@@ -106,6 +113,8 @@ class Dispatcher:
         else:
             self.host.set_state(call.proc, State.READY)
             self.policy.push(call)
+            if self.keeper is not None and call.pid in self.keeper.by_pid:
+                self._returning.append(call)
 
     def set_policy(self, policy: Policy) -> None:
         """Switch policy live: every queued call moves to the new queue, none is lost."""
@@ -126,6 +135,8 @@ class Dispatcher:
             raise ValueError(f"the {self.backend.name} backend's slots are its endpoints' ({self.slots}); "
                              "change them on the endpoints")
         self.slots = slots
+        if self.keeper is not None:
+            self.keeper.drop_above(slots)
         for slot, call in list(self.running.items()):
             if slot >= slots:
                 call.preempt = call.preempt or PreemptReason.SLOTS
@@ -152,27 +163,40 @@ class Dispatcher:
         """Process `pid` is gone: cancel its calls, forget its scheduling state (attained tokens, answer sizes)."""
         self.cancel_pid(pid)
         self.policy.forget(pid)
+        if self.keeper is not None:
+            self.keeper.release(pid, wake=self._kick)
 
-    def _free_slot(self) -> int | None:
-        if self._live_slots is not None and len(self.running) >= min(self.slots, self._live_slots()):
+    def _free_slots(self) -> list[int]:
+        """Slots a queued call may take now: not running a call, not kept for a process in its tool call."""
+        limit = self.slots
+        if self._live_slots is not None:
+            limit = min(limit, self._live_slots())
+            if len(self.running) >= limit:
+                return []
+        keeper = self.keeper
+        return [s for s in range(limit) if s not in self.running and (keeper is None or keeper.free(s))]
+
+    def _next(self, free: list[int]) -> tuple[LLMCall, int] | None:
+        """The call to serve now, and its slot: the policy's first, unless one of the next few finds its prompt in a
+        free slot of a prompt-caching server and the first does not (it saves reading it all again: often seconds
+        of the server's one loop, which every answer under way waits for). A call is passed over at most
+        AFFINITY_BYPASS times, so none starves. Where the kernel names the slot, it is the one holding the most
+        of the call's prompt."""
+        call = self._affine(free)
+        if call is None:
             return None
-        for slot in range(self.slots):
-            if slot not in self.running:
-                return slot
-        return None
+        return call, (self.keeper.choose(call.request, free) if self.keeper is not None else free[0])
 
-    def _next(self) -> LLMCall | None:
-        """The call to serve now: the policy's first, unless one of the next few finds its prompt in a free slot of
-        a prompt-caching server and the first does not (it saves reading it all again: often seconds of the
-        server's one loop, which every answer under way waits for). A call is passed over at most
-        AFFINITY_BYPASS times, so none starves."""
+    def _affine(self, free: list[int]) -> LLMCall | None:
         if not self.affinity or self._cache is None or len(self.policy) < 2:
             return self.policy.pop()
         candidates = self.policy.first(AFFINITY_LOOK)
         head = candidates[0]
         if head.bypassed >= AFFINITY_BYPASS:
             return self.policy.pop()
-        cached = [self._cache.cached_tokens(c.request) for c in candidates]
+        keeper = self.keeper
+        cached = [keeper.cached(c.request, free) if keeper is not None else self._cache.cached_tokens(c.request)
+                  for c in candidates]
         best = max(range(len(candidates)), key=lambda i: (cached[i], -i))
         if cached[best] - cached[0] < AFFINITY_MIN_TOKENS:
             return self.policy.pop()
@@ -183,22 +207,36 @@ class Dispatcher:
         return candidates[best]
 
     def _kick(self) -> None:
-        while (slot := self._free_slot()) is not None:
+        while self._returning:  # agents back from a tool, to the slot kept for them
+            call = self._returning.pop()
+            slot = self.keeper.take(call.pid) if self.keeper is not None else None
+            if slot is None or call.cancelled or call.held or not self.policy.remove(call):
+                continue
+            self._start(call, slot)
+        while free := self._free_slots():
             t0 = time.perf_counter()
-            call = self._next()
-            if call is None:
+            picked = self._next(free)
+            if picked is None:
                 return
+            call, slot = picked
             if call.cancelled:
                 continue
-            call.slot = slot
-            call.segment_tokens = 0
-            call.segment_started = clock.now()
-            self.running[slot] = call
-            self.policy.on_dispatch(call)
-            call.overhead_s += time.perf_counter() - t0
-            self._tasks[call.sid] = asyncio.get_running_loop().create_task(
-                self._serve(call), name=f"llm-{call.pid}-{call.sid}"
-            )
+            self._start(call, slot, t0)
+
+    def _start(self, call: LLMCall, slot: int, t0: float | None = None) -> None:
+        t0 = time.perf_counter() if t0 is None else t0
+        call.slot = slot
+        call.segment_tokens = 0
+        call.segment_started = clock.now()
+        self.running[slot] = call
+        if self.keeper is not None:
+            self.keeper.started(call, slot)
+            call.read_tps = self.keeper.read_tps
+        self.policy.on_dispatch(call)
+        call.overhead_s += time.perf_counter() - t0
+        self._tasks[call.sid] = asyncio.get_running_loop().create_task(
+            self._serve(call), name=f"llm-{call.pid}-{call.sid}"
+        )
 
     # -- serving ---------------------------------------------------------------------------
     async def _serve(self, call: LLMCall) -> None:
@@ -209,6 +247,8 @@ class Dispatcher:
         host.publish(SyscallDispatched(pid=call.pid, sid=call.sid, slot=call.slot or 0))
         host.set_state(proc, State.WAITING, WaitReason.LLM)
         request = call.request.continued(call.raw, call.chunks)
+        if self.keeper is not None:
+            request = replace(request, slot=call.slot)
         stream = self.backend.stream(request)
         started = clock.monotonic()
         outcome: LLMResult | BaseException | None = None
@@ -227,6 +267,8 @@ class Dispatcher:
                     break
                 if not chunk.text:
                     continue
+                if call.segment_tokens == 0 and self.keeper is not None:
+                    self.keeper.first_token(call)
                 if call.first_token_at is None:
                     call.first_token_at = clock.now()
                 if proc.state is State.WAITING:
@@ -243,6 +285,7 @@ class Dispatcher:
         finally:
             await stream.aclose()
             call.service_s += clock.monotonic() - started
+            slot = call.slot
             self._vacate(call)
         if call.cancelled:
             return  # cancel() did the bookkeeping
@@ -260,6 +303,8 @@ class Dispatcher:
                     host.finish_llm(call, error=explain(outcome, self.backend.model))
             else:
                 self._attempts.pop(call.sid, None)
+                if self.keeper is not None and self.keep_slots and slot is not None and slot < self.slots:
+                    self.keeper.keep(call, slot, self._kick)
                 host.finish_llm(call, result=outcome)
         call.overhead_s += time.perf_counter() - t0
         self._kick()
@@ -352,7 +397,9 @@ class Dispatcher:
         return calls
 
     def hold(self, pid: int) -> None:
-        """STOP: queued calls are held; a running call yields its slot at the next token."""
+        """STOP: queued calls are held; a running call yields its slot at the next token; a kept slot is let go."""
+        if self.keeper is not None:
+            self.keeper.release(pid, wake=self._kick)
         for call in self.calls_of(pid):
             if call.slot is not None:
                 call.preempt = PreemptReason.STOPPED

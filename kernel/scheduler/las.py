@@ -6,14 +6,15 @@ Attained service is the tokens a process has had from the model over all its cal
 Levels double (`base`, 2·base, 4·base, …; 128 by default), so a short agent always goes before one
 that has already had a lot, and a long one is preempted at a token boundary when a
 call from a lower level waits. Equal levels are served in arrival order, so long
-agents still progress.
+agents still progress. A call gives its slot only once it has run long enough to pay for the switch
+(`worth_switching`): on a prompt-caching server, reading its conversation again.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kernel.scheduler.policy import Policy
+from kernel.scheduler.policy import Policy, worth_switching
 
 if TYPE_CHECKING:
     from kernel.syscall import LLMCall
@@ -54,7 +55,8 @@ class LeastAttainedPolicy(Policy):
         if call.segment_tokens < self.quantum:
             return False
         head = self.peek()
-        return head is not None and self.level(self.service(head)) < self.level(self.service(call))
+        return (head is not None and self.level(self.service(head)) < self.level(self.service(call))
+                and worth_switching(call))
 
     def reason(self, call: LLMCall) -> str:
         tokens = self.service(call)

@@ -23,13 +23,16 @@ SWITCH_SHARE = 0.25  # a preemption may cost at most this share of what the pree
 
 
 def worth_switching(call: LLMCall) -> bool:
-    """Whether preempting `call` now costs little next to what it has run: its process's measured cost of
-    resuming after a switch (reading its prompt and partial answer again; none measured yet: go ahead) is at most
-    SWITCH_SHARE of the time it has held its slot."""
+    """Whether preempting `call` now costs little next to what it has run: its cost of resuming after a switch
+    is at most SWITCH_SHARE of the time it has held its slot. The cost is its process's as measured (reading prompt
+    and partial answer again), or, on a prompt-caching server, at least reading them at the rate measured there
+    (`call.read_tps`: the slot will hold another's prompt by then); with neither, go ahead."""
     proc = call.proc
-    if not proc.ctx_switches or call.segment_started is None:
+    if call.segment_started is None:
         return True
-    cost = proc.switch_cost_s / proc.ctx_switches
+    cost = proc.switch_cost_s / proc.ctx_switches if proc.ctx_switches else 0.0
+    if call.read_tps:
+        cost = max(cost, (call.prompt_estimate + call.chunks) / call.read_tps)
     return cost <= SWITCH_SHARE * (clock.now() - call.segment_started)
 
 

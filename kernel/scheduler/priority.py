@@ -3,7 +3,9 @@
 A waiting call's effective nice falls by one for every `aging` seconds it waits,
 so even nice 19 eventually overtakes a stream of nice −20 arrivals. A running call
 is preempted when a queued one is better by at least one step and the running one
-has had `quantum` tokens.
+has had `quantum` tokens, and only once it has run long enough to pay for the switch (`worth_switching`):
+with equal nices, aging alone would otherwise take turns every few tokens, and each turn reads a long
+conversation again.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kernel import clock
-from kernel.scheduler.policy import Policy
+from kernel.scheduler.policy import Policy, worth_switching
 
 if TYPE_CHECKING:
     from kernel.syscall import LLMCall
@@ -35,7 +37,7 @@ class PriorityPolicy(Policy):
         if call.segment_tokens < self.quantum:
             return False
         head = self.peek()
-        return head is not None and self.effective(head) <= call.proc.nice - 1
+        return head is not None and self.effective(head) <= call.proc.nice - 1 and worth_switching(call)
 
     def reason(self, call: LLMCall) -> str:
         return f"nice {call.proc.nice}, effective {self.effective(call):.1f} after aging"

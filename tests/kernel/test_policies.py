@@ -345,6 +345,11 @@ async def test_a_call_is_preempted_only_once_it_has_run_long_enough_to_pay_for_t
     assert not worth_switching(call)  # 2 s would be half of the 4 s it has run
     call.segment_started = clock.now() - 10.0
     assert worth_switching(call)  # a fifth of it
+    fresh = fake_call(4, pid=4)  # on a prompt-caching server, before any switch: reading its prompt again counts
+    fresh.segment_started, fresh.prompt_estimate, fresh.read_tps = clock.now() - 10.0, 1500, 500.0
+    assert not worth_switching(fresh)  # 3 s of reading against 10 s run
+    fresh.segment_started = clock.now() - 13.0
+    assert worth_switching(fresh)
 
     fair = make_policy("fair", slice=1)
     running, waiting = fake_call(2, pid=2, user="alice"), fake_call(3, pid=3, user="bob")
