@@ -21,7 +21,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/aios bench --agents 1000 --slots 8 --load 0.9 --seed 0
+	$(BIN)/aios --local bench --seed 0
 
 snapshots: install
 	$(BIN)/python -m pytest --snapshot-update -m snapshot

@@ -55,6 +55,13 @@ def table(rows: list[dict[str, Any]], console: Console) -> None:
         console.print(f"no waiting at all (every call served at once, at full speed): turnaround {floor:g} s = "
                       f"{floor / base['turnaround_mean_s']:.2f}× B1 — the floor for every system",
                       markup=False, highlight=False)
+    bound = first.get("bound_turnaround_mean_s")
+    default = next((r for r in rows if r.get("default")), None)
+    if bound and base is not None and base["turnaround_mean_s"]:
+        versus = f"; the default policy's is {default['turnaround_mean_s'] / bound:.2f}× of it" if default else ""
+        console.print(f"clairvoyant bound (python -m bench.bound: remaining work known, preemption free, every prefix "
+                      f"cached): turnaround {bound:g} s = {bound / base['turnaround_mean_s']:.2f}× B1{versus}",
+                      markup=False, highlight=False)
 
 
 def plot(rows: list[dict[str, Any]], console: Console, key: str = "turnaround_mean_s", width: int = 50) -> None:

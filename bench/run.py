@@ -4,9 +4,10 @@
                [--load L] [--slots P] [--seed S] [--arrivals poisson|burst] [--systems B0,B1,…] [--json FILE]
                [--realtime]
 
-`--workload agents` is tool-using agents over growing contexts with a fixed cap on every call
+`--workload agents` (the default) is tool-using agents over growing contexts with a fixed cap on every call
 (`bench.agentic`), on a simulated server with the embedded model's batching curve and a prompt cache per slot
-(`kernel.llm.servermodel`); `--workload simple` (the default, for now) is a few short calls, each told its length.
+(`kernel.llm.servermodel`), with the clairvoyant bound (`bench.bound`) under the table; `--workload simple` is
+a few short calls, each told its length.
 
 The simulated model runs on a virtual clock (`kernel.clock`): its waits pass at once, so a
 thousand agents take seconds and a seed always gives the same figures. The kernel's own
@@ -28,6 +29,7 @@ from typing import Any
 
 from bench import agentic
 from bench.baselines import BatchedFifo, TimeSliceRR, run_aios_fifo, run_aios_rr, run_direct
+from bench.bound import bound
 from bench.metrics import summarize
 from bench.workload import AgentSpec, generate
 from kernel import clock
@@ -44,7 +46,7 @@ GENTLE = ("B0", "B2-fifo-kernel", "B2-rr-kernel")  # kernel runs of baselines: F
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aios bench", description="compare aios's scheduling with baselines")
-    p.add_argument("--workload", choices=("agents", "simple"), default="simple")
+    p.add_argument("--workload", choices=("agents", "simple"), default="agents")
     p.add_argument("--backend", choices=("simulated", "llamacpp"), default="simulated")
     p.add_argument("--profile", choices=tuple(PROFILES), default="embedded",
                    help="the simulated server's timings, for --workload agents")
@@ -205,6 +207,10 @@ async def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> 
         echo(f"  {system:<9} makespan {row['makespan_s']:>8.2f}s  turnaround {row['turnaround_mean_s']:>7.3f}s  "
              f"wait {row['wait_mean_s']:>7.3f}s  ({row['run_s']}s)")
     whole_cpu(rows)
+    if args.workload == "agents" and args.backend == "simulated":
+        figures = bound(specs, PROFILES[args.profile], args.slots)
+        for row in rows:
+            row.update({f"bound_{k}": v for k, v in figures.items()})
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return rows

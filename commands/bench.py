@@ -12,8 +12,10 @@ if TYPE_CHECKING:
 
 
 @command("bench", "compare aios's scheduling with baselines on one workload (table, JSON, plot)",
-         usage="bench [--backend simulated|llamacpp] [--agents N] [--load L] [--slots P] [--seed S] [--json FILE]",
-         raw_args=True, examples=("bench --agents 100", "bench --agents 1000 --slots 8 --json bench.json"))
+         usage="bench [--workload agents|simple] [--backend simulated|llamacpp] [--agents N] [--load L] [--slots P] "
+               "[--seed S] [--json FILE]",
+         raw_args=True, examples=("bench --agents 100", "bench --systems B1,srpt,srpt:keep=0 --json bench.json",
+                                  "bench --workload simple --agents 1000 --slots 8"))
 async def bench(sh: Shell, args: argparse.Namespace) -> int:
     from bench.report import plot, table
     from bench.run import parser, run

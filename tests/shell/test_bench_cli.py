@@ -70,3 +70,5 @@ def test_the_agents_workload_runs_on_the_calibrated_server_and_marks_the_default
     assert [r.get("default", False) for r in rows] == [False, False, True]
     assert all(KEYS <= set(r) and r["workload"] == "agents" and r["slots"] == 8 for r in rows)
     assert all(r["turnaround_ideal_s"] <= r["turnaround_mean_s"] for r in rows)
+    assert all(r["turnaround_ideal_s"] <= r["bound_turnaround_mean_s"] <= r["turnaround_mean_s"] for r in rows)
+    assert "clairvoyant bound" in result.stdout
