@@ -102,7 +102,7 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
     config = KernelConfig(home=home, backend=backend.name, user="bench", admins=frozenset({"bench"}), policy=policy)
     kernel = await boot(config, backend=backend)
     kernel.dispatcher.affinity = affinity and system not in GENTLE  # (not theirs)
-    kernel.dispatcher.keep_slots = keep and affinity and system not in GENTLE
+    kernel.dispatcher.keep_slots = keep and system not in GENTLE
     if system == "B0":
         kernel.sched(slots=1)
     elif system == "B2-fifo-kernel":

@@ -250,7 +250,9 @@ def context_header(sh: Shell, proc: Process) -> str:
     note = (f" (last: {last.dropped_turns} turns dropped, {last.before_tokens} → {last.after_tokens} "
             f"tokens, {last.how})" if last else "")
     used = proc.usage().ctx_tokens
+    held = sh.api.model_holds(proc.pid) if proc.alive else None
     return (f"used: {used} / {window} tokens ({100 * used / window:.0f}%)\n"
+            + (f"model holds: {held}\n" if held else "") +
             f"compactions: {len(compacted)}{note}\n"
             f"switches: {proc.ctx_switches}\n"
             f"switch cost: {1000 * cost:.1f} ms total\n\n")

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 JSON_SHAPE = """\
 {"policy": str, "params": {str: number}, "slots": int, "preemptions": int, "queued": int,
  "running": [{"slot": int, "pid": int, "user": str, "cmd": str, "tokens": int}],
- "queue": [{"pos": int, "pid": int, "user": str, "nice": int, "cmd": str, "wait_s": float, "reason": str}]}"""
+ "kept": {str: int},
+ "queue": [{"pos": int, "pid": int, "user": str, "nice": int, "cmd": str, "wait_s": float, "reason": str}],
+ "estimates": [{"program": str, "step": str, "answers": int, "estimate": float, "error": float | null}]}"""
 
 
 def _args(p: ArgParser) -> None:
@@ -41,11 +43,18 @@ async def sched(sh: Shell, args: argparse.Namespace) -> Several:
     head = [f"policy {info.policy}{f' ({params})' if params else ''}",
             f"{len(info.slots)} slots: {info.busy} running, {info.queued} queued, {info.preemptions} preemptions"]
     slots = Table(["SLOT", "PID", "USER", "TOKENS", "CMD"],
-                  [[s.slot, s.pid, s.user, s.tokens, s.cmd] if not s.idle else [s.slot, "-", "-", "-", "(idle)"]
+                  [[s.slot, s.pid, s.user, s.tokens, s.cmd] if not s.idle else
+                   [s.slot, "-", "-", "-", "(idle)" if s.kept_for is None else f"(kept for {s.kept_for}: in a tool)"]
                    for s in info.slots], right=("SLOT", "PID", "TOKENS"), before=head)
     parts: list[Table | Text] = [slots]
     if info.queue:
         parts.append(Table(["POS", "PID", "USER", "NI", "WAIT", "REASON"],
                            [[q.pos, q.pid, q.user, q.nice, f"{q.wait_s:.1f}s", q.reason] for q in info.queue],
                            right=("POS", "PID", "NI", "WAIT")))
+    if info.estimates:
+        parts.append(Table(["PROGRAM", "STEP", "ANSWERS", "ESTIMATE", "ERROR"],
+                           [[e.program, e.step, e.answers, f"{e.estimate:g}",
+                             "-" if e.error is None else f"±{e.error:g}"] for e in info.estimates],
+                           right=("STEP", "ANSWERS", "ESTIMATE", "ERROR"),
+                           before=["answer sizes learned (tokens; error: mean |estimate − answer| so far)"]))
     return Several(parts, records=info.to_dict())

@@ -55,6 +55,7 @@ class LLMCall:
     completion_tokens: int = 0
     prompt_estimate: int = 0  # its prompt as the kernel counts it: what it shows until the backend's figure
     slot: int | None = None
+    estimate: float | None = None  # its answer's tokens as learned when it was queued (`CallSizes`)
     read_tps: float = 0.0  # prompt tokens a second its server reads, where the kernel measures it (a switch's cost)
     held: bool = False
     bypassed: int = 0  # times a call behind it went first because its prompt was cached (`Dispatcher._next`)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -224,8 +225,7 @@ class RemoteAPI:
         info = self.sched_info
         if queue_limit is None:
             return info
-        return SchedInfo(policy=info.policy, params=info.params, slots=info.slots,
-                         queue=info.queue[:max(0, queue_limit)], queued=info.queued, preemptions=info.preemptions)
+        return replace(info, queue=info.queue[:max(0, queue_limit)])
 
     async def prefetch(self, pid: int) -> None:
         """What process `pid` said and did, fetched before its screen opens (its owner and admins only: a

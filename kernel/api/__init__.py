@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         ProcInfo,
         QueueEntry,
         SchedInfo,
+        SizeEstimate,
         SlotInfo,
         UserInfo,
     )
@@ -31,12 +32,13 @@ if TYPE_CHECKING:
 _WHERE = {
     "KernelAPI": "kernel.api.door", "Answerer": "kernel.permissions", "StorageError": "kernel.storage",
     **{name: "kernel.api.models" for name in ("AuditEntry", "Grant", "KernelMessage", "Message", "ModelInfo",
-                                              "ProcInfo", "QueueEntry", "SchedInfo", "SlotInfo", "UserInfo")},
+                                              "ProcInfo", "QueueEntry", "SchedInfo", "SizeEstimate", "SlotInfo",
+                                              "UserInfo")},
 }
 
 __all__ = [
     "POLICY_NAMES", "Answerer", "AuditEntry", "Grant", "KernelAPI", "KernelMessage", "Message", "ModelInfo",
-    "ProcInfo", "QueueEntry", "SchedInfo", "SlotInfo", "StorageError", "UserInfo",
+    "ProcInfo", "QueueEntry", "SchedInfo", "SizeEstimate", "SlotInfo", "StorageError", "UserInfo",
 ]
 
 

@@ -21,6 +21,7 @@ from kernel.api.models import (
     ProcInfo,
     QueueEntry,
     SchedInfo,
+    SizeEstimate,
     SlotInfo,
     UserInfo,
 )
@@ -122,10 +123,12 @@ class KernelAPI:
         taken = calls if queue_limit is None else calls[:max(0, queue_limit)]
         running = dict(d.running)
         cmdline = self.cmdlines()
+        kept = {s: k.pid for s, k in d.keeper.kept.items()} if d.keeper is not None else {}
         return SchedInfo(
             policy=policy, params=params, preemptions=d.preemptions, queued=len(calls),
-            slots=tuple(_slot(slot, running.get(slot), cmdline) for slot in range(d.slots)),
+            slots=tuple(_slot(slot, running.get(slot), cmdline, kept.get(slot)) for slot in range(d.slots)),
             queue=tuple(_entry(i + 1, call, now, d.policy, cmdline) for i, call in enumerate(taken)),
+            estimates=tuple(SizeEstimate(**e) for e in d.sizes.describe()),
         )
 
     def set_sched(self, policy: str | None = None, slice: int | None = None, slots: int | None = None) -> SchedInfo:
@@ -166,6 +169,12 @@ class KernelAPI:
         return proc
 
     # -- what a process said and did ----------------------------------------------------------------
+    def model_holds(self, pid: int) -> str | None:
+        """Where the model holds process `pid`'s conversation for its next call (its owner and admins only):
+        a slot kept for it, a slot's prompt cache, a saved KV state; None when the backend cannot say."""
+        self._owned(pid)
+        return self._kernel.dispatcher.holds(pid)
+
     def transcript(self, pid: int) -> list[Message]:
         """The conversation of process `pid`, oldest first (its owner and admins only)."""
         self._owned(pid)
@@ -356,9 +365,10 @@ class KernelAPI:
 
 
 
-def _slot(slot: int, call: LLMCall | None, cmdline: Callable[[Process], str]) -> SlotInfo:
+def _slot(slot: int, call: LLMCall | None, cmdline: Callable[[Process], str], kept_for: int | None = None
+          ) -> SlotInfo:
     if call is None:
-        return SlotInfo(slot)
+        return SlotInfo(slot, kept_for=kept_for)
     return SlotInfo(slot, pid=call.pid, user=call.proc.user, cmd=cmdline(call.proc), tokens=call.chunks)
 
 

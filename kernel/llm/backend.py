@@ -119,6 +119,15 @@ class ChoosesSlots(Protocol):
 
 
 @runtime_checkable
+class HoldsPrompts(Protocol):
+    """Can say how much of a conversation it still holds, and where (`/proc/PID/context` shows it):
+    `held_tokens(request)` is the longest prefix of `request`'s prompt that a slot's cache or a saved KV state
+    holds, and a few words naming where."""
+
+    def held_tokens(self, request: LLMRequest) -> tuple[int, str]: ...
+
+
+@runtime_checkable
 class ListsModels(Protocol):
     """Can say which models it has (`models`, `ls /models`)."""
 

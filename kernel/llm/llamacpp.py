@@ -195,6 +195,23 @@ class LlamaCppBackend:
             **({"kv_cache": self.kv_cache()} if self.engine is not None else {}),
         }
 
+    def held_tokens(self, request: LLMRequest) -> tuple[int, str]:
+        """The longest prefix of `request`'s prompt in a saved KV state (what its next turn would not read)."""
+        if self.engine is None or self._llm is None:
+            return 0, ""
+        tokens = self.tokenize(render_transcript(request.messages, request.partial))
+        best = 0
+        for key in list(self.engine.cache):  # (the engine's thread may change it meanwhile: a copy)
+            common = 0
+            for a, b in zip(key, tokens, strict=False):
+                if a != b:
+                    break
+                common += 1
+            best = max(best, common)
+        mib = self.engine.stats.cached_bytes / (1 << 20)
+        return best, f"a saved KV state ({len(self.engine.cache)} kept, {mib:.1f} of " \
+                     f"{self.engine.cache_budget >> 20} MiB, least recently used first out)"
+
     def kv_cache(self) -> str:
         """The finished and preempted sequences' KV states kept for their next turn, as a person reads it."""
         assert self.engine is not None

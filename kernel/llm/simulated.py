@@ -237,6 +237,14 @@ class SimulatedBackend:
         keys = self._keys(request)
         return max((s.common(keys) for s in self.caches.slots if not s.busy), default=0)
 
+    def held_tokens(self, request: LLMRequest) -> tuple[int, str]:
+        """The most of `request`'s prompt any slot holds (busy or not), and which slot."""
+        if self.caches is None:
+            return 0, ""
+        keys = self._keys(request)
+        best = max(self.caches.slots, key=lambda s: s.common(keys))
+        return best.common(keys), f"slot {best.index}'s prompt cache"
+
     def slot_cached(self, request: LLMRequest, slot: int) -> int:
         """How many of `request`'s prompt tokens slot `slot` holds (0 without a profile, or no such slot)."""
         if self.caches is None or not 0 <= slot < len(self.caches.slots):

@@ -31,11 +31,20 @@ from kernel.events import (
     TokenGenerated,
     WaitReason,
 )
-from kernel.llm.backend import Backend, BackendError, CachesPrompts, ChoosesSlots, LiveCapacity
+from kernel.llm.backend import (
+    Backend,
+    BackendError,
+    CachesPrompts,
+    ChoosesSlots,
+    HoldsPrompts,
+    LiveCapacity,
+    LLMRequest,
+)
 from kernel.llm.retry import RetryPolicy, explain, is_transient
 from kernel.process import State
 from kernel.scheduler.fifo import FifoPolicy
 from kernel.scheduler.policy import Policy
+from kernel.scheduler.sizes import CallSizes
 from kernel.scheduler.slots import SlotKeeper
 from kernel.syscall import LLMCall, LLMResult
 
@@ -75,6 +84,8 @@ class Dispatcher:
         self.backend = backend
         self.policy: Policy = policy if policy is not None else FifoPolicy()
         self.policy.wake = self._kick
+        self.sizes = CallSizes()  # answer sizes learned per program and step, never from max_tokens
+        self.policy.sizes = self.sizes
         self.slots = max(1, int(backend.slots))
         self.running: dict[int, LLMCall] = {}
         self.held: list[LLMCall] = []
@@ -94,6 +105,7 @@ class Dispatcher:
         self.keeper = SlotKeeper(backend) if chooses else None  # type: ignore[arg-type]
         self.keep_slots = True  # keep an answered call's slot for its process (the lever; off: `keep_slots=False`)
         self._returning: list[LLMCall] = []  # queued calls whose process has a slot kept
+        self._last: dict[int, LLMRequest] = {}  # live pid -> its last answered call, answer included
         if isinstance(backend, LiveCapacity):
             backend.wake = self._kick
 
@@ -112,6 +124,7 @@ class Dispatcher:
             self.held.append(call)
         else:
             self.host.set_state(call.proc, State.READY)
+            self.sizes.queued(call)
             self.policy.push(call)
             if self.keeper is not None and call.pid in self.keeper.by_pid:
                 self._returning.append(call)
@@ -120,6 +133,7 @@ class Dispatcher:
         """Switch policy live: every queued call moves to the new queue, none is lost."""
         old, self.policy = self.policy, policy
         policy.wake = self._kick
+        policy.sizes = self.sizes
         for call in list(old):
             policy.push(call)
         for call in self.running.values():
@@ -163,6 +177,8 @@ class Dispatcher:
         """Process `pid` is gone: cancel its calls, forget its scheduling state (attained tokens, answer sizes)."""
         self.cancel_pid(pid)
         self.policy.forget(pid)
+        self.sizes.exited(pid)
+        self._last.pop(pid, None)
         if self.keeper is not None:
             self.keeper.release(pid, wake=self._kick)
 
@@ -296,6 +312,10 @@ class Dispatcher:
             self.policy.on_done(call)  # after the requeue: its user never looked idle
         else:
             call.answered = not isinstance(outcome, BaseException)
+            if call.answered:
+                self.sizes.answered(call)
+                self._last[call.pid] = replace(call.request, partial="", messages=[
+                    *call.request.messages, {"role": "assistant", "content": call.raw}])
             self.policy.on_done(call)
             if isinstance(outcome, BaseException):
                 if not self._back_off(call, outcome):
@@ -352,6 +372,19 @@ class Dispatcher:
         )
         call.queued_at = clock.now()
         self._enqueue(call)
+
+    def holds(self, pid: int) -> str | None:
+        """Where the model holds process `pid`'s conversation now, as a person reads it (None: nothing known)."""
+        keeper = self.keeper
+        if keeper is not None and pid in keeper.by_pid:
+            slot = keeper.by_pid[pid]
+            left = max(0.0, keeper.kept[slot].until - clock.now())
+            return f"slot {slot}, kept for it while it runs a tool ({left:.1f} s left)"
+        last = self._last.get(pid)
+        if last is None or not isinstance(self.backend, HoldsPrompts):
+            return None
+        tokens, where = self.backend.held_tokens(last)
+        return f"{tokens} tokens of its conversation in {where}" if tokens else "none of its conversation"
 
     # -- retries ---------------------------------------------------------------------------
     def _back_off(self, call: LLMCall, error: BaseException) -> bool:
@@ -414,6 +447,7 @@ class Dispatcher:
             call.held = False
             call.queued_at = clock.now()
             self.host.set_state(call.proc, State.READY)
+            self.sizes.queued(call)
             self.policy.push(call)
         for call in self.running.values():
             if call.pid == pid and call.preempt == PreemptReason.STOPPED:

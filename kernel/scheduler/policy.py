@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kernel import clock
 
 if TYPE_CHECKING:
+    from kernel.scheduler.sizes import CallSizes
     from kernel.syscall import LLMCall
 
 
@@ -42,6 +43,7 @@ class Policy:
     name = "base"
     params: tuple[str, ...] = ()
     wake: Callable[[], None] | None = None  # set by the dispatcher: call it when calls become ready later
+    sizes: CallSizes | None = None  # set by the dispatcher: answer sizes and run lengths learned so far
 
     def __init__(self, **params: Any) -> None:
         self._heap: list[list[Any]] = []

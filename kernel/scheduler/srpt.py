@@ -33,10 +33,12 @@ if TYPE_CHECKING:
 
 class ShortestRemainingPolicy(Policy):
     name = "srpt"
-    params = ("age", "quantum", "ratio")
+    params = ("age", "quantum", "ratio", "headroom", "scope")
     age = 25.0  # tokens a call's estimate shrinks by per second of waiting
     quantum = 32  # tokens a call keeps its slot before it can be preempted
     ratio = 0.0  # a running call yields to a call this many times shorter (0: never preempts)
+    headroom = 2.0  # a call's size is this many times its learned estimate (answers vary), at most max_tokens
+    scope = "call"  # "agent": add the work its agent's later calls will ask, as learned (agent-level priority)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -45,15 +47,25 @@ class ShortestRemainingPolicy(Policy):
             self.age = 25.0  # until a call has been answered
         elif not isinstance(self.age, (int, float)) or self.age <= 0:
             raise ValueError("srpt age must be above 0 (tokens per second of waiting) or auto")
+        if self.scope not in ("call", "agent"):
+            raise ValueError(f"srpt scope must be 'call' or 'agent', not {self.scope!r}")
+        if not isinstance(self.headroom, (int, float)) or self.headroom <= 0:
+            raise ValueError("srpt headroom must be above 0")
         self.answers: dict[int, tuple[int, int]] = {}  # live pid -> (calls answered, tokens in them)
         self.running: dict[int, LLMCall] = {}  # sid -> a call holding a slot
 
     def remaining(self, call: LLMCall) -> int:
         limit = max(1, call.request.max_tokens)
-        calls, tokens = self.answers.get(call.pid, (0, 0))
-        if calls and call.chunks < 2 * tokens / calls:
-            limit = min(limit, round(2 * tokens / calls))
-        return max(1, limit - call.chunks)
+        learned = call.estimate
+        if learned is None:  # (a policy used without a dispatcher: the process's own answers only)
+            calls, tokens = self.answers.get(call.pid, (0, 0))
+            learned = tokens / calls if calls else None
+        if learned is not None and call.chunks < self.headroom * learned:
+            limit = min(limit, round(self.headroom * learned))
+        left = max(1, limit - call.chunks)
+        if self.scope == "agent" and self.sizes is not None:
+            left += round(self.sizes.work_left(call.proc))
+        return left
 
     def key(self, call: LLMCall) -> float:
         return call.submitted_at + self.remaining(call) / self.age

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 from kernel import clock
+from kernel.api import KernelAPI, SchedInfo
 from kernel.events import SyscallDone
 from kernel.kernel import Kernel, boot
 from kernel.llm.backend import ChoosesSlots, LLMRequest
@@ -17,6 +18,7 @@ from kernel.process import Process, Signal
 from kernel.scheduler.slots import SlotKeeper
 from tests.conftest import make_config
 
+seen: dict[str, object] = {}  # what `sched` and /proc/PID/context's source said when A's first call was answered
 SYSTEM = 1000  # tokens of system prompt: about 2 s to read again at the embedded model's 480 tokens/s
 
 
@@ -27,6 +29,7 @@ def run(home: Path, first: list[str], second: list[str], keep: bool = True, stop
     sim = SimulatedBackend(slots=1, profile=EMBEDDED, tick=8)
     holder: dict[str, Kernel] = {}
     procs: list[Process] = []
+    seen.clear()
 
     async def main() -> None:
         kernel = holder["k"] = await boot(make_config(home), backend=sim)
@@ -39,6 +42,11 @@ def run(home: Path, first: list[str], second: list[str], keep: bool = True, stop
 
             def arrive(e: SyscallDone) -> None:
                 if e.pid == a.pid and len(procs) == 1:
+                    try:
+                        seen["sched"] = KernelAPI(kernel, "alice").sched()
+                        seen["holds"] = KernelAPI(kernel, "alice").model_holds(a.pid)
+                    except Exception as exc:  # (a callback's error would only be logged: keep it for the test)
+                        seen["error"] = exc
                     if stop_first:
                         kernel.signal(a.pid, Signal.STOP)
                     procs.append(kernel.spawn("workload", ["--system", str(SYSTEM), "--task", "2", "--cap", "256",
@@ -67,12 +75,19 @@ def test_the_agent_back_from_its_tool_finds_its_slot_kept_and_reads_only_the_res
     keeper = kernel.dispatcher.keeper
     assert keeper is not None and keeper.returned == 1
     assert 0.75 * EMBEDDED.prefill_tps < keeper.read_tps <= EMBEDDED.prefill_tps  # measured: the server's rate
+    assert "error" not in seen, seen.get("error")
+    info = seen["sched"]
+    assert isinstance(info, SchedInfo) and info.slots[0].idle and info.slots[0].kept_for == procs[0].pid
+    assert SchedInfo.from_dict(info.to_dict()).slots[0].kept_for == procs[0].pid  # (as `sched --json` and attach)
+    assert str(seen["holds"]).startswith("slot 0, kept for it while it runs a tool")
+    assert kernel.dispatcher.holds(procs[0].pid) is None  # it has exited
     assert sim.caches is not None and sim.caches.reused_tokens >= SYSTEM  # A's second turn reused its first
 
 
 def test_without_keeping_the_next_call_in_line_takes_the_slot(tmp_path: Path) -> None:
     sim, who, kernel, procs = run(tmp_path, ["40:0.5:100", "40"], ["40"], keep=False)
     assert who == ["A", "B", "A"]
+    assert str(seen["holds"]).endswith("tokens of its conversation in slot 0's prompt cache")
     assert kernel.dispatcher.keeper is not None and kernel.dispatcher.keeper.kept_n == 0
 
 
