@@ -354,3 +354,41 @@ async def test_another_users_task_is_hidden_in_the_table_and_their_process_scree
         assert app.screen.query_one("#syscalls").row_count == 0
         head = str(app.screen.query_one("#process-head").render())
         assert "chat [hidden]" in head and "storage" not in head
+
+
+async def test_the_scheduler_pane_shows_a_slot_kept_for_an_agent_in_its_tool(home: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from kernel.kernel import boot
+    from kernel.llm.servermodel import EMBEDDED
+    from kernel.llm.simulated import SimulatedBackend
+    from kernel.scheduler.slots import Kept
+    from tests.conftest import make_config
+
+    kernel = await boot(make_config(home), backend=SimulatedBackend(slots=2, profile=EMBEDDED))
+    try:
+        assert kernel.dispatcher.keeper is not None
+        kernel.dispatcher.keeper.read_tps = 1.0  # as if reading were slow: its short conversation is kept ~20 s
+        proc = kernel.spawn("workload", ["8:30"], user=kernel.user)  # one call, then a long tool
+        await until(lambda: kernel.dispatcher.keeper is not None and kernel.dispatcher.keeper.kept)
+        keeper = kernel.dispatcher.keeper
+        assert keeper is not None and list(keeper.kept.values())[0].pid == proc.pid
+        assert isinstance(next(iter(keeper.kept.values())), Kept)
+        app = app_over(kernel)
+        async with app.run_test(size=SIZE) as pilot:
+            await app.ready.wait()
+            await pilot.pause()
+            pane = app.query_one("#scheduler")
+
+            def shown() -> str:
+                console = Console(width=100, record=True, file=io.StringIO())
+                console.print(pane.content)  # type: ignore[attr-defined]
+                return console.export_text()
+
+            await until(lambda: "kept · in a tool" in shown(), timeout=2)
+            assert f"P0 {proc.pid} kept · in a tool" in " ".join(shown().split()) or \
+                f"P1 {proc.pid} kept · in a tool" in " ".join(shown().split())
+    finally:
+        await kernel.shutdown()

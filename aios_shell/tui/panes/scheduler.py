@@ -52,7 +52,10 @@ class SchedulerPane(Static):
         grid.add_column("pid", justify="right", no_wrap=True)
         grid.add_column("what", ratio=1, no_wrap=True, overflow="ellipsis")
         for slot in info.slots:
-            if slot.idle:
+            if slot.idle and slot.kept_for is not None:  # its agent is in a tool: the slot holds its conversation
+                grid.add_row(f"P{slot.slot}", Text(str(slot.kept_for), style="dim"),
+                             Text("kept · in a tool", style="dim"))
+            elif slot.idle:
                 grid.add_row(f"P{slot.slot}", "", Text("idle", style="dim"))
             else:
                 grid.add_row(f"P{slot.slot}", Text(str(slot.pid), style=f"bold {theme.success}"),
