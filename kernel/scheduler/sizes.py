@@ -6,7 +6,8 @@ estimated when it joins the queue:
 
 - its own process's average answer once that process has answered twice (an agent's answers are alike);
 - else the average at its program's step, once three answers were seen there; else at its program, all steps;
-- else nothing (the caller falls back to `max_tokens`).
+- else nothing (the caller falls back to `max_tokens`) — and nothing either for a program whose answers mostly run
+  to their `max_tokens`: there the cap is the answer's size, and the caller's best figure.
 
 The estimate is kept on the call, so when the answer comes its error is counted: `sched` shows each program's
 estimate per step and the mean absolute error of the estimates made so far. For agent-level priority the same
@@ -33,6 +34,7 @@ MIN_RUNS = 3  # finished runs of a program before its run length is trusted
 class Stat:
     n: int = 0
     total: float = 0.0
+    cut: int = 0  # answers that reached their max_tokens (the cap was their length)
     errors: int = 0  # answers whose estimate was known
     abs_error: float = 0.0  # their |estimate - answer|, summed
 
@@ -40,9 +42,10 @@ class Stat:
     def mean(self) -> float:
         return self.total / self.n if self.n else 0.0
 
-    def add(self, value: float, estimate: float | None) -> None:
+    def add(self, value: float, estimate: float | None, cut: bool = False) -> None:
         self.n += 1
         self.total += value
+        self.cut += cut
         if estimate is not None:
             self.errors += 1
             self.abs_error += abs(estimate - value)
@@ -64,12 +67,14 @@ class CallSizes:
     def estimate(self, proc: Process) -> float | None:
         """Tokens the next answer of `proc` will have, as learned; None if nothing is known yet."""
         calls, tokens, _ = self.own.get(proc.pid, (0, 0, ""))
+        program = self.programs.get(proc.program)
+        if program is not None and program.n >= MIN_SEEN and program.cut * 2 >= program.n:
+            return None  # its answers run to their max_tokens: that is their size, as the caller knows
         if calls >= MIN_OWN:
             return tokens / calls
         step = self.steps.get((proc.program, self.step_of(calls)))
         if step is not None and step.n >= MIN_SEEN:
             return step.mean
-        program = self.programs.get(proc.program)
         if program is not None and program.n >= MIN_SEEN:
             return program.mean
         return None
@@ -83,8 +88,9 @@ class CallSizes:
         proc = call.proc
         calls, tokens, _ = self.own.get(proc.pid, (0, 0, ""))
         key = (proc.program, self.step_of(calls))
-        self.steps.setdefault(key, Stat()).add(call.chunks, call.estimate)
-        self.programs.setdefault(proc.program, Stat()).add(call.chunks, call.estimate)
+        cut = call.chunks >= call.request.max_tokens
+        self.steps.setdefault(key, Stat()).add(call.chunks, call.estimate, cut)
+        self.programs.setdefault(proc.program, Stat()).add(call.chunks, call.estimate, cut)
         self.own[proc.pid] = (calls + 1, tokens + call.chunks, proc.program)
 
     def exited(self, pid: int) -> None:

@@ -179,6 +179,9 @@ async def test_an_agents_next_turn_restores_its_finished_turn_and_says_the_same(
     answer = await turn(first)
     second = [*first, {"role": "assistant", "content": answer}, {"role": "tool", "content": "notes.txt tidied"}]
     await until(lambda: engine.busy == 0, timeout=30)
+    held, where = llama.held_tokens(LLMRequest(second))  # what /proc/PID/context says of it
+    assert held >= len(llama.tokenize(render_transcript(first))) - 8 and where.startswith("a saved KV state")
+    assert llama.held_tokens(LLMRequest([{"role": "user", "content": "unrelated"}]))[0] < 8
     restores, reused = engine.stats.restores, engine.stats.reused
     kept = await turn(second)
     assert engine.stats.restores == restores + 1
