@@ -52,3 +52,14 @@ async def test_srpt_orders_by_the_learned_size_not_the_cap() -> None:
         calls.append(call)
         srpt.push(call)
     assert srpt.pop() is calls[1] and srpt.remaining(calls[0]) == 1024  # (2 × 900 is past the cap)
+
+
+async def test_a_program_whose_answers_reach_their_max_tokens_keeps_max_tokens_as_their_size() -> None:
+    sizes = CallSizes()
+    for pid in range(1, 6):  # each asks for exactly what it gets (the cap is its length)
+        proc = Process(pid=pid, ppid=0, user="a", program="exact", argv=())
+        call = LLMCall(sid=pid, proc=proc, request=LLMRequest([{"role": "user", "content": "x"}], max_tokens=10 * pid))
+        sizes.queued(call)
+        call.chunks = 10 * pid
+        sizes.answered(call)
+    assert sizes.estimate(Process(pid=99, ppid=0, user="a", program="exact", argv=())) is None
