@@ -11,7 +11,8 @@ a second in all and the fewer for each. `Profile.per_sequence(b)` is one sequenc
 
 Each slot keeps the tokens it last held, and a request is put in the free slot whose cache shares the longest
 prefix with its prompt, as Ollama's runner does (`runner/llamarunner/cache.go`: `LoadCacheSlot`,
-`findLongestCacheSlot`) and llama.cpp's server with `cache_prompt`; only the rest of the prompt is read. The
+`findLongestCacheSlot`, the first of equal ones; its `OLLAMA_MULTIUSER_CACHE`, off by default, would fork the
+prefix into the oldest free slot instead) and llama.cpp's server with `cache_prompt`; only the rest is read. The
 prompt is compared message by message (a token-level match would reuse a little more of a changed message).
 The server has one loop (`Engine`): each step reads a chunk of the prompts waiting to be read and makes a token
 for every sequence past its prompt, and costs both, so a long prompt holds up every answer being made.
@@ -95,7 +96,7 @@ class SlotCaches:
 
     def take(self, keys: list[tuple[bytes, int]], want: int | None = None) -> tuple[Slot, int]:
         """A free slot for a prompt, and how many of its tokens it holds already: slot `want` if the client named
-        a free one (llama.cpp's `id_slot`), else the longest common prefix, then the least recently used (a
+        a free one (llama.cpp's `id_slot`), else the longest common prefix, then the first (a
         request beyond the slots gets a slot of its own, with nothing cached)."""
         free = [s for s in self.slots if not s.busy]
         if want is not None and 0 <= want < len(self.slots) and not self.slots[want].busy:
@@ -103,7 +104,7 @@ class SlotCaches:
         elif not free:
             slot = Slot(-1)
         elif self.enabled:
-            slot = max(free, key=lambda s: (s.common(keys), -s.used_at))
+            slot = max(free, key=lambda s: (s.common(keys), -s.index))  # of equal ones the first, as Ollama
         else:
             slot = min(free, key=lambda s: s.used_at)
         reused = slot.common(keys) if self.enabled else 0

@@ -181,7 +181,8 @@ async def test_an_agents_next_turn_restores_its_finished_turn_and_says_the_same(
     await until(lambda: engine.busy == 0, timeout=30)
     held, where = llama.held_tokens(LLMRequest(second))  # what /proc/PID/context says of it
     assert held >= len(llama.tokenize(render_transcript(first))) - 8 and where.startswith("a saved KV state")
-    assert llama.held_tokens(LLMRequest([{"role": "user", "content": "unrelated"}]))[0] < 8
+    other, _ = llama.held_tokens(LLMRequest([{"role": "user", "content": "unrelated"}]))
+    assert other < held // 2  # (the transcript's preamble only)
     restores, reused = engine.stats.restores, engine.stats.reused
     kept = await turn(second)
     assert engine.stats.restores == restores + 1
