@@ -2,7 +2,8 @@
 
 The pool's `slots` are the sum of its endpoints'; the dispatcher admits at most
 `available_slots()` calls (the slots of the endpoints that are up) and the pool sends each call to
-the endpoint with the most free slots. An endpoint that fails with a transient error (see
+the endpoint that served the conversation's last turn when it has a free slot (its prompt cache holds the
+conversation), else the endpoint with the most free slots. An endpoint that fails with a transient error (see
 `kernel.llm.retry`) is marked down with that error and probed in the background with back-off
 (`ping()` where the endpoint has one, else `list_models()`, else the cool-down alone); when it
 answers again it is marked up and the dispatcher is woken (`wake`, set by the dispatcher) to use
@@ -15,8 +16,10 @@ retried, and in the end fail with one line), so no call waits for ever on a dead
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -26,6 +29,8 @@ from kernel.llm.retry import RetryPolicy, explain, is_transient
 from kernel.llm.simulated import SimulatedBackend
 
 log = logging.getLogger("aios.pool")
+
+HOMES = 4096  # conversations whose endpoint the pool remembers (least recently served first out)
 
 
 @dataclass(eq=False)
@@ -67,6 +72,8 @@ class PoolBackend:
         self.probe_timeout = probe_timeout
         self.wake: Callable[[], None] | None = None  # set by the dispatcher: capacity grew
         self.failovers = 0  # calls moved to another endpoint mid-way
+        self._homes: OrderedDict[bytes, Endpoint] = OrderedDict()  # conversation -> the endpoint that last served it
+        self.home_hits = 0  # calls sent back to the endpoint holding their conversation, so far
 
     @property
     def slots(self) -> int:
@@ -89,8 +96,18 @@ class PoolBackend:
         return self.endpoints[0].backend.count_tokens(text)
 
     # -- routing -----------------------------------------------------------------------------
-    def _pick(self, tried: set[Endpoint]) -> Endpoint | None:
-        """The least loaded endpoint not tried yet: up ones first, down ones only while none is up."""
+    @staticmethod
+    def conversation(request: LLMRequest) -> bytes:
+        """Who a request is, across its turns: its first two messages (an agent's system prompt and task)."""
+        opening = [(m.get("role"), m.get("content")) for m in request.messages[:2]]
+        return hashlib.blake2b(repr(opening).encode(), digest_size=16).digest()
+
+    def _pick(self, tried: set[Endpoint], home: Endpoint | None = None) -> Endpoint | None:
+        """The endpoint that served this conversation last if it is up with a free slot (its prompt cache holds
+        the conversation: an agent's next turn reads only what is new there), else the least loaded endpoint not
+        tried yet: up ones first, down ones only while none is up."""
+        if home is not None and home not in tried and home.up and home.free > 0:
+            return home
         fresh = [ep for ep in self.endpoints if ep not in tried]
         up = [ep for ep in fresh if ep.up]
         if any(ep.up for ep in self.endpoints):
@@ -105,7 +122,9 @@ class PoolBackend:
         partial, carried = request.partial, 0  # what failed endpoints produced for this call
         tried: set[Endpoint] = set()
         error: BaseException | None = None
-        while (ep := self._pick(tried)) is not None:
+        key = self.conversation(request)
+        home = self._homes.get(key)
+        while (ep := self._pick(tried, home)) is not None:
             tried.add(ep)
             ep.in_flight += 1
             ep.calls += 1
@@ -117,6 +136,12 @@ class PoolBackend:
                     if chunk.done:
                         if not ep.up:
                             self._mark_up(ep)
+                        self._homes[key] = ep
+                        self._homes.move_to_end(key)
+                        if len(self._homes) > HOMES:
+                            self._homes.popitem(last=False)
+                        if ep is home:
+                            self.home_hits += 1
                         yield replace(chunk, completion_tokens=chunk.completion_tokens + carried)
                         return
                     if chunk.text:
@@ -205,7 +230,8 @@ class PoolBackend:
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model, "slots": self.slots,
                 "available_slots": self.available_slots(), "context_window": self.context_window,
-                "failovers": self.failovers, "endpoints": [ep.describe() for ep in self.endpoints]}
+                "failovers": self.failovers, "home_hits": self.home_hits,
+                "endpoints": [ep.describe() for ep in self.endpoints]}
 
 
 class SimEndpoint(SimulatedBackend):

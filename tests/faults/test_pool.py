@@ -212,3 +212,26 @@ async def test_the_pool_keeps_serving_when_an_ollama_endpoint_dies(home: Path) -
     finally:
         for server in servers:
             server.stop()
+
+
+async def test_an_agents_next_turn_goes_back_to_the_endpoint_that_holds_its_conversation() -> None:
+    from kernel.llm.backend import LLMRequest
+
+    pool = PoolBackend(sims(2, 2))  # type: ignore[arg-type]
+    first = [{"role": "system", "content": "tools " * 50}, {"role": "user", "content": "task 1"}]
+
+    async def turn(messages: list[dict[str, str]]) -> None:
+        async for _ in pool.stream(LLMRequest(messages, max_tokens=4)):
+            pass
+
+    await turn(first)
+    home = max(pool.endpoints, key=lambda ep: ep.calls)
+    other = next(ep for ep in pool.endpoints if ep is not home)
+    home.in_flight = 1  # busier than the other: by load alone the next turn would go there
+    await turn([*first, {"role": "assistant", "content": "a"}, {"role": "tool", "content": "result"}])
+    assert (home.calls, other.calls, pool.home_hits) == (2, 0, 1)
+    home.in_flight = 2  # no free slot at home: the least loaded endpoint takes it
+    await turn([*first, {"role": "assistant", "content": "b"}])
+    assert other.calls == 1 and pool.describe()["home_hits"] == 1
+    await turn([{"role": "system", "content": "another program"}, {"role": "user", "content": "task 2"}])
+    assert other.calls == 2  # a new conversation: by load
