@@ -384,6 +384,8 @@ class Dispatcher:
         if last is None or not isinstance(self.backend, HoldsPrompts):
             return None
         tokens, where = self.backend.held_tokens(last)
+        if not where:
+            return None  # this backend keeps no prompts
         return f"{tokens} tokens of its conversation in {where}" if tokens else "none of its conversation"
 
     # -- retries ---------------------------------------------------------------------------
