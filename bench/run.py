@@ -96,7 +96,7 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
     home = Path(tempfile.mkdtemp(prefix="aios-bench-"))
     name, _, spec = system.partition(":")  # "las:scope=call,base=16" sets a policy's parameters
     params = {k: _number(v) for k, _, v in (p.partition("=") for p in spec.split(",") if p)}
-    affinity = bool(params.pop("affinity", 1))  # `srpt:affinity=0`: the kernel levers off
+    affinity = bool(params.pop("affinity", 1))  # `srpt:affinity=0`: no queued call goes first for a cached prompt
     keep = bool(params.pop("keep", 1))  # `srpt:keep=0`: no slot kept across an agent's tool call
     policy = "fifo" if system in GENTLE else name
     config = KernelConfig(home=home, backend=backend.name, user="bench", admins=frozenset({"bench"}), policy=policy)

@@ -57,7 +57,8 @@ class ShortestRemainingPolicy(Policy):
     def remaining(self, call: LLMCall) -> int:
         limit = max(1, call.request.max_tokens)
         learned = call.estimate
-        if learned is None:  # (a policy used without a dispatcher: the process's own answers only)
+        if learned is None:  # nothing learned for its program (or its answers run to max_tokens, or no
+            # dispatcher gave an estimate): the process's own answers, as before sizes were learned
             calls, tokens = self.answers.get(call.pid, (0, 0))
             learned = tokens / calls if calls else None
         if learned is not None and call.chunks < self.headroom * learned:
