@@ -42,8 +42,12 @@ def aios(
     command: Optional[str] = typer.Option(None, "-c", help="run these shell commands and exit"),  # noqa: UP045
     backend: Optional[str] = typer.Option(  # noqa: UP045
         None, "--backend", "-b",
-        help="model backend: auto|ollama|llamacpp|simulated|pool, or one from aios.backends (env AIOS_BACKEND)",
+        help="model backend: auto|ollama|openai|llamacpp|simulated|pool, or one from aios.backends "
+             "(env AIOS_BACKEND)",
     ),
+    base_url: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--base-url", metavar="URL", help="the openai backend's server, e.g. http://127.0.0.1:8080/v1 "
+                                                "(env OPENAI_BASE_URL)"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="model name (env AIOS_MODEL)"),  # noqa: UP045
     slots: Optional[int] = typer.Option(None, "--slots", "-P", min=1, help="model calls served at once"),  # noqa: UP045
     user: Optional[str] = typer.Option(None, "--user", "-u", help="act as this aios user"),  # noqa: UP045
@@ -76,6 +80,8 @@ def aios(
             config.model = model
         if slots:
             config.slots = slots
+        if base_url:
+            config.base_url = base_url
         if user:
             config.user = user
         if yes_for:
@@ -94,6 +100,7 @@ def aios(
         if what == "detach":
             passed = [*(["--backend", backend] if backend else []), *(["--model", model] if model else []),
                       *(["--slots", str(slots)] if slots else []), *(["--user", user] if user else []),
+                      *(["--base-url", base_url] if base_url else []),
                       *(f"--yes-for={rule}" for rule in yes_for or ())]
             raise typer.Exit(serve.detach(default_home(), passed))
         mode, args = "serve", []
@@ -105,7 +112,7 @@ def aios(
         if not kernel_answers(default_home()):  # we are about to host: make handing the kernel over possible
             Launcher.start()
     code = asyncio.run(_main(configure, command, args, local=local, wanted=wanted, mode=mode, hand_over=hand_over,
-                             configured=bool(backend or model or slots or yes_for)))
+                             configured=bool(backend or model or slots or base_url or yes_for)))
     raise typer.Exit(code)
 
 

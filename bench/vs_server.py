@@ -22,12 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +32,7 @@ from typing import Any
 import httpx
 
 from agents.workload import after, opening
+from bench.engines import llama_servers
 from kernel.kernel import KernelConfig, boot
 from kernel.llm.llamacpp import LlamaCppBackend
 
@@ -66,60 +63,26 @@ async def through_aios(args: argparse.Namespace) -> list[float]:
     return ended
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+async def direct(args: argparse.Namespace, barred: list[int]) -> list[float]:
+    with llama_servers(1, threads=os.cpu_count() or 2, n_ctx=CONTEXT) as (server,):
+        async with httpx.AsyncClient(base_url=server.url.removesuffix("/v1"), timeout=600) as client:
+            async def agent(task: int, t0: float) -> float:
+                messages: list[dict[str, Any]] = opening(args.system, 0, task)
+                for i, (tokens, wait, result) in enumerate(_steps(args)):
+                    reply = await client.post("/v1/chat/completions", json={
+                        "messages": messages, "max_tokens": tokens, "temperature": 0,
+                        "logit_bias": {str(t): -100 for t in barred}})
+                    reply.raise_for_status()
+                    answer = reply.json()["choices"][0]["message"]["content"] or ""
+                    # (its OpenAI schema wants a tool result to name the call it answers)
+                    messages += [{**m, "tool_call_id": f"call_{task}_{i}"} if m["role"] == "tool" else m
+                                 for m in after(i, answer, result, task, True)]
+                    if wait:
+                        await asyncio.sleep(wait)
+                return time.perf_counter() - t0
 
-
-async def _wait_up(client: httpx.AsyncClient, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited: {log.read_text()[-400:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if (await client.get("/v1/models")).status_code == 200:
-                return
-        await asyncio.sleep(0.2)
-    raise RuntimeError("llama_cpp.server did not answer within 120 s")
-
-
-async def direct(args: argparse.Namespace, weights: Path, barred: list[int]) -> list[float]:
-    port = _free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "server.log"
-        with log.open("wb") as out:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "llama_cpp.server", "--model", str(weights), "--host", "127.0.0.1",
-                 "--port", str(port), "--n_ctx", str(CONTEXT), "--n_threads", str(os.cpu_count() or 2)],
-                stdout=out, stderr=subprocess.STDOUT)
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
-                await _wait_up(client, server, log)
-
-                async def agent(task: int, t0: float) -> float:
-                    messages: list[dict[str, Any]] = opening(args.system, 0, task)
-                    for i, (tokens, wait, result) in enumerate(_steps(args)):
-                        reply = await client.post("/v1/chat/completions", json={
-                            "messages": messages, "max_tokens": tokens, "temperature": 0,
-                            "logit_bias": {str(t): -100 for t in barred}})
-                        reply.raise_for_status()
-                        answer = reply.json()["choices"][0]["message"]["content"] or ""
-                        # (its OpenAI schema wants a tool result to name the call it answers)
-                        messages += [{**m, "tool_call_id": f"call_{task}_{i}"} if m["role"] == "tool" else m
-                                     for m in after(i, answer, result, task, True)]
-                        if wait:
-                            await asyncio.sleep(wait)
-                    return time.perf_counter() - t0
-
-                t0 = time.perf_counter()
-                return list(await asyncio.gather(*(agent(i, t0) for i in range(args.agents))))
-        finally:
-            server.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.wait(10)
-            if server.poll() is None:
-                server.kill()
+            t0 = time.perf_counter()
+            return list(await asyncio.gather(*(agent(i, t0) for i in range(args.agents))))
 
 
 def _figures(ended: list[float]) -> dict[str, float]:
@@ -131,10 +94,9 @@ async def main(args: argparse.Namespace) -> None:
     await probe.load()
     llm = probe._llm
     barred = sorted({llm.token_eos(), *probe.tokenize("<end_of_turn>", bos=False)})
-    weights = probe.path
     await probe.close()
     ours = _figures(await through_aios(args))
-    theirs = _figures(await direct(args, weights, barred))
+    theirs = _figures(await direct(args, barred))
     print(f"aios (embedded, P={args.slots}): {ours}")
     print(f"llama_cpp.server, called directly: {theirs}")
     print(f"aios / direct: makespan {ours['makespan_s'] / theirs['makespan_s']:.2f}×, "

@@ -71,6 +71,7 @@ class KernelConfig:
     backend: str = field(default_factory=lambda: os.environ.get("AIOS_BACKEND", "auto"))
     model: str | None = field(default_factory=lambda: os.environ.get("AIOS_MODEL") or None)
     slots: int | None = None
+    base_url: str | None = None  # the openai backend's server (`--base-url`; else OPENAI_BASE_URL)
     user: str = field(default_factory=current_user)
     admins: frozenset[str] = frozenset({"root"})
     seed: int = 0
@@ -94,7 +95,7 @@ class Kernel:
         self.bus.on(self.storage.record)
         try:
             self.backend: Backend = backend or create_backend(
-                config.backend, config.model, config.slots, seed=config.seed
+                config.backend, config.model, config.slots, seed=config.seed, base_url=config.base_url
             )
         except BaseException:
             self.storage.close()

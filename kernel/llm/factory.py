@@ -1,8 +1,11 @@
 """Pick and build a backend from `--backend`/`AIOS_BACKEND` and `--model`/`AIOS_MODEL`.
 
-`pool` takes its endpoints from `AIOS_POOL`, comma-separated: an Ollama `HOST:PORT`, or `sim:N`
-(a simulated endpoint with N slots, for tests and benchmarks). `@N` after an Ollama host gives its
-slots (what its OLLAMA_NUM_PARALLEL is); the default is `--slots`, else OLLAMA_NUM_PARALLEL, else 1.
+`openai` is any engine serving the OpenAI API at `--base-url URL` (else `OPENAI_BASE_URL`).
+
+`pool` takes its endpoints from `AIOS_POOL`, comma-separated: an Ollama `HOST:PORT`, an OpenAI-compatible
+`openai:URL`, or `sim:N` (a simulated endpoint with N slots, for tests and benchmarks). `@N` after a host gives its
+slots (what its OLLAMA_NUM_PARALLEL or `--parallel` is); the default is `--slots`, else OLLAMA_NUM_PARALLEL (for an
+Ollama host), else 1.
 
 More backends come from the `aios.backends` entry-point group, as agents and tools do: an entry point `NAME =
 "pkg.module:make"` makes `--backend NAME` call `make(model=…, slots=…, seed=…)`, which returns a `Backend`.
@@ -18,7 +21,7 @@ from kernel.llm.backend import Backend, BackendError, BackendUnavailable
 from kernel.llm.ollama import OllamaBackend, ollama_host, probe, probe_reason
 from kernel.settings import whole
 
-BACKENDS = ("auto", "ollama", "llamacpp", "simulated", "pool")  # built in
+BACKENDS = ("auto", "ollama", "openai", "llamacpp", "simulated", "pool")  # built in
 GROUP = "aios.backends"
 
 
@@ -49,6 +52,7 @@ def create_backend(
     seed: int = 0,
     host: str | None = None,
     pool: str | None = None,
+    base_url: str | None = None,
 ) -> Backend:
     """Build the backend `kind`; `auto` means Ollama if it answers, else the embedded model.
 
@@ -66,6 +70,10 @@ def create_backend(
         raise BackendUnavailable(f"{why} (start it with `ollama serve`, set OLLAMA_HOST, or use --backend llamacpp)")
     if kind == "ollama":
         return OllamaBackend(model=model, host=host, slots=slots)
+    if kind == "openai":
+        from kernel.llm.openai_compat import OpenAIBackend
+
+        return OpenAIBackend(base_url=base_url, model=model, slots=slots)
     if kind == "pool":
         return create_pool(pool if pool is not None else os.environ.get("AIOS_POOL", ""), model, slots, seed)
     if kind == "simulated":
@@ -78,7 +86,7 @@ def create_backend(
 
 
 def create_pool(spec: str, model: str | None = None, slots: int | None = None, seed: int = 0) -> Backend:
-    """A `PoolBackend` from `host:port[@N],sim:N,…`."""
+    """A `PoolBackend` from `host:port[@N],openai:URL[@N],sim:N,…`."""
     from kernel.llm.pool import PoolBackend, SimEndpoint
 
     entries = [e.strip() for e in spec.split(",") if e.strip()]
@@ -87,18 +95,26 @@ def create_pool(spec: str, model: str | None = None, slots: int | None = None, s
                            "AIOS_POOL=127.0.0.1:11434,127.0.0.1:11435")
     endpoints: list[Backend] = []
     for i, entry in enumerate(entries):
-        if entry.startswith("openai:"):
-            raise BackendError(f"AIOS_POOL entry '{entry}': OpenAI-compatible endpoints are not supported yet")
-        simulated = entry.startswith("sim:")
-        where, _, count = (f"sim-{i}", "", entry[4:]) if simulated else entry.partition("@")
+        simulated, compatible = entry.startswith("sim:"), entry.startswith("openai:")
+        if simulated:
+            where, count = f"sim-{i}", entry[4:]
+        else:
+            where, at, count = entry.removeprefix("openai:").rpartition("@")
+            if not at or any(c in count for c in ":/"):  # no '@N', or the '@' of a URL's user:password@
+                where, count = entry.removeprefix("openai:"), ""
         try:
-            n = int(count) if count else slots or whole("OLLAMA_NUM_PARALLEL", 1, minimum=1, maximum=1024)
+            n = int(count) if count else slots or (1 if compatible else
+                                                   whole("OLLAMA_NUM_PARALLEL", 1, minimum=1, maximum=1024))
         except ValueError:
             raise BackendError(f"AIOS_POOL entry '{entry}': slots must be a number") from None
         if n < 1:
             raise BackendError(f"AIOS_POOL entry '{entry}': slots must be at least 1")
         if simulated:
             endpoints.append(SimEndpoint(host=where, model=model or "sim-1", slots=n, seed=seed))
+        elif compatible:
+            from kernel.llm.openai_compat import OpenAIBackend
+
+            endpoints.append(OpenAIBackend(base_url=where, model=model, slots=n))
         else:
             endpoints.append(OllamaBackend(model=model, host=where, slots=n))
     return PoolBackend(endpoints)
