@@ -1,4 +1,5 @@
-"""tools [NAME] [--json] — the tools agents can call, with their arguments, and the sandbox that runs them."""
+"""tools [NAME] [--json] — the tools agents can call, with their arguments, the sandbox that runs them, and the MCP
+servers of `config.toml` (started here if they are not up yet)."""
 
 from __future__ import annotations
 
@@ -34,11 +35,14 @@ def _signature(schema: dict) -> str:
 @command("tools", "list the tools agents can call, with their arguments", usage="tools [NAME…] [--json]",
          args=_args, json_shape=JSON_SHAPE, examples=("tools", "tools shell --json"))
 async def tools(sh: Shell, args: argparse.Namespace) -> Table:
+    servers = await sh.api.load_tools()  # MCP servers start when first needed: listing their tools is a need
     registry = sh.kernel.tools
     unknown = [n for n in args.name if registry.get(n) is None]
     if unknown:
         raise CommandError(f"no such tool: {', '.join(unknown)}")
     schemas = registry.schemas(args.name or None)
     rows = [[s["function"]["name"], _signature(s), s["function"]["description"]] for s in schemas]
-    return Table(["TOOL", "ARGUMENTS", "DESCRIPTION"], rows, records=schemas,
-                 after=[f"sandbox: {sh.kernel.sandbox.status()}"])
+    after = [f"sandbox: {sh.kernel.sandbox.status()}"]
+    after += [f"mcp server {s['name']} ({s['transport']}): {s['state']}" + (f": {s['error']}" if s["error"] else "")
+              for s in servers]
+    return Table(["TOOL", "ARGUMENTS", "DESCRIPTION"], rows, records=schemas, after=after)

@@ -46,6 +46,7 @@ from kernel.settings import SettingError, whole
 from kernel.storage import Storage, StorageError, default_home
 from kernel.syscall import AgentContext, LLMCall, LLMResult
 from kernel.tools import ToolResult, default_registry
+from kernel.tools.mcp import McpServers
 from kernel.tools.registry import ToolError
 from kernel.tools.sandbox import Limits, Sandbox
 from kernel.tools.service import ToolService, permission_timeout
@@ -124,6 +125,7 @@ class Kernel:
         self.toolsvc = ToolService(self.tools, self.access, self.permissions, self.bus, self.set_state,
                                    services={"memory": self.memory, "files": self.files, "limits": Limits(),
                                              "sandbox": self.sandbox}, permission_timeout=asking)
+        self.mcp = McpServers(config.home, self.tools, self.kmsg.write, wrap=self._confine)  # config.toml's
         self.boot_time = clock.now()
         self.lost_at_boot: list[int] = []
         self._sids = itertools.count(1)
@@ -150,8 +152,13 @@ class Kernel:
         for proc in self.procs.alive():
             self.signal(proc.pid, Signal.KILL, sender=proc.user)
         await self.dispatcher.drain()
+        await self.mcp.close()
         await self.backend.close()
         self.close_storage()
+
+    def _confine(self, argv: list[str], workspace: Path, user: str, own: bool,
+                 net: bool) -> tuple[list[str], dict[str, str]]:
+        return self.sandbox.confine(argv, workspace, user=user, own=own, net=net)
 
     def close_storage(self) -> None:
         self.access.close()
@@ -325,6 +332,7 @@ class Kernel:
             await proc.resumed.wait()  # stopped before it started
             proc.started_at = clock.now()
             self.set_state(proc, State.RUNNING)
+            await self.mcp.ensure(proc.user)  # its MCP servers' tools, listed before it asks for them
             code = await main(AgentContext(self, proc))
             self._exit(proc, code=int(code or 0))
         except asyncio.CancelledError:
@@ -574,6 +582,8 @@ class Kernel:
         await self._gate(proc)
         proc.syscalls += 1
         proc.tool_calls += 1
+        if self.tools.get(name) is None and self.mcp.serves(name):  # an MCP server's tool: start it first
+            await self.mcp.ensure(proc.user)
         workspace = self.workspace(proc)
         try:
             workspace.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,12 @@ class KernelAPI:
             rows.append(row)
         return rows
 
+    async def load_tools(self) -> list[dict[str, Any]]:
+        """Start the caller's MCP servers that are not up yet, so their tools are listed; each server's state
+        (`name`, `transport`, `state` up|stopped|disabled, `users`, `error`, `crashes`)."""
+        await self._kernel.mcp.ensure(self.caller)
+        return self._kernel.mcp.state()
+
     def describe(self) -> dict[str, Any]:
         """The backend as it describes itself, the sandbox's state, and when the kernel booted (the monitor's
         system pane)."""

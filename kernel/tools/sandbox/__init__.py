@@ -208,6 +208,35 @@ class Sandbox:
                 bwrap.kill_tagged(tag)
         return _explain_exec_failure(result, argv[0])
 
+    def confine(self, argv: list[str], workspace: Path, *, user: str, own: bool = True,
+                net: bool = False) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment that run a long-lived program of `user` (an MCP server) in the
+        sandbox: what `run` builds, with bubblewrap's options on its command line (its spawner passes no memfd),
+        and without the time and output limits of a single run. Raises SandboxUnavailable."""
+        state = self.status()
+        if not state.ok:
+            raise SandboxUnavailable(f"no sandbox: {state.detail}")
+        uid = self.uid_for(user)
+        if uid is None and shared_home(self.home) and user != _login():
+            raise SandboxUnavailable(f"{user}'s programs would run as {_login()}, whose kernel this is")
+        workspace = self.prepare(workspace, user, own)
+        if self.mode == "rlimit":
+            env = sandbox_env(str(workspace))
+            if uid is None:
+                return list(argv), env
+            setpriv = bwrap.find_setpriv()
+            if setpriv is None:
+                raise SandboxUnavailable("setpriv (util-linux) not found: a server cannot run under its user's uid")
+            return bwrap.tail(argv, uid=uid, setpriv=setpriv)[1:], env
+        assert self._bwrap is not None
+        env = sandbox_env("/tmp" if uid is not None else bwrap.SANDBOX_HOME)
+        hide = self.hidden(user, workspace)
+        covered = [os.path.realpath(p) for p in hide]
+        expose = [p for p in bwrap.installation(argv[0])  # its interpreter under a hidden home (pyenv's /root/…)
+                  if any(p == c or p.startswith(c.rstrip("/") + "/") for c in covered)]
+        return bwrap.argv(self._bwrap, workspace, list(argv), uid=uid, setpriv=self._setpriv, hide=hide, net=net,
+                          hostname="aios-mcp", expose=expose), env
+
     async def _run_rlimit(self, argv: list[str], workspace: Path, uid: int | None, limits: Limits,
                           env: dict[str, str] | None) -> SandboxResult:
         home = tempfile.mkdtemp(prefix="aios-home-")

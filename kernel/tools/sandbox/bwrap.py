@@ -103,10 +103,10 @@ def _cover(path: str) -> list[str]:
 
 def argv(bw: Bwrap, workspace: Path, command: list[str], *, uid: int | None = None, setpriv: str = "setpriv",
          hide: Iterable[Path] = (), net: bool = False, tmp_bytes: int = 64 << 20,
-         hostname: str = "aios-sandbox") -> list[str]:
+         hostname: str = "aios-sandbox", expose: Iterable[str] = ()) -> list[str]:
     """The whole command line for running `command` in `workspace`. `uid` set: bwrap runs as root and the
     command as `uid` (through setpriv); None: bwrap and the command run as the caller, in a user namespace."""
-    return [bw.path, *options(workspace, uid=uid, hide=hide, net=net, tmp_bytes=tmp_bytes),
+    return [bw.path, *options(workspace, uid=uid, hide=hide, net=net, tmp_bytes=tmp_bytes, expose=expose),
             "--hostname", hostname, *tail(command, uid=uid, setpriv=setpriv)]
 
 
@@ -119,8 +119,9 @@ def tail(command: list[str], *, uid: int | None = None, setpriv: str = "setpriv"
 
 
 def options(workspace: Path, *, uid: int | None = None, hide: Iterable[Path] = (), net: bool = False,
-            tmp_bytes: int = 64 << 20) -> list[str]:
-    """bwrap's options for a run in `workspace` (all but --hostname, which tags each run)."""
+            tmp_bytes: int = 64 << 20, expose: Iterable[str] = ()) -> list[str]:
+    """bwrap's options for a run in `workspace` (all but --hostname, which tags each run); `expose`: directories
+    shown again read-only inside a hidden one (a program's own installation)."""
     ws = os.path.realpath(workspace)
     out = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if uid is None:
@@ -166,9 +167,31 @@ def options(workspace: Path, *, uid: int | None = None, hide: Iterable[Path] = (
         cover = _cover(real)
         out += cover
         covered += [real] if cover[:1] == ["--tmpfs"] else []
+    for path in expose:
+        out += ["--ro-bind", path, path]
     for path in covered:
         out += ["--remount-ro", path]
     return out + ["--chdir", ws]
+
+
+def installation(program: str) -> list[str]:
+    """Where `program` lives and what runs it: the prefix above its `bin/` (and, for a script, its interpreter's),
+    real paths. A long-lived program (an MCP server) needs these even where they sit in a hidden directory."""
+    out: list[str] = []
+    paths = [program]
+    try:
+        with open(program, "rb") as f:
+            first = f.readline(256)
+        if first.startswith(b"#!"):
+            paths.append(os.fsdecode(first[2:].split()[0]))
+    except (OSError, IndexError):
+        pass
+    for path in paths:
+        real = Path(os.path.realpath(path))
+        prefix = real.parent.parent if real.parent.name == "bin" else real.parent
+        if str(prefix) != "/" and str(prefix) not in out:
+            out.append(str(prefix))
+    return out
 
 
 def kill_tagged(tag: str, patience_s: float = 2.0) -> int:

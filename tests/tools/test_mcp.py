@@ -1,0 +1,149 @@
+"""MCP servers as devices: real servers (`mcp-server-time`, and a misbehaving one on the SDK) started by the kernel
+in the tool sandbox, their tools called through the tool service."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernel.api import KernelAPI
+from kernel.kernel import Kernel, boot
+from kernel.llm.simulated import Reply, SimulatedBackend
+from kernel.process import Process
+from kernel.tools.mcp import load_specs
+from tests.conftest import make_config
+
+FAKE = str(Path(__file__).parents[1] / "fakes" / "mcp_server.py")
+
+
+def configure(home: Path, text: str) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(text)
+
+
+def fake(name: str, mode: str = "", timeout: float = 10) -> str:
+    argv = ", ".join(f'"{a}"' for a in [sys.executable, FAKE, *([mode] if mode else [])])
+    return f"[mcp.servers.{name}]\ncommand = [{argv}]\ntimeout = {timeout}\n"
+
+
+async def run(kernel: Kernel, program: str, *argv: str) -> Process:
+    proc = kernel.spawn(program, list(argv))
+    await asyncio.wait_for(kernel.wait(proc.pid), 60)
+    return proc
+
+
+def kmsg(kernel: Kernel) -> str:
+    return "\n".join(m.text for m in kernel.kmsg.messages())
+
+
+def test_a_wrong_server_entry_is_one_line_and_left_out(home: Path) -> None:
+    configure(home, '[mcp.servers.ok]\ncommand = ["x"]\n[mcp.servers.both]\ncommand = ["x"]\nurl = "http://127.0.0.1:1/"\n'
+                    '[mcp.servers.far]\nurl = "http://example.com/mcp"\n[mcp.servers.odd]\ncommand = "x"\nport = 1\n'
+                    '[mcp.servers."bad name"]\ncommand = ["x"]\n[mcp.servers.slow]\ncommand = ["x"]\ntimeout = 0\n')
+    specs, problems = load_specs(home)
+    assert [s.name for s in specs] == ["ok"]
+    assert len(problems) == 5 and all(p.endswith("; left out") and "\n" not in p for p in problems)
+    assert any("127.0.0.1" in p for p in problems) and any("unknown keys: port" in p for p in problems)
+    configure(home, "[mcp.servers\n")
+    assert load_specs(home)[0] == [] and "no MCP server is started" in load_specs(home)[1][0]
+
+
+async def test_mcp_server_time_tools_are_listed_and_called_by_react(home: Path, sim: SimulatedBackend) -> None:
+    configure(home, '[mcp.servers.time]\ncommand = ["mcp-server-time"]\n')
+    config = make_config(home, yes_for=("time.get_current_time(Europe/*)",))
+    async with await boot(config, backend=sim) as kernel:
+        (home / "agents").mkdir(exist_ok=True)
+        servers = await KernelAPI(kernel).load_tools()
+        assert servers == [{"name": "time", "transport": "stdio", "state": "up", "users": ["alice"], "error": None,
+                            "crashes": 0}]
+        schema = next(s for s in kernel.tools.schemas() if s["function"]["name"] == "time.get_current_time")
+        assert schema["function"]["parameters"]["required"] == ["timezone"]
+        sim.enqueue(Reply(tool_calls=[{"name": "time.get_current_time", "arguments": {"timezone": "Europe/Paris"}}]),
+                    "It is evening in Paris.")
+        proc = await run(kernel, "react", "use time.get_current_time: Europe/Paris")
+        assert proc.status == "EXITED(0)", proc.output
+        result = sim.requests[1].messages[-1]
+        assert result["role"] == "tool" and '"timezone": "Europe/Paris"' in result["content"]
+        assert "time.get_current_time" in [t["function"]["name"] for t in sim.requests[0].tools]
+        # a rule decides like for a built-in: Asia is not allowed, and no one is there to ask
+        sim.enqueue(Reply(tool_calls=[{"name": "time.get_current_time", "arguments": {"timezone": "Asia/Tokyo"}}]),
+                    "Not allowed.")
+        proc = await run(kernel, "react", "what time is it in Tokyo?")
+        assert "permission denied: time.get_current_time(Asia/Tokyo)" in "".join(proc.output)
+        audit = [(a.tool, a.decision) for a in KernelAPI(kernel).audit()]
+        assert ("time.get_current_time", "allow") in audit and ("time.get_current_time", "deny") in audit
+
+
+async def test_bad_arguments_and_tool_errors_are_one_line(home: Path, sim: SimulatedBackend) -> None:
+    configure(home, fake("odd"))
+    async with await boot(make_config(home, yes_for=("odd.*",)), backend=sim) as kernel:
+        await KernelAPI(kernel).load_tools()
+        proc = kernel.spawn("workload", ["1:300"])
+        bad = await kernel.syscall_tool(proc, "odd.echo", {"txt": 1})
+        assert not bad.ok and bad.error.startswith("bad arguments for odd.echo: ")
+        assert "'text' is a required" in bad.error
+        failed = await kernel.syscall_tool(proc, "odd.fail", {})
+        assert not failed.ok and failed.error == "Error executing tool fail"  # the server's own line
+        ok = await kernel.syscall_tool(proc, "odd.echo", {"text": "still here"})
+        assert ok.ok and ok.output == "still here"
+
+
+@pytest.mark.hostile
+async def test_a_crashed_server_is_started_again_once_then_disabled(home: Path, sim: SimulatedBackend) -> None:
+    configure(home, fake("odd"))
+    async with await boot(make_config(home, yes_for=("odd.*",)), backend=sim) as kernel:
+        proc = kernel.spawn("workload", ["1:300"])  # its start starts the server; it stays, to call tools as
+        assert (await kernel.syscall_tool(proc, "odd.echo", {"text": "one"})).output == "one"
+        crashed = await kernel.syscall_tool(proc, "odd.die", {})
+        assert not crashed.ok and "the mcp server failed" in crashed.error and "\n" not in crashed.error
+        assert "mcp server 'odd' crashed" in kmsg(kernel) and "started again" in kmsg(kernel)
+        assert (await kernel.syscall_tool(proc, "odd.echo", {"text": "two"})).output == "two"  # restarted
+        await kernel.syscall_tool(proc, "odd.die", {})
+        assert "disabled until the kernel restarts" in kmsg(kernel)
+        gone = await kernel.syscall_tool(proc, "odd.echo", {"text": "three"})
+        assert not gone.ok and "mcp server 'odd' is disabled" in gone.error
+        assert (await kernel.syscall_tool(proc, "calc", {"expression": "1+1"})).output == "2"  # the rest unharmed
+
+
+@pytest.mark.hostile
+async def test_a_hanging_call_times_out_and_the_server_goes_on(home: Path, sim: SimulatedBackend) -> None:
+    configure(home, fake("odd", timeout=1))
+    async with await boot(make_config(home, yes_for=("odd.*",)), backend=sim) as kernel:
+        proc = kernel.spawn("workload", ["1:300"])
+        hung = await kernel.syscall_tool(proc, "odd.sleep", {"seconds": 60})
+        assert not hung.ok and "timed out after 1 s" in hung.error
+        assert (await kernel.syscall_tool(proc, "odd.echo", {"text": "awake"})).output == "awake"
+
+
+@pytest.mark.hostile
+async def test_garbage_a_clash_and_a_server_that_exits(home: Path, sim: SimulatedBackend) -> None:
+    configure(home, fake("noisy", "garbage") + fake("fs", "clash") + fake("gone", "exit"))
+    async with await boot(make_config(home, yes_for=("noisy.*", "fs.*")), backend=sim) as kernel:
+        servers = {s["name"]: s for s in await KernelAPI(kernel).load_tools()}
+        assert servers["noisy"]["state"] == "up"  # lines that are not JSON-RPC are skipped
+        assert servers["fs"]["state"] == "up" and servers["gone"]["state"] == "stopped"
+        log = kmsg(kernel)
+        assert "mcp server 'fs': tool 'read' skipped: fs.read is already a tool" in log
+        assert "mcp server 'fs': tool 'two words' skipped: not a plain name" in log
+        assert "mcp server 'gone' crashed" in log
+        assert kernel.tools.get("fs.read").description.startswith("Read a text file")  # the built-in stays
+        assert "fs.echo" in kernel.tools.names() and "noisy.echo" in kernel.tools.names()
+        proc = kernel.spawn("workload", ["1:300"])
+        assert (await kernel.syscall_tool(proc, "noisy.echo", {"text": "x"})).output == "x"
+
+
+async def test_servers_stop_with_the_kernel(home: Path, sim: SimulatedBackend) -> None:
+    import psutil
+
+    configure(home, fake("odd"))
+    kernel = await boot(make_config(home), backend=sim)
+    await KernelAPI(kernel).load_tools()
+    mine = psutil.Process()
+    servers = [p for p in mine.children(recursive=True) if FAKE in " ".join(p.cmdline())]
+    assert servers
+    await kernel.shutdown()
+    gone, alive = psutil.wait_procs(servers, timeout=10)
+    assert not alive
