@@ -3,9 +3,10 @@
     python tests/fakes/mcp_server.py [MODE]
 
 Tools: `echo(text)`, `die()` (the process exits mid-call, as a crash), `sleep(seconds)` (hangs that long), `fail()`
-(answers with a tool error). MODE: `garbage` writes lines that are not JSON-RPC to stdout first; `exit` exits
-before the handshake; `clash` adds a tool `read` (its server is named `fs` in the test: `fs.read` is a built-in)
-and one whose name is not a plain name.
+(answers with a tool error), `cat(path)` and `write(path, text)` (what the sandbox lets it see and change).
+MODE: `garbage` writes lines that are not JSON-RPC to stdout first; `exit` exits before the handshake; `clash`
+adds a tool `read` (its server is named `fs` in the test: `fs.read` is a built-in) and one whose name is not a
+plain name; `http:PORT` serves streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ def fail() -> str:
     raise ValueError("this tool always fails")
 
 
+@server.tool(name="cat", description="Read a file (what the sandbox lets it see).")
+def cat(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+@server.tool(name="write", description="Write a file (where the sandbox lets it write).")
+def write(path: str, text: str) -> str:
+    with open(path, "w") as f:
+        f.write(text)
+    return "written"
+
+
 if mode == "clash":
     @server.tool(name="read", description="Clashes with fs.read.")
     def read(path: str) -> str:
@@ -56,4 +70,7 @@ if mode == "garbage":
     sys.stdout.write("this is not JSON-RPC\n{\"broken\": \n")
     sys.stdout.flush()
 
-server.run("stdio")
+if mode.startswith("http:"):  # streamable HTTP on 127.0.0.1:PORT/mcp
+    server.run("streamable-http", host="127.0.0.1", port=int(mode[5:]))
+else:
+    server.run("stdio")

@@ -147,3 +147,66 @@ async def test_servers_stop_with_the_kernel(home: Path, sim: SimulatedBackend) -
     await kernel.shutdown()
     gone, alive = psutil.wait_procs(servers, timeout=10)
     assert not alive
+
+
+@pytest.mark.hostile
+async def test_a_server_is_confined_by_the_sandbox(home: Path, sim: SimulatedBackend, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("the kernel's")
+    configure(home, fake("odd"))
+    async with await boot(make_config(home, yes_for=("odd.*",)), backend=sim) as kernel:
+        proc = kernel.spawn("workload", ["1:300"])
+        for path in (home / "aios.db", home / "config.toml"):  # AIOS_HOME is hidden from it
+            seen = await kernel.syscall_tool(proc, "odd.cat", {"path": str(path)})
+            assert not seen.ok, seen.output[:80]
+        wrote = await kernel.syscall_tool(proc, "odd.write", {"path": str(outside), "text": "mine"})
+        assert not wrote.ok and outside.read_text() == "the kernel's"  # the host is read-only to it
+        inside = await kernel.syscall_tool(proc, "odd.write", {"path": "notes.txt", "text": "mine"})
+        assert inside.ok  # its own directory is its to write
+        assert (home / "mcp" / "alice" / "odd" / "notes.txt").read_text() == "mine"
+
+
+async def test_mcp_server_git_answers_about_a_repository(home: Path, sim: SimulatedBackend, tmp_path: Path) -> None:
+    import subprocess
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "a.txt").write_text("hello\n")
+    subprocess.run(["git", "-C", str(repo), "add", "a.txt"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm",
+                    "the first commit"], check=True)
+    configure(home, f'[mcp.servers.git]\ncommand = ["mcp-server-git", "--repository", "{repo}"]\ncwd = "{repo}"\n')
+    async with await boot(make_config(home, yes_for=(f"git.git_log({repo})",)), backend=sim) as kernel:
+        proc = kernel.spawn("workload", ["1:300"])
+        log = await kernel.syscall_tool(proc, "git.git_log", {"repo_path": str(repo)})
+        assert log.ok and "the first commit" in log.output, log.error
+        status = await kernel.syscall_tool(proc, "git.git_status", {"repo_path": str(repo)})
+        assert not status.ok and "permission denied: git.git_status" in status.error  # no rule allows that one
+
+
+async def test_a_server_over_streamable_http(home: Path, sim: SimulatedBackend) -> None:
+    import subprocess
+
+    from tests.conftest import until
+    from tests.llm.test_ollama import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, FAKE, f"http:{port}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        def listening() -> bool:
+            import socket
+
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        await until(listening, timeout=30)
+        configure(home, f'[mcp.servers.remote]\nurl = "http://127.0.0.1:{port}/mcp"\n')
+        async with await boot(make_config(home, yes_for=("remote.echo",)), backend=sim) as kernel:
+            proc = kernel.spawn("workload", ["1:300"])
+            said = await kernel.syscall_tool(proc, "remote.echo", {"text": "over http"})
+            assert said.ok and said.output == "over http", said.error
+            assert kernel.mcp.state()[0]["transport"] == "http"
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -230,6 +230,10 @@ class Sandbox:
             return bwrap.tail(argv, uid=uid, setpriv=setpriv)[1:], env
         assert self._bwrap is not None
         env = sandbox_env("/tmp" if uid is not None else bwrap.SANDBOX_HOME)
+        if not own and uid is not None:  # a directory the person named for it: git there although another uid owns it
+            n = int(env["GIT_CONFIG_COUNT"])
+            env.update({"GIT_CONFIG_COUNT": str(n + 1), f"GIT_CONFIG_KEY_{n}": "safe.directory",
+                        f"GIT_CONFIG_VALUE_{n}": os.path.realpath(workspace)})
         hide = self.hidden(user, workspace)
         covered = [os.path.realpath(p) for p in hide]
         expose = [p for p in bwrap.installation(argv[0])  # its interpreter under a hidden home (pyenv's /root/…)
