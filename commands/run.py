@@ -39,5 +39,7 @@ async def run(sh: Shell, args: argparse.Namespace) -> int:
         workspace = sh.cwd / args.workspace
         if not workspace.is_dir():
             raise CommandError(f"{args.workspace}: not a directory")
+    if args.agent == "ext" and workspace is None:  # an outside program runs where the shell is, as in any shell
+        workspace = sh.cwd
     proc = sh.api.spawn(args.agent, args.args, nice=args.nice, stdin=sh.stdin, workspace=workspace)
     return await sh.follow(proc)

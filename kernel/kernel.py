@@ -10,6 +10,7 @@ import getpass
 import itertools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from kernel.events import (
 )
 from kernel.files import FileVersions
 from kernel.home import process_running
+from kernel.http.front import Front, parse_address
 from kernel.kmsg import KernelLog
 from kernel.llm import Backend, LLMRequest, create_backend
 from kernel.llm.backend import BackendError
@@ -80,6 +82,8 @@ class KernelConfig:
     policy: str = field(default_factory=lambda: os.environ.get("AIOS_POLICY") or DEFAULT_POLICY)
     slice: int | None = None  # tokens per slice for rr and fair
     yes_for: tuple[str, ...] = ()  # rules allowed without asking for this session (`--yes-for RULE`)
+    # the HTTP front's address (`aios serve --http`, AIOS_HTTP); None: started on a free port when first needed
+    http: str | None = field(default_factory=lambda: os.environ.get("AIOS_HTTP") or None)
 
 
 class Kernel:
@@ -125,6 +129,7 @@ class Kernel:
         self.toolsvc = ToolService(self.tools, self.access, self.permissions, self.bus, self.set_state,
                                    services={"memory": self.memory, "files": self.files, "limits": Limits(),
                                              "sandbox": self.sandbox}, permission_timeout=asking)
+        self.front: Front | None = None  # the Ollama/OpenAI HTTP API (`kernel.http`), once started
         self.mcp = McpServers(config.home, self.tools, self.kmsg.write, wrap=self._confine)  # config.toml's
         self.boot_time = clock.now()
         self.lost_at_boot: list[int] = []
@@ -140,7 +145,22 @@ class Kernel:
         await self.backend.start()
         await asyncio.to_thread(self.sandbox.status)  # probed once, here: `tools` and the monitor show it
         self._started = True
+        if self.config.http:
+            await self.http_front()
         return self
+
+    async def http_front(self) -> Front:
+        """The HTTP front, started now if it is not running (at `config.http`, else on a free port of
+        127.0.0.1); InvalidArgument (one line) for an address it cannot take."""
+        if self.front is None:
+            self.front = Front(self)
+        if self.front.address is None:
+            try:
+                host, port = parse_address(self.config.http) if self.config.http else ("127.0.0.1", 0)
+                await self.front.start(host, port)
+            except (ValueError, OSError) as exc:
+                raise InvalidArgument(str(exc)) from None
+        return self.front
 
     async def shutdown(self) -> None:
         """Hang up every live process (SIGHUP, then SIGKILL after the grace period) and close."""
@@ -152,6 +172,8 @@ class Kernel:
         for proc in self.procs.alive():
             self.signal(proc.pid, Signal.KILL, sender=proc.user)
         await self.dispatcher.drain()
+        if self.front is not None:
+            await self.front.stop()
         await self.mcp.close()
         await self.backend.close()
         self.close_storage()
@@ -479,7 +501,8 @@ class Kernel:
         if not proc.alive:
             raise asyncio.CancelledError
 
-    async def syscall_llm(self, proc: Process, request: LLMRequest, echo: bool = False) -> LLMResult:
+    async def syscall_llm(self, proc: Process, request: LLMRequest, echo: bool = False,
+                          on_text: Callable[[str], None] | None = None) -> LLMResult:
         await self._gate(proc)
         if self.quotas.over(proc.user):  # over its tokens per minute: wait outside the queue
             self.set_state(proc, State.WAITING, WaitReason.QUOTA)
@@ -492,7 +515,8 @@ class Kernel:
             raise ResourceLimit(f"the model queue is full ({self.quotas.max_queued} calls waiting, "
                                 "AIOS_MAX_QUEUED); try again later")
         proc.syscalls += 1
-        call = LLMCall(sid=next(self._sids), proc=proc, request=self.context.fit(proc, request), echo=echo)
+        call = LLMCall(sid=next(self._sids), proc=proc, request=self.context.fit(proc, request), echo=echo,
+                       on_text=on_text)
         self._log_turn(proc, request.messages)  # the conversation as the agent has it, not as compacted
         self.context.track(call)
         proc.inflight.append(call)

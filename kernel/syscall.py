@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,7 @@ class LLMCall:
     preempt: str | None = None  # set to a reason to make the serving loop yield the slot
     cancelled: bool = False
     answered: bool = False  # it ended with an answer (not an error, a preemption or a kill)
+    on_text: Callable[[str], None] | None = None  # told each piece of the answer as it comes (the HTTP front)
     wait_s: float = 0.0
     service_s: float = 0.0
     future: asyncio.Future[LLMResult] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -251,6 +253,22 @@ class AgentContext:
         if self._proc.stdin is None:
             self._proc.stdin = Pipe(closed=True)
         return self._proc.stdin
+
+    async def client_env(self) -> dict[str, str]:
+        """What an outside program needs to call the model as this process, through the kernel's HTTP front
+        (started here if it is not running): `OLLAMA_HOST`, `OPENAI_BASE_URL`, `OPENAI_API_KEY`, `AIOS_TOKEN`,
+        `AIOS_MODEL`."""
+        await self._kernel._gate(self._proc)
+        front = await self._kernel.http_front()
+        return front.client_env(self._proc)
+
+    async def exec(self, argv: list[str], env: dict[str, str] | None = None) -> int:
+        """Run an outside program as this process's child, in the tool sandbox with the host's network; what it
+        writes is this process's output, `kill -STOP`/`-CONT` reach it, and its exit status is returned."""
+        from kernel.http.external import run_external
+
+        await self._kernel._gate(self._proc)
+        return await run_external(self._kernel, self._proc, list(argv), dict(env or {}))
 
     def spawn(self, program: str, argv: tuple[str, ...] | list[str] = (), *, stdin: str | None = None) -> int:
         """Start a child process (its ppid is this one; same user and niceness); returns its pid."""

@@ -337,6 +337,8 @@ class Dispatcher:
         if not call.preempt and self.policy.should_preempt(call) and self._needs_slot():
             call.preempt = PreemptReason.SLICE
         self.host.publish(TokenGenerated(pid=call.pid, sid=call.sid, text=text))
+        if call.on_text is not None:
+            call.on_text(text)
         if call.echo:
             shown = text if call.echoed else text.lstrip()  # the answer's leading blanks are not shown
             if shown:

@@ -1,0 +1,95 @@
+"""An outside program as an aios process's child (`run ext -- CMD ARGS…`).
+
+It runs in the tool sandbox (bubblewrap's namespaces, its user's uid as root, AIOS_HOME hidden) with the host's
+network, so that it reaches the kernel's HTTP front on 127.0.0.1 and nothing of the kernel's state; its working
+directory is its process's workspace (`run ext` in the shell: the shell's directory). The Python aios runs on
+comes first on its PATH, so `python` there has the `ollama` and `openai` clients. What it writes (stdout and
+stderr) is the process's output, line by line, control sequences stripped. `kill -STOP` / `kill -CONT` of the
+process stop and continue it too; a process that ends (killed, hung up) takes it down. Its exit status is the
+process's (128 + N after signal N).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+
+from kernel.events import SignalDelivered
+from kernel.sanitize import strip_controls
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+    from kernel.process import Process
+
+LINE_MAX = 64 * 1024
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        top = psutil.Process(pid)
+        return [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _signal_tree(pid: int, sig: int) -> None:
+    for p in _tree(pid):
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(sig)
+
+
+async def run_external(kernel: Kernel, proc: Process, argv: list[str], env: dict[str, str]) -> int:
+    """Run `argv` for `proc` until it exits; returns its exit status."""
+    if not argv:
+        raise ValueError("no command to run")
+    workspace: Path = kernel.workspace(proc)
+    # the Python aios runs on first: `python` there has the ollama and openai clients
+    path = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH") or os.environ.get("PATH", "")])
+    program = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=path)
+    if program is None or not os.path.isfile(program):
+        raise FileNotFoundError(2, "command not found", argv[0])
+    argv = [os.path.abspath(program) if "/" in program else program, *argv[1:]]
+    confined, child_env = await asyncio.to_thread(kernel.sandbox.confine, argv, workspace, user=proc.user,
+                                                  own=kernel.made_workspace(proc), net=True)
+    child_env.update(env)
+    child_env["PATH"] = path
+    child = await asyncio.create_subprocess_exec(
+        *confined, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, env=child_env, cwd=str(workspace), start_new_session=True,
+        limit=LINE_MAX)
+
+    def forward(event: SignalDelivered) -> None:
+        if event.pid == proc.pid and event.name in ("SIGSTOP", "SIGCONT"):
+            _signal_tree(child.pid, signal.SIGSTOP if event.name == "SIGSTOP" else signal.SIGCONT)
+
+    off = kernel.bus.on(forward, SignalDelivered)
+    try:
+        assert child.stdout is not None
+        while True:
+            try:
+                line = await child.stdout.readline()
+            except ValueError:  # a line over LINE_MAX: what there is of it
+                line = await child.stdout.read(LINE_MAX)
+            if not line:
+                break
+            kernel.emit_output(proc, strip_controls(line.decode("utf-8", "replace")))
+        code = await child.wait()
+    except asyncio.CancelledError:
+        _signal_tree(child.pid, signal.SIGCONT)
+        for p in reversed(_tree(child.pid)):
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        with contextlib.suppress(ProcessLookupError):
+            await asyncio.wait_for(child.wait(), 5)
+        raise
+    finally:
+        off()
+    return 128 - code if code < 0 else code

@@ -1,0 +1,403 @@
+"""aios as a model server: the Ollama API and the OpenAI API on 127.0.0.1, every client an aios process.
+
+    aios serve --http 127.0.0.1:11435        (or AIOS_HTTP=127.0.0.1:11435 for any aios that hosts the kernel)
+
+Routes: `/api/chat`, `/api/generate` (NDJSON streaming), `/api/tags`, `/api/show`, `/api/ps`, `/api/version`;
+`/v1/chat/completions` (server-sent events, tool calls), `/v1/models`. Each also under `/t/TOKEN/…`, for clients
+that can be given a base URL but no header (the `ollama` client); else the token is the bearer
+(`Authorization: Bearer TOKEN`, the `openai` client's api key).
+
+Who calls is the token's: a user's own (`aios token`, kept in `AIOS_HOME/http-tokens.json`, mode 0600), or a
+process's (`run ext -- CMD` gives its child one, with `OLLAMA_HOST` and `OPENAI_BASE_URL` pointing here). A
+process's token makes its calls that process's; a user's token makes them a session's: one `client` process per
+user and client program (named by `X-Aios-Program`, else the User-Agent's first word), ended after
+`SESSION_IDLE_S` without a call. So every call passes the scheduler, quotas and accounting, shows in `ps`, `top`
+and `sched`; a stopped process's stream pauses, a killed one's ends with an error its client library raises.
+
+Bad input is the status the API defines and one `dmesg` line: a body that is not JSON or not valid (400), over
+`MAX_BODY` (413), no or a wrong token (401), an unknown model (404), a process that has ended (410).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+
+from kernel.http import formats
+from kernel.http.formats import BadRequest
+from kernel.sanitize import strip_controls
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+    from kernel.process import Process
+
+MAX_BODY = 8 << 20
+SESSION_IDLE_S = 300.0
+VERSION = "0.12.0"  # the Ollama API version this front speaks
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (or `:PORT`, or `PORT`) on this machine; ValueError with a line otherwise."""
+    host, _, port = text.strip().rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"{text}: the HTTP front listens on this machine only (127.0.0.1)")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{text}: expected HOST:PORT, e.g. 127.0.0.1:11435")
+    return ("127.0.0.1" if host == "localhost" else host), int(port)
+
+
+class _Server:
+    """uvicorn's server without its signal handlers (the shell owns Ctrl-C)."""
+
+    def __init__(self, app: Any, sock: socket.socket) -> None:
+        import uvicorn
+
+        class Quiet(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        self.server = Quiet(uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False,
+                                           timeout_graceful_shutdown=1))
+        self.task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[sock]), name="http-front")
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, 5)
+
+
+class Front:
+    """The HTTP front of one kernel."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.address: tuple[str, int] | None = None
+        self._server: _Server | None = None
+        self._tokens_file = Path(kernel.config.home) / "http-tokens.json"
+        self._proc_tokens: dict[str, int] = {}  # a process's token -> its pid
+        self._sessions: dict[tuple[str, str], Process] = {}
+        self._idle: dict[int, asyncio.TimerHandle] = {}
+        self._lock = asyncio.Lock()
+        self.requests = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        if self.address is None:
+            raise RuntimeError("the HTTP front is not running")
+        return f"http://{self.address[0]}:{self.address[1]}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on `host:port` (0: a free port); returns the URL. OSError (one line) when it cannot."""
+        async with self._lock:
+            if self._server is not None:
+                return self.url
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                sock.close()
+                raise OSError(f"the HTTP front cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            sock.listen(128)
+            sock.setblocking(False)
+            self.address = (host, sock.getsockname()[1])
+            self._server = _Server(self._app(), sock)
+            while not self._server.server.started and not self._server.task.done():
+                await asyncio.sleep(0.01)
+            self.kernel.kmsg.write("info", f"http: serving the Ollama and OpenAI APIs at {self.url}")
+            return self.url
+
+    async def stop(self) -> None:
+        for handle in self._idle.values():
+            handle.cancel()
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+
+    # -- tokens --------------------------------------------------------------------------------------
+    def _user_tokens(self) -> dict[str, str]:
+        try:
+            data = json.loads(self._tokens_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def user_token(self, user: str, new: bool = False) -> str:
+        """`user`'s token (made on first use; `new` makes another, and the old one stops working)."""
+        tokens = self._user_tokens()
+        if new or user not in tokens:
+            tokens[user] = "aios-" + secrets.token_urlsafe(24)
+            tmp = self._tokens_file.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(tokens, f)
+            os.replace(tmp, self._tokens_file)
+        return tokens[user]
+
+    def process_token(self, proc: Process) -> str:
+        """A token that makes a client's calls `proc`'s (for as long as it lives)."""
+        token = "aios-p-" + secrets.token_urlsafe(24)
+        self._proc_tokens[token] = proc.pid
+        return token
+
+    def client_env(self, proc: Process) -> dict[str, str]:
+        """What an outside program needs to call the model as `proc`: the Ollama and OpenAI clients' settings."""
+        token = self.process_token(proc)
+        base = f"{self.url}/t/{token}"
+        return {"OLLAMA_HOST": base, "OPENAI_BASE_URL": f"{base}/v1", "OPENAI_API_KEY": token, "AIOS_TOKEN": token,
+                "AIOS_MODEL": self.kernel.backend.model}
+
+    def _caller(self, request: Request) -> Process:
+        """The process a request's calls are made for, from its token."""
+        token = request.path_params.get("token") or ""
+        auth = request.headers.get("authorization", "")
+        if not token and auth.lower().startswith("bearer "):
+            token = auth[7:].strip()
+        if not token:
+            raise HttpError(401, "no token: use `aios token` as the bearer (or /t/TOKEN/…), or run the program "
+                                 "with `run ext -- CMD`")
+        pid = self._proc_tokens.get(token)
+        if pid is not None:
+            proc = self.kernel.procs.get(pid)
+            if proc is None or not proc.alive:
+                raise HttpError(410, f"process {pid} has exited")
+            return proc
+        user = next((u for u, t in self._user_tokens().items() if secrets.compare_digest(t, token)), None)
+        if user is None:
+            raise HttpError(401, "that token is not a token of this kernel")
+        client = request.headers.get("x-aios-program") or request.headers.get("user-agent", "client").split("/")[0]
+        return self._session(user, strip_controls(client)[:40].strip() or "client")
+
+    def _session(self, user: str, client: str) -> Process:
+        from kernel.syscall import Pipe
+
+        key = (user, client)
+        proc = self._sessions.get(key)
+        if proc is None or not proc.alive:
+            proc = self.kernel.spawn("client", [client], user=user, stdin=Pipe())
+            self._sessions[key] = proc
+        if (handle := self._idle.pop(proc.pid, None)) is not None:
+            handle.cancel()
+        self._idle[proc.pid] = asyncio.get_running_loop().call_later(SESSION_IDLE_S, self._end, proc)
+        return proc
+
+    def _end(self, proc: Process) -> None:
+        self._idle.pop(proc.pid, None)
+        if proc.stdin is not None:
+            proc.stdin.close()  # the session's program ends at end-of-file
+
+    # -- the app ---------------------------------------------------------------------------------------
+    def _app(self) -> Starlette:
+        routes = [Route("/api/chat", self.chat, methods=["POST"]),
+                  Route("/api/generate", self.generate, methods=["POST"]),
+                  Route("/api/tags", self.tags, methods=["GET"]), Route("/api/show", self.show, methods=["POST"]),
+                  Route("/api/ps", self.ps, methods=["GET"]), Route("/api/version", self.version, methods=["GET"]),
+                  Route("/v1/chat/completions", self.completions, methods=["POST"]),
+                  Route("/v1/models", self.models, methods=["GET"])]
+        return Starlette(routes=[Route("/", self.root), *routes, Mount("/t/{token}", routes=routes)])
+
+    def _fail(self, request: Request, status: int, message: str, openai: bool) -> JSONResponse:
+        peer = f"{request.client.host}:{request.client.port}" if request.client else "?"
+        self.kernel.kmsg.write("warning", f"http: {status} to {peer} {request.url.path.split('/t/')[0] or '/'}"
+                                          f"{'' if '/t/' not in request.url.path else '…'}: {message}")
+        if openai:
+            kind = {401: "authentication_error", 404: "not_found_error"}.get(status, "invalid_request_error")
+            return JSONResponse({"error": {"message": message, "type": kind, "code": None}}, status)
+        return JSONResponse({"error": message}, status)
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > MAX_BODY:
+            raise HttpError(413, f"the body is over {MAX_BODY >> 20} MiB")
+        data = bytearray()
+        async for piece in request.stream():
+            data += piece
+            if len(data) > MAX_BODY:
+                raise HttpError(413, f"the body is over {MAX_BODY >> 20} MiB")
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise HttpError(400, "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise HttpError(400, "the body must be a JSON object")
+        return body
+
+    def _model(self, name: Any) -> str:
+        model = self.kernel.backend.model
+        if name in (None, "", model, "aios") or (isinstance(name, str) and name.split(":")[0] == model):
+            return model
+        raise HttpError(404, f"model '{str(name)[:100]}' not found; this kernel serves '{model}'")
+
+    async def root(self, request: Request) -> Response:
+        return Response("aios is running", media_type="text/plain")
+
+    async def version(self, request: Request) -> Response:
+        return JSONResponse({"version": VERSION})
+
+    def _entry(self) -> dict[str, Any]:
+        model = self.kernel.backend.model
+        return {"name": model, "model": model, "modified_at": formats.now_iso(), "size": 0, "digest": "",
+                "details": {"format": "gguf", "family": self.kernel.backend.name, "parameter_size": "",
+                            "quantization_level": ""}}
+
+    async def tags(self, request: Request) -> Response:
+        return await self._guarded(request, False, lambda proc: JSONResponse({"models": [self._entry()]}))
+
+    async def ps(self, request: Request) -> Response:
+        return await self._guarded(request, False, lambda proc: JSONResponse({"models": [
+            {**self._entry(), "size_vram": 0, "expires_at": None, "context_length":
+             self.kernel.backend.context_window}]}))
+
+    async def show(self, request: Request) -> Response:
+        async def answer(proc: Process) -> Response:
+            body = await self._body(request)
+            self._model(body.get("model", body.get("name")))
+            return JSONResponse({"modelfile": "", "parameters": "", "template": "", "details": self._entry()["details"],
+                                 "model_info": {"context_length": self.kernel.backend.context_window},
+                                 "capabilities": ["completion", "tools"]})
+        return await self._guarded(request, False, answer)
+
+    async def models(self, request: Request) -> Response:
+        return await self._guarded(request, True, lambda proc: JSONResponse({"object": "list", "data": [
+            {"id": self.kernel.backend.model, "object": "model", "created": int(self.kernel.boot_time),
+             "owned_by": "aios"}]}))
+
+    async def _guarded(self, request: Request, openai: bool, answer: Any) -> Response:
+        """Run `answer(proc)` for the request's caller; every refusal is the API's error and one dmesg line."""
+        self.requests += 1
+        try:
+            proc = self._caller(request)
+            out = answer(proc)
+            return await out if asyncio.iscoroutine(out) else out
+        except HttpError as exc:
+            return self._fail(request, exc.status, str(exc), openai)
+        except BadRequest as exc:
+            return self._fail(request, 400, str(exc), openai)
+
+    # -- model calls ---------------------------------------------------------------------------------
+    async def chat(self, request: Request) -> Response:
+        return await self._guarded(request, False, lambda proc: self._ollama(request, proc, generate=False))
+
+    async def generate(self, request: Request) -> Response:
+        return await self._guarded(request, False, lambda proc: self._ollama(request, proc, generate=True))
+
+    async def completions(self, request: Request) -> Response:
+        return await self._guarded(request, True, lambda proc: self._openai(request, proc))
+
+    def _call(self, proc: Process, llm_request: Any) -> tuple[asyncio.Task[Any], asyncio.Queue[str]]:
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+        task = asyncio.get_running_loop().create_task(
+            self.kernel.syscall_llm(proc, llm_request, on_text=pieces.put_nowait), name=f"http-call-{proc.pid}")
+        return task, pieces
+
+    @staticmethod
+    async def _pieces(proc: Process, task: asyncio.Task[Any], pieces: asyncio.Queue[str]) -> AsyncIterator[str]:
+        """The answer's pieces as they come, until the call ends or its process does (killed: its call is
+        dropped, and the call gives up)."""
+        ended = asyncio.ensure_future(proc.exited.wait())
+        try:
+            while True:
+                getter = asyncio.ensure_future(pieces.get())
+                await asyncio.wait({getter, task, ended}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                if ended.done() and not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                while not pieces.empty():
+                    yield pieces.get_nowait()
+                return
+        finally:
+            ended.cancel()
+
+    def _ended(self, proc: Process, task: asyncio.Task[Any]) -> str | None:
+        """Why a call gave no answer (None when it did)."""
+        if task.cancelled():
+            sig = proc.term_signal
+            return f"aios process {proc.pid} was ended" + (f" by signal {sig}" if sig else "")
+        exc = task.exception()
+        return None if exc is None else " ".join(str(exc).split()) or type(exc).__name__
+
+    async def _ollama(self, request: Request, proc: Process, generate: bool) -> Response:
+        body = await self._body(request)
+        model = self._model(body.get("model"))
+        llm_request = formats.ollama_request(body, generate=generate)
+        started = time.perf_counter()
+        task, pieces = self._call(proc, llm_request)
+        if body.get("stream", True) is False:
+            text = "".join([p async for p in self._pieces(proc, task, pieces)])
+            if (why := self._ended(proc, task)) is not None:
+                return JSONResponse({"error": why}, 500)
+            return JSONResponse(formats.ollama_final(model, task.result(), generate, started, text))
+
+        async def lines() -> AsyncIterator[bytes]:
+            try:
+                async for piece in self._pieces(proc, task, pieces):
+                    yield (json.dumps(formats.ollama_piece(model, piece, generate)) + "\n").encode()
+                why = self._ended(proc, task)
+                last = {"error": why} if why is not None else formats.ollama_final(model, task.result(), generate,
+                                                                                    started)
+                yield (json.dumps(last) + "\n").encode()
+            finally:
+                task.cancel()  # the client went away: the call gives up its slot
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    async def _openai(self, request: Request, proc: Process) -> Response:
+        body = await self._body(request)
+        model = self._model(body.get("model"))
+        llm_request = formats.openai_request(body)
+        ident = "chatcmpl-" + secrets.token_hex(12)
+        task, pieces = self._call(proc, llm_request)
+        if not body.get("stream"):
+            async for _ in self._pieces(proc, task, pieces):
+                pass
+            if (why := self._ended(proc, task)) is not None:
+                return JSONResponse({"error": {"message": why, "type": "server_error", "code": None}}, 500)
+            return JSONResponse(formats.openai_whole(ident, model, task.result()))
+        usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                yield _sse(formats.openai_chunk(ident, model, {"role": "assistant", "content": ""}))
+                async for piece in self._pieces(proc, task, pieces):
+                    yield _sse(formats.openai_chunk(ident, model, {"content": piece}))
+                why = self._ended(proc, task)
+                if why is not None:
+                    yield _sse({"error": {"message": why, "type": "server_error", "code": None}})
+                    return
+                for chunk in formats.openai_tail(ident, model, task.result(), usage):
+                    yield _sse(chunk)
+                yield b"data: [DONE]\n\n"
+            finally:
+                task.cancel()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"

@@ -1,0 +1,172 @@
+"""The HTTP front: the real `ollama` and `openai` clients as outside agents, each an aios process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from kernel.kernel import Kernel, boot
+from kernel.llm.simulated import Reply, SimulatedBackend
+from kernel.process import Signal, State
+from tests.conftest import make_config, until
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@pytest.fixture
+async def kernel(home: Path, sim: SimulatedBackend) -> Kernel:
+    k = await boot(make_config(home), backend=sim)
+    await k.http_front()
+    yield k
+    await k.shutdown()
+
+
+def token(kernel: Kernel) -> str:
+    return kernel.front.user_token("alice")
+
+
+def kmsg(kernel: Kernel) -> list[str]:
+    return [m.text for m in kernel.kmsg.messages()]
+
+
+async def test_the_ollama_client_streams_as_a_session_process(kernel: Kernel) -> None:
+    client = ollama.AsyncClient(host=f"{kernel.front.url}/t/{token(kernel)}")
+    listed = await client.list()
+    assert [m.model for m in listed.models] == [kernel.backend.model]
+    pieces = [p async for p in await client.chat(model=kernel.backend.model, stream=True,
+                                                 messages=[{"role": "user", "content": "Say hi."}])]
+    assert len(pieces) > 2 and pieces[-1].done and pieces[-1].eval_count == len(pieces) - 1
+    assert pieces[-1].prompt_eval_count > 0
+    session = [p for p in kernel.ps() if p.program == "client"]
+    assert len(session) == 1 and session[0].user == "alice" and session[0].argv == ("ollama-python",)
+    assert session[0].completion_tokens == pieces[-1].eval_count  # its calls are the session's, accounted
+    whole = await client.generate(model=kernel.backend.model, prompt="Say hi.")
+    assert whole.done and whole.response
+    assert len([p for p in kernel.ps() if p.program == "client"]) == 1  # the same session
+
+
+async def test_the_openai_client_streams_and_gets_tool_calls(kernel: Kernel, sim: SimulatedBackend) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{kernel.front.url}/v1", api_key=token(kernel), max_retries=0)
+    assert [m.id for m in (await client.models.list()).data] == [kernel.backend.model]
+    stream = await client.chat.completions.create(model=kernel.backend.model, stream=True,
+                                                  stream_options={"include_usage": True},
+                                                  messages=[{"role": "user", "content": "Say hi."}])
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and chunks[-1].usage.completion_tokens > 0
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    sim.enqueue(Reply(tool_calls=[{"name": "calc", "arguments": {"expression": "6*7"}}]))
+    tools = [{"type": "function", "function": {"name": "calc", "parameters": {"type": "object"}}}]
+    answer = await client.chat.completions.create(model=kernel.backend.model, tools=tools,
+                                                  messages=[{"role": "user", "content": "6*7?"}])
+    call = answer.choices[0].message.tool_calls[0]
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "calc" and json.loads(call.function.arguments) == {"expression": "6*7"}
+    assert sim.requests[-1].tools == tools
+    assert [p.argv for p in kernel.ps() if p.program == "client"] == [("AsyncOpenAI",)]
+
+
+@pytest.mark.hostile
+async def test_bad_requests_get_the_apis_errors_and_one_line(kernel: Kernel) -> None:
+    url, good = kernel.front.url, {"Authorization": f"Bearer {token(kernel)}"}
+    async with httpx.AsyncClient(base_url=url) as http:
+        cases = [
+            (await http.post("/api/chat", content=b"{not json", headers=good), 400, "not JSON"),
+            (await http.post("/api/chat", json={"messages": "hi"}, headers=good), 400, "messages"),
+            (await http.post("/api/chat", json={"model": "llama9", "messages": [{"role": "user", "content": "x"}]},
+                             headers=good), 404, "model 'llama9' not found"),
+            (await http.post("/api/chat", content=b" " * (9 << 20), headers=good), 413, "over 8 MiB"),
+            (await http.post("/v1/chat/completions", json={}, headers={"Authorization": "Bearer nope"}), 401,
+             "not a token"),
+            (await http.post("/t/nope/api/chat", json={}), 401, "not a token"),
+            (await http.get("/api/tags"), 401, "no token"),
+            (await http.post("/v1/chat/completions", json={"messages": [{"role": "robot"}]}, headers=good), 400,
+             "role"),
+        ]
+        for response, status, says in cases:
+            assert response.status_code == status, response.text
+            error = response.json()["error"]
+            assert says in (error["message"] if isinstance(error, dict) else error)
+        assert len([m for m in kmsg(kernel) if m.startswith("http: ")]) == len(cases) + 1  # + "serving at"
+        assert all("\n" not in m for m in kmsg(kernel))
+        ok = await http.post("/api/chat", json={"messages": [{"role": "user", "content": "x"}], "stream": False},
+                             headers=good)
+        assert ok.status_code == 200 and ok.json()["done"] is True  # the kernel is unharmed
+    with pytest.raises(ollama.ResponseError) as raised:
+        await ollama.AsyncClient(host=f"{url}/t/{token(kernel)}").chat(model="llama9", messages=[])
+    assert raised.value.status_code in (400, 404)
+
+
+async def test_stop_pauses_the_stream_cont_resumes_and_kill_ends_it_with_an_error(home: Path) -> None:
+    slow = SimulatedBackend(slots=2, decode_tps=40.0, prefill_tps=10_000.0, seed=3)
+    async with await boot(make_config(home), backend=slow) as kernel:
+        await kernel.http_front()
+        client = ollama.AsyncClient(host=f"{kernel.front.url}/t/{token(kernel)}")
+        got: list[str] = []
+
+        async def ask() -> None:
+            async for part in await client.chat(model=kernel.backend.model, stream=True, options={"num_predict": 400},
+                                                messages=[{"role": "user", "content": "a long story"}]):
+                got.append(part.message.content)
+
+        task = asyncio.ensure_future(ask())
+        await until(lambda: len(got) >= 3, timeout=20)
+        (proc,) = [p for p in kernel.ps() if p.program == "client"]
+        kernel.signal(proc.pid, Signal.STOP)
+        await until(lambda: proc.state is State.STOPPED and not any(c.proc is proc for c in
+                                                                    kernel.dispatcher.running.values()), timeout=10)
+        paused = len(got)
+        kernel.signal(proc.pid, Signal.CONT)
+        await until(lambda: len(got) > paused + 2, timeout=20)  # it goes on where it was
+        kernel.signal(proc.pid, Signal.KILL)
+        with pytest.raises(ollama.ResponseError, match=f"aios process {proc.pid} was ended"):
+            await asyncio.wait_for(task, 20)
+        assert not proc.alive
+
+
+async def test_run_ext_runs_an_outside_agent_as_the_process(kernel: Kernel) -> None:
+    proc = kernel.spawn("ext", ["--", sys.executable, str(EXAMPLES / "ollama_agent.py"), "Say hi."])
+    await asyncio.wait_for(kernel.wait(proc.pid), 60)
+    assert proc.exit_code == 0, "".join(proc.output)
+    out = "".join(proc.output)
+    assert out.startswith("> Say hi.\n") and len(out) > 12
+    assert proc.completion_tokens > 0  # the program's calls were this process's
+    proc = kernel.spawn("ext", ["--", sys.executable, str(EXAMPLES / "openai_agent.py"), "Say hi."])
+    await asyncio.wait_for(kernel.wait(proc.pid), 60)
+    assert proc.exit_code == 0 and proc.completion_tokens > 0, "".join(proc.output)
+    failing = kernel.spawn("ext", ["--", sys.executable, "-c", "import sys; print('bye'); sys.exit(3)"])
+    await asyncio.wait_for(kernel.wait(failing.pid), 60)
+    assert failing.exit_code == 3 and "".join(failing.output) == "bye\n"
+    missing = kernel.spawn("ext", ["--", "no-such-program-here"])
+    await asyncio.wait_for(kernel.wait(missing.pid), 60)
+    assert missing.exit_code == 127 and "command not found" in "".join(missing.output)
+
+
+async def test_killing_an_ext_process_takes_its_program_down(kernel: Kernel) -> None:
+    import psutil
+
+    proc = kernel.spawn("ext", ["--", sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"])
+    await until(lambda: "".join(proc.output) == "up\n", timeout=30)
+    mine = psutil.Process()
+    sleepers = [p for p in mine.children(recursive=True) if "time.sleep(600)" in " ".join(p.cmdline())]
+    assert sleepers
+    kernel.signal(proc.pid, Signal.STOP)
+    await until(lambda: all(p.status() == psutil.STATUS_STOPPED for p in sleepers if p.is_running()), timeout=10)
+    kernel.signal(proc.pid, Signal.CONT)
+    kernel.signal(proc.pid, Signal.KILL)
+
+    def gone(p: psutil.Process) -> bool:
+        try:
+            return p.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    await until(lambda: all(gone(p) for p in sleepers), timeout=10)
+    assert proc.exit_code == 137
