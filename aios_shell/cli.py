@@ -117,7 +117,21 @@ def aios(
 
 
 def _serve_args(argv: list[str]) -> str:
-    """`aios serve [--detach | --stop]`: which of the three."""
+    """`aios serve [--http ADDR] [--detach | --stop]`: which of the three (`--http` sets AIOS_HTTP)."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--http" or arg.startswith("--http="):
+            address = arg.partition("=")[2] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            del argv[i: i + (1 if "=" in arg else 2)]
+            from kernel.http.front import parse_address
+
+            try:
+                parse_address(address)
+            except ValueError as exc:
+                print(f"aios: serve: --http {exc}", file=sys.stderr)
+                raise typer.Exit(2) from None
+            os.environ["AIOS_HTTP"] = address
+            break
     if argv in ([], ["--foreground"]):
         return "foreground"
     if argv == ["--detach"]:
@@ -125,11 +139,12 @@ def _serve_args(argv: list[str]) -> str:
     if argv == ["--stop"]:
         return "stop"
     if argv[:1] in (["-h"], ["--help"]):
-        print("usage: aios serve [--detach | --stop]\n\n"
+        print("usage: aios serve [--http 127.0.0.1:PORT] [--detach | --stop]\n\n"
               "Serve the kernel for AIOS_HOME headless: in the foreground (for systemd or tmux), --detach in a\n"
-              "session of its own (its log: AIOS_HOME/serve.log), or --stop the one that runs.")
+              "session of its own (its log: AIOS_HOME/serve.log), or --stop the one that runs. --http also serves\n"
+              "the Ollama and OpenAI APIs there (AIOS_HTTP); `token` gives a client its token.")
         raise typer.Exit(0)
-    print(f"aios: serve: unknown arguments: {' '.join(argv)} (usage: aios serve [--detach | --stop])",
+    print(f"aios: serve: unknown arguments: {' '.join(argv)} (usage: aios serve [--http ADDR] [--detach | --stop])",
           file=sys.stderr)
     raise typer.Exit(2)
 

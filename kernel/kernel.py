@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kernel import clock
 from kernel.access import AccessControl
@@ -34,7 +34,6 @@ from kernel.events import (
 )
 from kernel.files import FileVersions
 from kernel.home import process_running
-from kernel.http.front import Front, parse_address
 from kernel.kmsg import KernelLog
 from kernel.llm import Backend, LLMRequest, create_backend
 from kernel.llm.backend import BackendError
@@ -52,6 +51,9 @@ from kernel.tools.mcp import McpServers
 from kernel.tools.registry import ToolError
 from kernel.tools.sandbox import Limits, Sandbox
 from kernel.tools.service import ToolService, permission_timeout
+
+if TYPE_CHECKING:
+    from kernel.http.front import Front
 
 NICE_MIN, NICE_MAX = -20, 19
 OUTPUT_KEEP = 2000  # output pieces kept in memory per process
@@ -152,6 +154,8 @@ class Kernel:
     async def http_front(self) -> Front:
         """The HTTP front, started now if it is not running (at `config.http`, else on a free port of
         127.0.0.1); InvalidArgument (one line) for an address it cannot take."""
+        from kernel.http.front import Front, parse_address  # starlette and uvicorn: only for a kernel that serves
+
         if self.front is None:
             self.front = Front(self)
         if self.front.address is None:

@@ -91,6 +91,14 @@ class KernelAPI:
             rows.append(row)
         return rows
 
+    async def http_token(self, new: bool = False) -> dict[str, str]:
+        """The caller's token for the HTTP front (`new`: another, the old one revoked), and the front's address
+        (started if it is not running)."""
+        front = await self._kernel.http_front()
+        token = front.user_token(self.caller, new=new)
+        return {"user": self.caller, "token": token, "url": front.url, "ollama_host": f"{front.url}/t/{token}",
+                "openai_base_url": f"{front.url}/v1"}
+
     async def load_tools(self) -> list[dict[str, Any]]:
         """Start the caller's MCP servers that are not up yet, so their tools are listed; each server's state
         (`name`, `transport`, `state` up|stopped|disabled, `users`, `error`, `crashes`)."""

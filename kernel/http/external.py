@@ -4,7 +4,7 @@ It runs in the tool sandbox (bubblewrap's namespaces, its user's uid as root, AI
 network, so that it reaches the kernel's HTTP front on 127.0.0.1 and nothing of the kernel's state; its working
 directory is its process's workspace (`run ext` in the shell: the shell's directory). The Python aios runs on
 comes first on its PATH, so `python` there has the `ollama` and `openai` clients. What it writes (stdout and
-stderr) is the process's output, line by line, control sequences stripped. `kill -STOP` / `kill -CONT` of the
+stderr) is the process's output as it comes, control sequences stripped. `kill -STOP` / `kill -CONT` of the
 process stop and continue it too; a process that ends (killed, hung up) takes it down. Its exit status is the
 process's (128 + N after signal N).
 """
@@ -12,6 +12,7 @@ process's (128 + N after signal N).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import os
 import shutil
@@ -23,13 +24,14 @@ from typing import TYPE_CHECKING
 import psutil
 
 from kernel.events import SignalDelivered
+from kernel.process import Signal
 from kernel.sanitize import strip_controls
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
     from kernel.process import Process
 
-LINE_MAX = 64 * 1024
+READ_MAX = 64 * 1024
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -44,6 +46,14 @@ def _signal_tree(pid: int, sig: int) -> None:
     for p in _tree(pid):
         with contextlib.suppress(psutil.Error):
             p.send_signal(sig)
+
+
+async def _drain(kernel: Kernel, proc: Process, child: asyncio.subprocess.Process) -> None:
+    """What the program still writes as it ends (its error line), until it exits."""
+    assert child.stdout is not None
+    while line := await child.stdout.read(READ_MAX):
+        kernel.emit_output(proc, strip_controls(line.decode("utf-8", "replace")))
+    await child.wait()
 
 
 async def run_external(kernel: Kernel, proc: Process, argv: list[str], env: dict[str, str]) -> int:
@@ -63,8 +73,7 @@ async def run_external(kernel: Kernel, proc: Process, argv: list[str], env: dict
     child_env["PATH"] = path
     child = await asyncio.create_subprocess_exec(
         *confined, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, env=child_env, cwd=str(workspace), start_new_session=True,
-        limit=LINE_MAX)
+        stderr=asyncio.subprocess.STDOUT, env=child_env, cwd=str(workspace), start_new_session=True)
 
     def forward(event: SignalDelivered) -> None:
         if event.pid == proc.pid and event.name in ("SIGSTOP", "SIGCONT"):
@@ -73,21 +82,30 @@ async def run_external(kernel: Kernel, proc: Process, argv: list[str], env: dict
     off = kernel.bus.on(forward, SignalDelivered)
     try:
         assert child.stdout is not None
-        while True:
-            try:
-                line = await child.stdout.readline()
-            except ValueError:  # a line over LINE_MAX: what there is of it
-                line = await child.stdout.read(LINE_MAX)
-            if not line:
-                break
-            kernel.emit_output(proc, strip_controls(line.decode("utf-8", "replace")))
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        while data := await child.stdout.read(READ_MAX):  # what it wrote so far: a streamed answer shows as it comes
+            kernel.emit_output(proc, strip_controls(decoder.decode(data)))
+        kernel.emit_output(proc, decoder.decode(b"", final=True))
         code = await child.wait()
-    except asyncio.CancelledError:
-        _signal_tree(child.pid, signal.SIGCONT)
+    except asyncio.CancelledError:  # hung up, terminated or killed: so is the program
+        if proc.pending_signal is not Signal.KILL:  # its model call just failed: let it say so and end, then TERM
+            _signal_tree(child.pid, signal.SIGCONT)
+            drained = asyncio.ensure_future(_drain(kernel, proc, child))
+            for sig in (None, signal.SIGTERM):
+                if sig is not None:
+                    for p in _tree(child.pid)[1:]:
+                        with contextlib.suppress(psutil.Error):
+                            if p.name() != "bwrap":
+                                p.send_signal(sig)
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(drained), kernel.config.term_grace / 2)
+                if drained.done():
+                    break
+            drained.cancel()
         for p in reversed(_tree(child.pid)):
             with contextlib.suppress(psutil.Error):
                 p.kill()
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, TimeoutError):
             await asyncio.wait_for(child.wait(), 5)
         raise
     finally:

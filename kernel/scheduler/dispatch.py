@@ -471,6 +471,8 @@ class Dispatcher:
         task = self._tasks.get(call.sid)
         if task is not None:
             task.cancel()
+        if not call.future.done():  # whoever waits for it learns at once (a client of the HTTP front, too)
+            call.future.cancel()
         if self._vacate(call):
             self.policy.on_done(call)
             self._kick()

@@ -170,3 +170,16 @@ async def test_killing_an_ext_process_takes_its_program_down(kernel: Kernel) -> 
 
     await until(lambda: all(gone(p) for p in sleepers), timeout=10)
     assert proc.exit_code == 137
+
+
+async def test_kill_ends_an_ext_programs_stream_with_the_error_its_library_raises(home: Path) -> None:
+    slow = SimulatedBackend(slots=2, decode_tps=40.0, prefill_tps=10_000.0, seed=3)
+    async with await boot(make_config(home, term_grace=10), backend=slow) as kernel:
+        proc = kernel.spawn("ext", ["--", sys.executable, str(EXAMPLES / "ollama_agent.py"), "a long story"])
+        await until(lambda: len("".join(proc.output)) > 40, timeout=30)  # its answer, streaming
+        assert any(c.proc is proc for c in kernel.dispatcher.running.values())
+        kernel.signal(proc.pid, Signal.TERM)
+        await asyncio.wait_for(kernel.wait(proc.pid), 30)
+        out = "".join(proc.output)
+        assert f"ollama_agent: the model call failed: aios process {proc.pid} was ended" in out, out
+        assert proc.exit_code == 128 + 15
