@@ -115,6 +115,9 @@ class Front:
                 return self.url
             sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # answers are many small writes (a line a token): no Nagle delay behind a client's delayed ACK
+            # (Linux gives accepted sockets the listening socket's TCP_NODELAY)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 sock.bind((host, port))
             except OSError as exc:
