@@ -15,7 +15,8 @@ user and client program (named by `X-Aios-Program`, else the User-Agent's first 
 and `sched`; a stopped process's stream pauses, a killed one's ends with an error its client library raises.
 
 Bad input is the status the API defines and one `dmesg` line: a body that is not JSON or not valid (400), over
-`MAX_BODY` (413), no or a wrong token (401), an unknown model (404), a process that has ended (410).
+`MAX_BODY` (413), no or a wrong token (401), an unknown model (404), a process that has ended (410), a user at
+their process limit (429); more than `MAX_CONNECTIONS` connections at once get 503.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
+from kernel.errors import KernelError, ResourceLimit
 from kernel.http import formats
 from kernel.http.formats import BadRequest
 from kernel.sanitize import strip_controls
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from kernel.process import Process
 
 MAX_BODY = 8 << 20
+MAX_CONNECTIONS = 256  # at once; past it a client gets 503 and the kernel goes on
 SESSION_IDLE_S = 300.0
 VERSION = "0.12.0"  # the Ollama API version this front speaks
 
@@ -78,7 +81,7 @@ class _Server:
                 yield
 
         self.server = Quiet(uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False,
-                                           timeout_graceful_shutdown=1))
+                                           timeout_graceful_shutdown=1, limit_concurrency=MAX_CONNECTIONS))
         self.task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[sock]), name="http-front")
 
     async def stop(self) -> None:
@@ -208,6 +211,9 @@ class Front:
 
     def _end(self, proc: Process) -> None:
         self._idle.pop(proc.pid, None)
+        if proc.inflight:  # a call still streams: idle is counted from its end
+            self._idle[proc.pid] = asyncio.get_running_loop().call_later(SESSION_IDLE_S, self._end, proc)
+            return
         if proc.stdin is not None:
             proc.stdin.close()  # the session's program ends at end-of-file
 
@@ -298,6 +304,8 @@ class Front:
             return self._fail(request, exc.status, str(exc), openai)
         except BadRequest as exc:
             return self._fail(request, 400, str(exc), openai)
+        except KernelError as exc:  # no session for this user now (its process limit), …
+            return self._fail(request, 429 if isinstance(exc, ResourceLimit) else 403, str(exc), openai)
 
     # -- model calls ---------------------------------------------------------------------------------
     async def chat(self, request: Request) -> Response:

@@ -183,3 +183,29 @@ async def test_kill_ends_an_ext_programs_stream_with_the_error_its_library_raise
         out = "".join(proc.output)
         assert f"ollama_agent: the model call failed: aios process {proc.pid} was ended" in out, out
         assert proc.exit_code == 128 + 15
+
+
+@pytest.mark.hostile
+async def test_a_user_at_their_process_limit_gets_429(home: Path, sim: SimulatedBackend,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOS_MAX_PROCS", "1")
+    async with await boot(make_config(home), backend=sim) as kernel:
+        await kernel.http_front()
+        kernel.spawn("workload", ["1:300"])  # the one process alice may have
+        async with httpx.AsyncClient(base_url=kernel.front.url) as http:
+            answer = await http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {token(kernel)}"},
+                                     json={"messages": [{"role": "user", "content": "hi"}]})
+        assert answer.status_code == 429 and "alice" in answer.json()["error"]["message"]
+
+
+async def test_an_idle_session_ends(kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kernel.http import front
+
+    monkeypatch.setattr(front, "SESSION_IDLE_S", 0.2)
+    client = ollama.AsyncClient(host=f"{kernel.front.url}/t/{token(kernel)}")
+    await client.chat(model=kernel.backend.model, messages=[{"role": "user", "content": "hi"}])
+    (session,) = [p for p in kernel.ps(all=True) if p.program == "client"]
+    await asyncio.wait_for(kernel.wait(session.pid), 10)
+    assert session.exit_code == 0
+    await client.chat(model=kernel.backend.model, messages=[{"role": "user", "content": "hi"}])
+    assert len([p for p in kernel.ps(all=True) if p.program == "client"]) == 2  # a new session
