@@ -114,6 +114,10 @@ def create_pool(spec: str, model: str | None = None, slots: int | None = None, s
         elif compatible:
             from kernel.llm.openai_compat import OpenAIBackend
 
+            if not where.strip():
+                raise BackendError(f"AIOS_POOL entry '{entry}': an OpenAI-compatible endpoint needs its URL, "
+                                   "e.g. openai:http://127.0.0.1:8080")
+
             endpoints.append(OpenAIBackend(base_url=where, model=model, slots=n))
         else:
             endpoints.append(OllamaBackend(model=model, host=where, slots=n))

@@ -66,7 +66,8 @@ def test_the_factory_builds_a_pool_from_aios_pool(monkeypatch: pytest.MonkeyPatc
     ("", "the pool backend needs its endpoints in AIOS_POOL"),
     ("127.0.0.1:11434@many", "AIOS_POOL entry '127.0.0.1:11434@many': slots must be a number"),
     ("sim:0", "AIOS_POOL entry 'sim:0': slots must be at least 1"),
-    ("openai:http://127.0.0.1:8001/v1", "AIOS_POOL entry 'openai:http://127.0.0.1:8001/v1': OpenAI-compatible"),
+    ("openai:", "AIOS_POOL entry 'openai:': an OpenAI-compatible endpoint needs its URL"),
+    ("openai:http://127.0.0.1:8001@0", "AIOS_POOL entry 'openai:http://127.0.0.1:8001@0': slots must be at"),
 ])
 def test_a_bad_pool_is_one_clear_line(spec: str, message: str) -> None:
     with pytest.raises(BackendError, match="^" + message):
