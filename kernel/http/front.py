@@ -7,12 +7,15 @@ Routes: `/api/chat`, `/api/generate` (NDJSON streaming), `/api/tags`, `/api/show
 that can be given a base URL but no header (the `ollama` client); else the token is the bearer
 (`Authorization: Bearer TOKEN`, the `openai` client's api key).
 
-Who calls is the token's: a user's own (`aios token`, kept in `AIOS_HOME/http-tokens.json`, mode 0600), or a
-process's (`run ext -- CMD` gives its child one, with `OLLAMA_HOST` and `OPENAI_BASE_URL` pointing here). A
-process's token makes its calls that process's; a user's token makes them a session's: one `client` process per
-user and client program (named by `X-Aios-Program`, else the User-Agent's first word), ended after
-`SESSION_IDLE_S` without a call. So every call passes the scheduler, quotas and accounting, shows in `ps`, `top`
-and `sched`; a stopped process's stream pauses, a killed one's ends with an error its client library raises.
+Who calls is the OS's word or the token's. A request with no token is its OS user's: the uid owning the client's
+socket (the kernel's own table, /proc/net/tcp), as the Unix socket takes the peer's credentials; a program in the
+sandbox (a sandbox uid) must use its token. A token is a user's own (`aios token`, kept in
+`AIOS_HOME/http-tokens.json`, mode 0600), or a process's (`run ext -- CMD` gives its child one, with
+`OLLAMA_HOST` and `OPENAI_BASE_URL` pointing here). A process's token makes its calls that process's; a user's
+token, or their uid, makes them a session's: one `client` process per user and client program (named by
+`X-Aios-Program`, else the User-Agent's first word), ended after `SESSION_IDLE_S` without a call. So every call
+passes the scheduler, quotas and accounting, shows in `ps`, `top` and `sched`; a stopped process's stream
+pauses, a killed one's ends with an error its client library raises.
 
 Bad input is the status the API defines and one `dmesg` line: a body that is not JSON or not valid (400), over
 `MAX_BODY` (413), no or a wrong token (401), an unknown model (404), a process that has ended (410), a user at
@@ -41,6 +44,7 @@ from kernel.errors import KernelError, ResourceLimit
 from kernel.http import formats
 from kernel.http.formats import BadRequest
 from kernel.sanitize import strip_controls
+from kernel.server import login_name
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -56,6 +60,36 @@ class HttpError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _endpoint(hexed: str) -> tuple[str, int]:
+    """An address of /proc/net/tcp{,6} (`0100007F:1F90`) as (ip, port)."""
+    ip, _, port = hexed.partition(":")
+    raw = bytes.fromhex(ip)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1]), int(port, 16)
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))  # four host-order words
+    text = socket.inet_ntop(socket.AF_INET6, words)
+    return (text[7:] if text.startswith("::ffff:") else text), int(port, 16)
+
+
+def peer_uid(host: str, port: int, server_port: int) -> int | None:
+    """The uid owning the client end of a connection to this machine's `server_port` (the kernel's table of
+    sockets, /proc/net/tcp), or None when it is not found (not a local peer)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) < 8:
+                continue
+            with contextlib.suppress(ValueError):
+                if _endpoint(fields[1]) == (host, port) and _endpoint(fields[2])[1] == server_port:
+                    return int(fields[7])
+    return None
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -176,14 +210,18 @@ class Front:
                 "AIOS_MODEL": self.kernel.backend.model}
 
     def _caller(self, request: Request) -> Process:
-        """The process a request's calls are made for, from its token."""
+        """The process a request's calls are made for: its token's, else its OS user's (the peer's uid)."""
         token = request.path_params.get("token") or ""
         auth = request.headers.get("authorization", "")
         if not token and auth.lower().startswith("bearer "):
             token = auth[7:].strip()
         if not token:
-            raise HttpError(401, "no token: use `aios token` as the bearer (or /t/TOKEN/…), or run the program "
-                                 "with `run ext -- CMD`")
+            uid = peer_uid(request.client.host, request.client.port, self.address[1]) \
+                if request.client is not None and self.address is not None else None
+            if uid is None or self.kernel.sandbox.is_sandbox_uid(uid):  # a sandboxed program has its own token
+                raise HttpError(401, "no token, and the caller is no user of this machine: use `aios token` as the "
+                                     "bearer (or /t/TOKEN/…), or run the program with `run ext -- CMD`")
+            return self._session(login_name(uid), self._client_name(request))
         pid = self._proc_tokens.get(token)
         if pid is not None:
             proc = self.kernel.procs.get(pid)
@@ -193,8 +231,13 @@ class Front:
         user = next((u for u, t in self._user_tokens().items() if secrets.compare_digest(t, token)), None)
         if user is None:
             raise HttpError(401, "that token is not a token of this kernel")
+        return self._session(user, self._client_name(request))
+
+    @staticmethod
+    def _client_name(request: Request) -> str:
+        """The client program, as it names itself (`X-Aios-Program`, else its User-Agent's first word)."""
         client = request.headers.get("x-aios-program") or request.headers.get("user-agent", "client").split("/")[0]
-        return self._session(user, strip_controls(client)[:40].strip() or "client")
+        return strip_controls(client)[:40].strip() or "client"
 
     def _session(self, user: str, client: str) -> Process:
         from kernel.syscall import Pipe

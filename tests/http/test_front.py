@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -86,7 +87,6 @@ async def test_bad_requests_get_the_apis_errors_and_one_line(kernel: Kernel) -> 
             (await http.post("/v1/chat/completions", json={}, headers={"Authorization": "Bearer nope"}), 401,
              "not a token"),
             (await http.post("/t/nope/api/chat", json={}), 401, "not a token"),
-            (await http.get("/api/tags"), 401, "no token"),
             (await http.post("/v1/chat/completions", json={"messages": [{"role": "robot"}]}, headers=good), 400,
              "role"),
         ]
@@ -209,3 +209,29 @@ async def test_an_idle_session_ends(kernel: Kernel, monkeypatch: pytest.MonkeyPa
     assert session.exit_code == 0
     await client.chat(model=kernel.backend.model, messages=[{"role": "user", "content": "hi"}])
     assert len([p for p in kernel.ps(all=True) if p.program == "client"]) == 2  # a new session
+
+
+async def test_without_a_token_the_caller_is_its_os_user(kernel: Kernel) -> None:
+    import os
+
+    from kernel.server import login_name
+
+    async with httpx.AsyncClient(base_url=kernel.front.url) as http:
+        answer = await http.post("/api/chat", headers={"X-Aios-Program": "mine"}, json={
+            "stream": False, "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200
+    (session,) = [p for p in kernel.ps() if p.program == "client"]
+    assert session.user == login_name(os.getuid()) and session.argv == ("mine",)
+
+
+@pytest.mark.hostile
+async def test_a_sandboxed_program_without_its_token_is_nobody(kernel: Kernel) -> None:
+    probe = ("import httpx, os; base = os.environ['OLLAMA_HOST'].split('/t/')[0]; "
+             "print(httpx.get(base + '/api/tags').status_code, httpx.get(os.environ['OLLAMA_HOST'] + '/api/tags')"
+             ".status_code)")
+    proc = kernel.spawn("ext", ["--", sys.executable, "-c", probe])
+    await asyncio.wait_for(kernel.wait(proc.pid), 60)
+    if os.geteuid() == 0:  # its sandbox uid is no login: without its token it is refused
+        assert "".join(proc.output).split() == ["401", "200"]
+    else:  # in a user namespace it is the caller's own uid, so it is the caller
+        assert "".join(proc.output).split() == ["200", "200"]

@@ -141,6 +141,10 @@ class Sandbox:
         return SandboxStatus("bwrap", True, f"bubblewrap {info.version}: mount, pid, ipc, uts and net namespaces, "
                              f"{who}")
 
+    def is_sandbox_uid(self, uid: int) -> bool:
+        """Whether `uid` is one of the uids users' programs run as (so it is nobody's login)."""
+        return self.uid_base <= uid < self.uid_base + UID_SPAN
+
     def uid_for(self, user: str) -> int | None:
         """The uid `user`'s programs run as: their own when aios is root, else None (the caller's)."""
         return sandbox_uid(user, self.uid_base) if _as_root() else None
