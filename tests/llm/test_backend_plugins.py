@@ -32,7 +32,8 @@ def plugins(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_an_installed_backend_is_built_by_its_name(plugins: None) -> None:
     backend = factory.create_backend("echo", model="m", slots=3)
     assert isinstance(backend, SimulatedBackend) and (backend.model, backend.slots) == ("m", 3)
-    assert factory.names()[:5] == factory.BACKENDS and set(factory.names()[5:]) == {"echo", "liar", "broken"}
+    n = len(factory.BACKENDS)
+    assert factory.names()[:n] == factory.BACKENDS and set(factory.names()[n:]) == {"echo", "liar", "broken"}
 
 
 def test_a_plugin_that_fails_or_lies_is_one_clear_error(plugins: None) -> None:
