@@ -235,3 +235,23 @@ async def test_a_sandboxed_program_without_its_token_is_nobody(kernel: Kernel) -
         assert "".join(proc.output).split() == ["401", "200"]
     else:  # in a user namespace it is the caller's own uid, so it is the caller
         assert "".join(proc.output).split() == ["200", "200"]
+
+
+async def test_a_program_in_a_virtualenv_under_tmp_runs_in_the_sandbox(kernel: Kernel, tmp_path: Path) -> None:
+    import subprocess
+
+    venv = tmp_path / "venv"  # /tmp and /home are empty in the sandbox: the program's own install is shown again
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    script = tmp_path / "where.py"
+    script.write_text("import sys; print(sys.prefix)\n")
+    proc = kernel.spawn("ext", ["--", str(venv / "bin" / "python"), str(script)])
+    await asyncio.wait_for(kernel.wait(proc.pid), 60)
+    assert proc.exit_code == 0 and "".join(proc.output).strip() == str(venv), "".join(proc.output)
+
+
+@pytest.mark.hostile
+async def test_naming_the_kernels_files_does_not_show_them(kernel: Kernel, home: Path) -> None:
+    (home / "config.toml").write_text("# the kernel's\n")
+    proc = kernel.spawn("ext", ["--", "cat", str(home / "config.toml"), str(home / "http-tokens.json")])
+    await asyncio.wait_for(kernel.wait(proc.pid), 60)
+    assert proc.exit_code != 0 and "the kernel's" not in "".join(proc.output)

@@ -239,9 +239,14 @@ class Sandbox:
             env.update({"GIT_CONFIG_COUNT": str(n + 1), f"GIT_CONFIG_KEY_{n}": "safe.directory",
                         f"GIT_CONFIG_VALUE_{n}": os.path.realpath(workspace)})
         hide = self.hidden(user, workspace)
-        covered = [os.path.realpath(p) for p in hide]
-        expose = [p for p in bwrap.installation(argv[0])  # its interpreter under a hidden home (pyenv's /root/…)
-                  if any(p == c or p.startswith(c.rstrip("/") + "/") for c in covered)]
+        ws = os.path.realpath(workspace)
+        # its interpreter and script where a run sees nothing (pyenv's /root/…, a virtualenv in /home or /tmp)
+        # never what is hidden for its own sake: AIOS_HOME, other users' work (only the kernel user's home and
+        # the private directories are shown again, and there file permissions still decide)
+        secret = [os.path.realpath(h) for h in hide if os.path.realpath(h) != os.path.realpath(Path.home())]
+        expose = [p for p in bwrap.installation(argv)
+                  if bwrap.needs_showing(p, [os.path.realpath(h) for h in hide])
+                  and not bwrap.is_below(p, ws) and not any(bwrap.is_below(p, c) for c in secret)]
         return bwrap.argv(self._bwrap, workspace, list(argv), uid=uid, setpriv=self._setpriv, hide=hide, net=net,
                           hostname="aios-mcp", expose=expose), env
 

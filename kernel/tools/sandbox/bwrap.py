@@ -92,6 +92,11 @@ def _is_below(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def is_below(path: str, root: str) -> bool:
+    """`path` is `root` or inside it."""
+    return _is_below(path, root)
+
+
 def _cover(path: str) -> list[str]:
     """Options that put an empty directory (or an empty file) over `path`."""
     if os.path.isdir(path):
@@ -174,24 +179,37 @@ def options(workspace: Path, *, uid: int | None = None, hide: Iterable[Path] = (
     return out + ["--chdir", ws]
 
 
-def installation(program: str) -> list[str]:
-    """Where `program` lives and what runs it: the prefix above its `bin/` (and, for a script, its interpreter's),
-    real paths. A long-lived program (an MCP server) needs these even where they sit in a hidden directory."""
+def installation(argv: list[str]) -> list[str]:
+    """What a long-lived program (an MCP server, an outside agent) needs to see wherever it sits: the prefix above
+    its `bin/` as named and as resolved (a virtualenv and the Python it links to), its script's interpreter's, and
+    the files its command line names by absolute path (its script)."""
     out: list[str] = []
-    paths = [program]
+
+    def add(path: str) -> None:
+        if path not in ("", "/") and path not in out:
+            out.append(path)
+
+    program = argv[0] if argv else ""
+    programs = [program]
     try:
         with open(program, "rb") as f:
             first = f.readline(256)
         if first.startswith(b"#!"):
-            paths.append(os.fsdecode(first[2:].split()[0]))
+            programs.append(os.fsdecode(first[2:].split()[0]))
     except (OSError, IndexError):
         pass
-    for path in paths:
-        real = Path(os.path.realpath(path))
-        prefix = real.parent.parent if real.parent.name == "bin" else real.parent
-        if str(prefix) != "/" and str(prefix) not in out:
-            out.append(str(prefix))
+    for path in programs:
+        for named in (Path(os.path.abspath(path)), Path(os.path.realpath(path))):
+            add(str(named.parent.parent if named.parent.name == "bin" else named.parent))
+    for arg in argv[1:]:
+        if os.path.isabs(arg) and os.path.isfile(arg):
+            add(os.path.realpath(arg))
     return out
+
+
+def needs_showing(path: str, hidden: Iterable[str]) -> bool:
+    """Whether `path` sits in what a run does not see: a hidden path, or a private directory's empty tmpfs."""
+    return any(_is_below(path, c) for c in [*hidden, *_PRIVATE])
 
 
 def kill_tagged(tag: str, patience_s: float = 2.0) -> int:
