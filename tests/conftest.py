@@ -31,6 +31,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("AIOS_BACKEND", raising=False)
     monkeypatch.delenv("AIOS_MODEL", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("AIOS_HTTP", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("AIOS_USER", "alice")
     monkeypatch.setenv("AIOS_LLM_BACKOFF", "0.01")  # retries of failed model calls, quick in tests

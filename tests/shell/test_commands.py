@@ -50,7 +50,7 @@ async def test_proc_namespace(home: Path) -> None:
                                "switch cost: 0.0 ms total\n\n[user]\nhello\n\n[assistant]\nThe answer.\n\n")
         await s.run("ls /agents /users /models")
         out = s.take()[0]
-        assert "/agents:\nchat\nparallel\nreact\n" in out and "/users:\nalice\nroot\n" in out
+        assert "/agents:\nchat\nclient\next\nparallel\nreact\n" in out and "/users:\nalice\nroot\n" in out
         assert "/models:\nsim-1\n" in out
         await s.run("cat /users/alice /agents/chat")
         out = s.take()[0]

@@ -61,9 +61,8 @@ def test_serve_http_takes_an_address_on_this_machine(argv: list[str], monkeypatc
 
 
 def test_serve_http_sets_the_kernels_address(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AIOS_HTTP", raising=False)
-    assert _serve_args(["--http", "127.0.0.1:11435", "--detach"]) == "detach"
     import os
 
+    monkeypatch.setenv("AIOS_HTTP", "")  # put back as it was (unset) after the test
+    assert _serve_args(["--http", "127.0.0.1:11435", "--detach"]) == "detach"
     assert os.environ["AIOS_HTTP"] == "127.0.0.1:11435"
-    monkeypatch.delenv("AIOS_HTTP")
