@@ -199,9 +199,9 @@ async def test_a_user_at_their_process_limit_gets_429(home: Path, sim: Simulated
 
 
 async def test_an_idle_session_ends(kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kernel.http import front
+    from kernel.http import callers
 
-    monkeypatch.setattr(front, "SESSION_IDLE_S", 0.2)
+    monkeypatch.setattr(callers, "SESSION_IDLE_S", 0.2)
     client = ollama.AsyncClient(host=f"{kernel.front.url}/t/{token(kernel)}")
     await client.chat(model=kernel.backend.model, messages=[{"role": "user", "content": "hi"}])
     (session,) = [p for p in kernel.ps(all=True) if p.program == "client"]
