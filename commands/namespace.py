@@ -149,6 +149,7 @@ async def listdir(sh: Shell, path: str) -> list[Entry]:
     if root == "agents":
         names = list(available(sh.kernel.config.home))
     elif root == "tools":
+        await sh.api.load_tools()  # the MCP servers' tools too: listing them is a need
         names = sorted(tools(sh))
     elif root == "users":
         names = users(sh)
@@ -196,6 +197,7 @@ async def read(sh: Shell, path: str) -> str:
             raise _missing(norm)
         return f"name: {name}\nsource: {found[name]}\nrun: run {name} ARGS…\n"
     if root == "tools":
+        await sh.api.load_tools()
         tool = sh.kernel.tools.get(name)
         if tool is None:
             raise _missing(norm)

@@ -41,6 +41,17 @@ async def test_tools_says_how_each_mcp_server_is(home: Path) -> None:
         assert "mcp server 'gone' crashed" in s.take()[0]
 
 
+async def test_mcp_tools_are_in_the_tools_directory(home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text('[mcp.servers.time]\ncommand = ["mcp-server-time"]\n')
+    async with session(home) as s:
+        assert await s.run("ls /tools") == 0
+        assert "time.get_current_time" in s.take()[0].split()
+        assert await s.run("cat /tools/time.convert_time") == 0
+        out = s.take()[0]
+        assert out.startswith("name: time.convert_time\n") and '"source_timezone"' in out
+
+
 async def test_run_ext_runs_in_the_shells_directory(home: Path, tmp_path: Path) -> None:
     project = tmp_path / "project"  # beside AIOS_HOME: a directory holding it is no workspace
     project.mkdir()
