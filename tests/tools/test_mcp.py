@@ -210,3 +210,27 @@ async def test_a_server_over_streamable_http(home: Path, sim: SimulatedBackend) 
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def test_an_mcp_call_asks_a_person_and_a_session_grant_answers_the_next(home: Path,
+                                                                             sim: SimulatedBackend) -> None:
+    configure(home, '[mcp.servers.time]\ncommand = ["mcp-server-time"]\n')
+    async with await boot(make_config(home), backend=sim) as kernel:
+        api = KernelAPI(kernel, caller="alice")
+        answerer = api.attach_answerer()
+        try:
+            proc = kernel.spawn("workload", ["1:300"])
+            call = asyncio.ensure_future(kernel.syscall_tool(proc, "time.get_current_time",
+                                                             {"timezone": "Europe/Paris"}))
+            from tests.conftest import until
+
+            await until(lambda: api.pending_permissions(), timeout=30)
+            (asked,) = api.pending_permissions()
+            assert asked.tool == "time.get_current_time" and asked.rule == "time.get_current_time(Europe/Paris)"
+            api.answer_permission(asked.request_id, "session")
+            result = await call
+            assert result.ok and "Europe/Paris" in result.output
+            again = await kernel.syscall_tool(proc, "time.get_current_time", {"timezone": "Europe/Paris"})
+            assert again.ok and api.pending_permissions() == []  # the grant answered it
+        finally:
+            answerer.detach()
