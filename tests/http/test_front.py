@@ -237,16 +237,25 @@ async def test_a_sandboxed_program_without_its_token_is_nobody(kernel: Kernel) -
         assert "".join(proc.output).split() == ["200", "200"]
 
 
-async def test_a_program_in_a_virtualenv_under_tmp_runs_in_the_sandbox(kernel: Kernel, tmp_path: Path) -> None:
+async def test_a_program_in_a_virtualenv_under_tmp_runs_in_the_sandbox(kernel: Kernel) -> None:
+    import shutil
     import subprocess
+    import tempfile
 
-    venv = tmp_path / "venv"  # /tmp and /home are empty in the sandbox: the program's own install is shown again
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    script = tmp_path / "where.py"
-    script.write_text("import sys; print(sys.prefix)\n")
-    proc = kernel.spawn("ext", ["--", str(venv / "bin" / "python"), str(script)])
-    await asyncio.wait_for(kernel.wait(proc.pid), 60)
-    assert proc.exit_code == 0 and "".join(proc.output).strip() == str(venv), "".join(proc.output)
+    # /tmp and /home are empty in the sandbox: the program's own install and script are shown again (a directory
+    # apart from the workspace's, as a clone in /tmp is)
+    apart = Path(tempfile.mkdtemp(prefix="aios-venv-"))
+    try:
+        os.chmod(apart, 0o755)
+        venv = apart / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        script = apart / "where.py"
+        script.write_text("import sys; print(sys.prefix)\n")
+        proc = kernel.spawn("ext", ["--", str(venv / "bin" / "python"), str(script)])
+        await asyncio.wait_for(kernel.wait(proc.pid), 60)
+        assert proc.exit_code == 0 and "".join(proc.output).strip() == str(venv), "".join(proc.output)
+    finally:
+        shutil.rmtree(apart, ignore_errors=True)
 
 
 @pytest.mark.hostile

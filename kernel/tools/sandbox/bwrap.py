@@ -161,12 +161,15 @@ def options(workspace: Path, *, uid: int | None = None, hide: Iterable[Path] = (
                 cover = _cover(real)
                 out += cover
                 covered += [real] if cover[:1] == ["--tmpfs"] else []
-    # the workspace's parents inside a tmpfs: searchable, so its absolute path works for the program
+    # the workspace's parents inside a tmpfs: searchable, so its absolute path works for the program (and so
+    # the parents of what is shown again)
     mounts = [*covered, "/tmp"]
-    parents = [str(p) for p in reversed(Path(ws).parents)]
-    for parent in parents:
-        if any(_is_below(parent, m) and parent != m for m in mounts):
-            out += ["--perms", "0755", "--dir", parent]
+    made: set[str] = set()
+    for path in (ws, *expose):
+        for parent in (str(p) for p in reversed(Path(path).parents)):
+            if parent not in made and any(_is_below(parent, m) and parent != m for m in mounts):
+                made.add(parent)
+                out += ["--perms", "0755", "--dir", parent]
     out += ["--bind", ws, ws]
     for real in inside:
         cover = _cover(real)
