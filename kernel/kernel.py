@@ -184,7 +184,8 @@ class Kernel:
 
     def _confine(self, argv: list[str], workspace: Path, user: str, own: bool,
                  net: bool) -> tuple[list[str], dict[str, str]]:
-        return self.sandbox.confine(argv, workspace, user=user, own=own, net=net)
+        confined = self.sandbox.confine(argv, workspace, user=user, own=own, net=net)
+        return confined.argv, confined.env
 
     def close_storage(self) -> None:
         self.access.close()

@@ -67,13 +67,16 @@ async def run_external(kernel: Kernel, proc: Process, argv: list[str], env: dict
     if program is None or not os.path.isfile(program):
         raise FileNotFoundError(2, "command not found", argv[0])
     argv = [os.path.abspath(program) if "/" in program else program, *argv[1:]]
-    confined, child_env = await asyncio.to_thread(kernel.sandbox.confine, argv, workspace, user=proc.user,
-                                                  own=kernel.made_workspace(proc), net=True)
-    child_env.update(env)
-    child_env["PATH"] = path
-    child = await asyncio.create_subprocess_exec(
-        *confined, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, env=child_env, cwd=str(workspace), start_new_session=True)
+    confined = await asyncio.to_thread(kernel.sandbox.confine, argv, workspace, user=proc.user,
+                                       own=kernel.made_workspace(proc), net=True, memfd=True)
+    child_env = {**confined.env, **env, "PATH": path}
+    try:
+        child = await asyncio.create_subprocess_exec(
+            *confined.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=child_env, cwd=str(workspace), start_new_session=True,
+            pass_fds=() if confined.fd is None else (confined.fd,))
+    finally:
+        confined.close()
 
     def forward(event: SignalDelivered) -> None:
         if event.pid == proc.pid and event.name in ("SIGSTOP", "SIGCONT"):

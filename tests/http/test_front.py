@@ -264,3 +264,12 @@ async def test_naming_the_kernels_files_does_not_show_them(kernel: Kernel, home:
     proc = kernel.spawn("ext", ["--", "cat", str(home / "config.toml"), str(home / "http-tokens.json")])
     await asyncio.wait_for(kernel.wait(proc.pid), 60)
     assert proc.exit_code != 0 and "the kernel's" not in "".join(proc.output)
+
+
+@pytest.mark.hostile
+async def test_an_ext_program_cannot_read_what_is_hidden_from_it_by_name(kernel: Kernel, home: Path) -> None:
+    probe = "print(open('/proc/1/cmdline', 'rb').read().replace(b'\\0', b' ').decode())"
+    proc = kernel.spawn("ext", ["--", sys.executable, "-c", probe])
+    await asyncio.wait_for(kernel.wait(proc.pid), 60)
+    assert proc.exit_code == 0 and "--args" in "".join(proc.output)
+    assert str(home) not in "".join(proc.output)  # bubblewrap's options came by a memfd, not its command line

@@ -34,13 +34,27 @@ from kernel.tools.sandbox import bwrap
 from kernel.tools.sandbox.limits import GiB, Limits, MiB, SandboxResult, looks_secret, sandbox_env
 from kernel.tools.sandbox.runner import check_program, run_process, signal_name
 
-__all__ = ["GiB", "MiB", "MODES", "Limits", "Sandbox", "SandboxResult", "SandboxStatus", "SandboxUnavailable",
-           "default_sandbox", "looks_secret", "sandbox_uid"]
+__all__ = ["Confined", "GiB", "MiB", "MODES", "Limits", "Sandbox", "SandboxResult", "SandboxStatus",
+           "SandboxUnavailable", "default_sandbox", "looks_secret", "sandbox_uid"]
 
 MODES = ("bwrap", "rlimit")
 UID_BASE = 2_000_000_000  # sandbox uids: UID_BASE + a hash of the aios user's name (nothing else uses these)
 UID_SPAN = 1 << 24
 _BWRAP_PROCS = 2  # bwrap's own processes inside the run's process budget
+
+
+@dataclass
+class Confined:
+    """How to start a long-lived program in the sandbox (`Sandbox.confine`)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    fd: int | None = None  # bubblewrap's options, for the spawner to pass (then close)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class SandboxUnavailable(Exception):
@@ -212,11 +226,13 @@ class Sandbox:
                 bwrap.kill_tagged(tag)
         return _explain_exec_failure(result, argv[0])
 
-    def confine(self, argv: list[str], workspace: Path, *, user: str, own: bool = True,
-                net: bool = False) -> tuple[list[str], dict[str, str]]:
-        """The command line and environment that run a long-lived program of `user` (an MCP server) in the
-        sandbox: what `run` builds, with bubblewrap's options on its command line (its spawner passes no memfd),
-        and without the time and output limits of a single run. Raises SandboxUnavailable."""
+    def confine(self, argv: list[str], workspace: Path, *, user: str, own: bool = True, net: bool = False,
+                memfd: bool = False) -> Confined:
+        """The command line and environment that run a long-lived program of `user` (an MCP server, an outside
+        agent) in the sandbox: what `run` builds, without the time and output limits of a single run. With
+        `memfd`, bubblewrap reads its options from a memfd the spawner passes (`Confined.fd`: so the program
+        cannot read the hidden paths' names in /proc/1/cmdline; close it once spawned); else they are on its
+        command line (the MCP SDK's spawner passes no descriptor). Raises SandboxUnavailable."""
         state = self.status()
         if not state.ok:
             raise SandboxUnavailable(f"no sandbox: {state.detail}")
@@ -227,11 +243,11 @@ class Sandbox:
         if self.mode == "rlimit":
             env = sandbox_env(str(workspace))
             if uid is None:
-                return list(argv), env
+                return Confined(list(argv), env)
             setpriv = bwrap.find_setpriv()
             if setpriv is None:
                 raise SandboxUnavailable("setpriv (util-linux) not found: a server cannot run under its user's uid")
-            return bwrap.tail(argv, uid=uid, setpriv=setpriv)[1:], env
+            return Confined(bwrap.tail(argv, uid=uid, setpriv=setpriv)[1:], env)
         assert self._bwrap is not None
         env = sandbox_env("/tmp" if uid is not None else bwrap.SANDBOX_HOME)
         if not own and uid is not None:  # a directory the person named for it: git there although another uid owns it
@@ -247,8 +263,15 @@ class Sandbox:
         expose = [p for p in bwrap.installation(argv)
                   if bwrap.needs_showing(p, [os.path.realpath(h) for h in hide])
                   and not bwrap.is_below(p, ws) and not any(bwrap.is_below(p, c) for c in secret)]
-        return bwrap.argv(self._bwrap, workspace, list(argv), uid=uid, setpriv=self._setpriv, hide=hide, net=net,
-                          hostname="aios-mcp", expose=expose), env
+        if not memfd:
+            return Confined(bwrap.argv(self._bwrap, workspace, list(argv), uid=uid, setpriv=self._setpriv, hide=hide,
+                                       net=net, hostname="aios-mcp", expose=expose), env)
+        fd = os.memfd_create("aios-bwrap-args", 0)  # inherited by bwrap (pass_fds), nothing after it
+        options = bwrap.options(workspace, uid=uid, hide=hide, net=net, expose=expose)
+        os.write(fd, b"".join(os.fsencode(a) + b"\0" for a in options))
+        os.lseek(fd, 0, os.SEEK_SET)
+        return Confined([self._bwrap.path, "--args", str(fd), "--hostname", "aios-ext",
+                         *bwrap.tail(list(argv), uid=uid, setpriv=self._setpriv)], env, fd)
 
     async def _run_rlimit(self, argv: list[str], workspace: Path, uid: int | None, limits: Limits,
                           env: dict[str, str] | None) -> SandboxResult:
