@@ -273,3 +273,21 @@ async def test_an_ext_program_cannot_read_what_is_hidden_from_it_by_name(kernel:
     await asyncio.wait_for(kernel.wait(proc.pid), 60)
     assert proc.exit_code == 0 and "--args" in "".join(proc.output)
     assert str(home) not in "".join(proc.output)  # bubblewrap's options came by a memfd, not its command line
+
+
+async def test_the_ollama_client_gets_tool_calls_and_sends_results_back(kernel: Kernel, sim: SimulatedBackend) -> None:
+    sim.enqueue(Reply(tool_calls=[{"name": "calc", "arguments": {"expression": "6*7"}}]), "It is 42.")
+    client = ollama.AsyncClient(host=f"{kernel.front.url}/t/{token(kernel)}")
+    tools = [{"type": "function", "function": {"name": "calc", "description": "arithmetic",
+                                                "parameters": {"type": "object", "properties": {
+                                                    "expression": {"type": "string"}}}}}]
+    first = await client.chat(model=kernel.backend.model, tools=tools,
+                              messages=[{"role": "user", "content": "6*7?"}])
+    (call,) = first.message.tool_calls
+    assert call.function.name == "calc" and dict(call.function.arguments) == {"expression": "6*7"}
+    second = await client.chat(model=kernel.backend.model, tools=tools, messages=[
+        {"role": "user", "content": "6*7?"}, first.message, {"role": "tool", "tool_name": "calc", "content": "42"}])
+    assert second.message.content == "It is 42."
+    sent = sim.requests[-1].messages
+    assert sent[-2]["tool_calls"] == [{"name": "calc", "arguments": {"expression": "6*7"}}]
+    assert sent[-1] == {"role": "tool", "content": "42", "name": "calc"}
