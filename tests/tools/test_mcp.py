@@ -161,6 +161,10 @@ async def test_a_server_is_confined_by_the_sandbox(home: Path, sim: SimulatedBac
             assert not seen.ok, seen.output[:80]
         wrote = await kernel.syscall_tool(proc, "odd.write", {"path": str(outside), "text": "mine"})
         assert not wrote.ok and outside.read_text() == "the kernel's"  # the host is read-only to it
+        for path in ("/proc/1/cmdline", "/proc/1/environ"):  # nor the names of what is hidden from it
+            seen = await kernel.syscall_tool(proc, "odd.cat", {"path": path})
+            assert not (seen.ok and str(home) in seen.output)
+            assert path.endswith("environ") or "--args" in seen.output
         inside = await kernel.syscall_tool(proc, "odd.write", {"path": "notes.txt", "text": "mine"})
         assert inside.ok  # its own directory is its to write
         assert (home / "mcp" / "alice" / "odd" / "notes.txt").read_text() == "mine"

@@ -19,9 +19,11 @@ uid. A directory the user chose (`run -w DIR`) keeps its owner: there the progra
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from kernel.home import shared_home
 from kernel.settings import whole
-from kernel.tools.sandbox import bwrap
+from kernel.tools.sandbox import bwrap, launch
 from kernel.tools.sandbox.limits import GiB, Limits, MiB, SandboxResult, looks_secret, sandbox_env
 from kernel.tools.sandbox.runner import check_program, run_process, signal_name
 
@@ -230,9 +232,10 @@ class Sandbox:
                 memfd: bool = False) -> Confined:
         """The command line and environment that run a long-lived program of `user` (an MCP server, an outside
         agent) in the sandbox: what `run` builds, without the time and output limits of a single run. With
-        `memfd`, bubblewrap reads its options from a memfd the spawner passes (`Confined.fd`: so the program
-        cannot read the hidden paths' names in /proc/1/cmdline; close it once spawned); else they are on its
-        command line (the MCP SDK's spawner passes no descriptor). Raises SandboxUnavailable."""
+        `memfd`, bubblewrap reads its options from a memfd the spawner passes (`Confined.fd`; close it once
+        spawned); else from one `launch.py` makes before it becomes bubblewrap (the MCP SDK's spawner passes no
+        descriptor). Either way the program cannot read the hidden paths' names in /proc/1/cmdline. Raises
+        SandboxUnavailable."""
         state = self.status()
         if not state.ok:
             raise SandboxUnavailable(f"no sandbox: {state.detail}")
@@ -263,15 +266,16 @@ class Sandbox:
         expose = [p for p in bwrap.installation(argv)
                   if bwrap.needs_showing(p, [os.path.realpath(h) for h in hide])
                   and not bwrap.is_below(p, ws) and not any(bwrap.is_below(p, c) for c in secret)]
-        if not memfd:
-            return Confined(bwrap.argv(self._bwrap, workspace, list(argv), uid=uid, setpriv=self._setpriv, hide=hide,
-                                       net=net, hostname="aios-mcp", expose=expose), env)
-        fd = os.memfd_create("aios-bwrap-args", 0)  # inherited by bwrap (pass_fds), nothing after it
         options = bwrap.options(workspace, uid=uid, hide=hide, net=net, expose=expose)
+        inner = bwrap.tail(list(argv), uid=uid, setpriv=self._setpriv)
+        if not memfd:  # a spawner that passes no descriptor: a launcher makes the memfd and becomes bubblewrap
+            env[launch.VARIABLE] = json.dumps(options)
+            return Confined([sys.executable, "-I", "-S", launch.__file__, self._bwrap.path, "--hostname", "aios-mcp",
+                             *inner], env)
+        fd = os.memfd_create("aios-bwrap-args", 0)  # inherited by bwrap (pass_fds), nothing after it
         os.write(fd, b"".join(os.fsencode(a) + b"\0" for a in options))
         os.lseek(fd, 0, os.SEEK_SET)
-        return Confined([self._bwrap.path, "--args", str(fd), "--hostname", "aios-ext",
-                         *bwrap.tail(list(argv), uid=uid, setpriv=self._setpriv)], env, fd)
+        return Confined([self._bwrap.path, "--args", str(fd), "--hostname", "aios-ext", *inner], env, fd)
 
     async def _run_rlimit(self, argv: list[str], workspace: Path, uid: int | None, limits: Limits,
                           env: dict[str, str] | None) -> SandboxResult:
