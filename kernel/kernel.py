@@ -47,6 +47,7 @@ from kernel.settings import SettingError, whole
 from kernel.storage import Storage, StorageError, default_home
 from kernel.syscall import AgentContext, LLMCall, LLMResult
 from kernel.tools import ToolResult, default_registry
+from kernel.tools.mcp import START_WAIT as MCP_START_WAIT
 from kernel.tools.mcp import McpServers
 from kernel.tools.registry import ToolError
 from kernel.tools.sandbox import Limits, Sandbox
@@ -359,7 +360,7 @@ class Kernel:
             await proc.resumed.wait()  # stopped before it started
             proc.started_at = clock.now()
             self.set_state(proc, State.RUNNING)
-            await self.mcp.ensure(proc.user)  # its MCP servers' tools, listed before it asks for them
+            await self.mcp.ensure(proc.user, wait=MCP_START_WAIT)  # its MCP servers' tools, before it asks
             code = await main(AgentContext(self, proc))
             self._exit(proc, code=int(code or 0))
         except asyncio.CancelledError:

@@ -11,7 +11,8 @@
     url = "http://127.0.0.1:8000/mcp"      # streamable HTTP, a server someone else runs, on this machine
 
 The official `mcp` SDK is the client. A stdio server is started when first needed (the first process of a user
-starts, or someone lists the tools), once per aios user: as root each user's copy runs under that user's sandbox
+starts, which waits `START_WAIT` for it at most; a call names its tool; someone lists the tools), once per aios
+user: as root each user's copy runs under that user's sandbox
 uid, in bubblewrap's namespaces as the `shell` tool's programs do (the host read-only, AIOS_HOME and other users'
 work hidden, no network unless `net`), its stderr to `AIOS_HOME/logs/mcp-NAME-USER.log`. Its tools are registered
 as `NAME.TOOL` with the server's input schemas and go through the tool service like the built-ins: access rules
@@ -43,6 +44,7 @@ import jsonschema
 from kernel.tools.registry import Tool, ToolContext, ToolError, ToolRegistry
 
 START_TIMEOUT = 20.0  # seconds a server has to answer its handshake and list its tools
+START_WAIT = 5.0  # seconds a process's start waits for its user's servers (a slow one's tools come later)
 CALL_TIMEOUT = 30.0
 _PLAIN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -203,11 +205,15 @@ class McpServers:
                             spec.name, 0)})
         return out
 
-    async def ensure(self, user: str) -> None:
-        """Start `user`'s copy of every server not up yet (at most START_TIMEOUT each, together)."""
+    async def ensure(self, user: str, wait: float | None = None) -> None:
+        """Start `user`'s copy of every server not up yet (at most START_TIMEOUT each, together); with `wait`,
+        return after that long at most, the slow ones going on starting."""
         if not self.specs:
             return
-        await asyncio.gather(*(self._up(spec, user) for spec in self.specs if spec.name not in self._disabled))
+        starts = [asyncio.ensure_future(self._up(spec, user)) for spec in self.specs
+                  if spec.name not in self._disabled]
+        if starts:
+            await asyncio.wait(starts, timeout=wait)
 
     async def _up(self, spec: ServerSpec, user: str) -> _Instance | None:
         key = _key(spec, user)
@@ -332,6 +338,8 @@ class McpServers:
         """Stop every server (each SDK client closes its pipes and ends its process)."""
         for inst in self._instances.values():
             inst.stop.set()
+            if inst.client is None and inst.task is not None:  # still in its handshake: nothing to close cleanly
+                inst.task.cancel()
         tasks = [i.task for i in self._instances.values() if i.task is not None]
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=5)

@@ -4,9 +4,9 @@
 
 Tools: `echo(text)`, `die()` (the process exits mid-call, as a crash), `sleep(seconds)` (hangs that long), `fail()`
 (answers with a tool error), `cat(path)` and `write(path, text)` (what the sandbox lets it see and change).
-MODE: `garbage` writes lines that are not JSON-RPC to stdout first; `exit` exits before the handshake; `clash`
-adds a tool `read` (its server is named `fs` in the test: `fs.read` is a built-in) and one whose name is not a
-plain name; `http:PORT` serves streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio.
+MODE: `slow` sleeps a minute first; `garbage` writes lines that are not JSON-RPC to stdout first; `exit` exits
+before the handshake; `clash` adds a tool `read` (its server is named `fs` in the test: `fs.read` is a built-in)
+and one whose name is not a plain name; `http:PORT` serves streamable HTTP at http://127.0.0.1:PORT/mcp.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from mcp.server.mcpserver import MCPServer
 mode = sys.argv[1] if len(sys.argv) > 1 else ""
 if mode == "exit":
     sys.exit(3)
+if mode == "slow":  # a minute before it answers its handshake
+    time.sleep(60)
 server = MCPServer("misbehaving", version="1.0")
 
 

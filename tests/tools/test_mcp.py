@@ -238,3 +238,14 @@ async def test_an_mcp_call_asks_a_person_and_a_session_grant_answers_the_next(ho
             assert again.ok and api.pending_permissions() == []  # the grant answered it
         finally:
             answerer.detach()
+
+
+@pytest.mark.hostile
+async def test_a_server_slow_to_start_does_not_hold_up_processes(home: Path, sim: SimulatedBackend,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kernel.kernel.MCP_START_WAIT", 0.2)
+    configure(home, fake("slow", "slow"))
+    async with await boot(make_config(home), backend=sim) as kernel:
+        proc = await run(kernel, "chat", "hi")
+        assert proc.status == "EXITED(0)"
+        assert kernel.mcp.state()[0]["state"] == "stopped"  # still starting: it did not wait for it
