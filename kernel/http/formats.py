@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from kernel.llm.backend import LLMRequest
+from kernel.llm.backend import LLMRequest, call_arguments
 
 DEFAULT_MAX_TOKENS = 1024  # Ollama's -1 (no limit) and OpenAI's "no max_tokens", as one call's cap here
 MAX_MESSAGES = 10_000
@@ -44,14 +44,11 @@ def _text(content: Any, where: str) -> str:
 
 
 def _arguments(raw: Any, where: str) -> dict[str, Any]:
+    """Ollama's arguments (an object) or OpenAI's (JSON text)."""
     if isinstance(raw, dict):
         return raw
     if isinstance(raw, str):
-        try:
-            value = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            return {"_raw": raw}
-        return value if isinstance(value, dict) else {"_raw": raw}
+        return call_arguments(raw)
     raise BadRequest(f"{where}: tool call arguments must be an object")
 
 

@@ -8,6 +8,7 @@ cancelling the task that iterates it) must stop the generation at the next token
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -48,6 +49,22 @@ class Chunk:
     finish_reason: str | None = None
     # native tool calls, as {"name": str, "arguments": dict}; usually on the last chunk
     tool_calls: tuple[dict[str, Any], ...] = ()
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens in `text` for a server that exposes no tokenizer (Ollama, the OpenAI API): four characters a token,
+    the usual estimate."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def call_arguments(text: str) -> dict[str, Any]:
+    """A tool call's arguments sent as JSON text (OpenAI's form) as an object; text that is no JSON object comes
+    back as `{"_raw": text}`, which fails the tool's schema with a clear line."""
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {"_raw": text}
+    return value if isinstance(value, dict) else {"_raw": text}
 
 
 class BackendError(Exception):

@@ -30,6 +30,7 @@ from kernel.llm.backend import (
     LLMRequest,
     ModelNotFound,
     ToolsUnsupported,
+    estimate_tokens,
 )
 from kernel.settings import whole
 
@@ -140,8 +141,7 @@ class OllamaBackend:
         return BackendError(f"{where}: {type(exc).__name__}: {exc}")
 
     def count_tokens(self, text: str) -> int:
-        # Ollama exposes no tokenizer; four characters a token is the usual estimate
-        return max(1, (len(text) + 3) // 4) if text else 0
+        return estimate_tokens(text)  # Ollama exposes no tokenizer
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
         messages = [_to_ollama(m) for m in request.messages]

@@ -33,6 +33,8 @@ from kernel.llm.backend import (
     LLMRequest,
     ModelNotFound,
     ToolsUnsupported,
+    call_arguments,
+    estimate_tokens,
 )
 
 DEFAULT_CONTEXT = 8192
@@ -80,14 +82,6 @@ def to_openai(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             del m["name"]
         out.append(m)
     return out
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if text.strip() else {}
-    except ValueError:
-        return {"_raw": text}
-    return value if isinstance(value, dict) else {"_raw": text}
 
 
 class OpenAIBackend:
@@ -139,8 +133,7 @@ class OpenAIBackend:
         return BackendError(f"connection to {where} lost mid-stream ({type(exc).__name__})")
 
     def count_tokens(self, text: str) -> int:
-        # the API exposes no tokenizer; four characters a token is the usual estimate
-        return max(1, (len(text) + 3) // 4) if text else 0
+        return estimate_tokens(text)  # the API exposes no tokenizer
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
         messages = to_openai(request.messages)
@@ -191,7 +184,7 @@ class OpenAIBackend:
         completion = usage.completion_tokens if usage is not None and usage.completion_tokens else produced
         yield Chunk(done=True, prompt_tokens=prompt, completion_tokens=completion,
                     finish_reason="tool_calls" if calls and finish in (None, "tool_calls") else finish or "stop",
-                    tool_calls=tuple({"name": c["name"], "arguments": _arguments(c["arguments"])}
+                    tool_calls=tuple({"name": c["name"], "arguments": call_arguments(c["arguments"])}
                                      for _, c in sorted(calls.items()) if c["name"]))
 
     async def list_models(self) -> list[str]:
