@@ -25,14 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.metrics import pct
 from kernel.kernel import KernelConfig, boot
 from kernel.llm.backend import LLMRequest
 from kernel.syscall import Pipe
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _request(i: int, tokens: int) -> dict[str, Any]:
@@ -95,11 +91,11 @@ async def overhead(calls: int) -> dict[str, Any]:
         through = [r[0] for r in await _collect([client])]
         await kernel.shutdown()
     ms = 1000.0
-    return {"calls": calls, "direct_p50_ms": round(pct(direct, 0.5) * ms, 2), "direct_p99_ms":
-            round(pct(direct, 0.99) * ms, 2), "front_p50_ms": round(pct(through, 0.5) * ms, 2),
-            "front_p99_ms": round(pct(through, 0.99) * ms, 2),
-            "added_p50_ms": round((pct(through, 0.5) - pct(direct, 0.5)) * ms, 2),
-            "added_p99_ms": round((pct(through, 0.99) - pct(direct, 0.99)) * ms, 2)}
+    return {"calls": calls, "direct_p50_ms": round(pct(direct, 50) * ms, 2), "direct_p99_ms":
+            round(pct(direct, 99) * ms, 2), "front_p50_ms": round(pct(through, 50) * ms, 2),
+            "front_p99_ms": round(pct(through, 99) * ms, 2),
+            "added_p50_ms": round((pct(through, 50) - pct(direct, 50)) * ms, 2),
+            "added_p99_ms": round((pct(through, 99) - pct(direct, 99)) * ms, 2)}
 
 
 async def throughput(clients: int, rounds: int, tokens: int) -> dict[str, Any]:
