@@ -88,13 +88,9 @@ def inspect(path: str) -> Bwrap:
     return Bwrap(path=path, version=version, missing=tuple(o for o in _NEEDED if o not in help_text))
 
 
-def _is_below(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
 def is_below(path: str, root: str) -> bool:
     """`path` is `root` or inside it."""
-    return _is_below(path, root)
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _cover(path: str) -> list[str]:
@@ -155,9 +151,9 @@ def options(workspace: Path, *, uid: int | None = None, hide: Iterable[Path] = (
             if real in seen or real == ws:
                 continue
             seen.add(real)
-            if _is_below(real, ws):
+            if is_below(real, ws):
                 inside.append(real)
-            elif not any(_is_below(real, p) for p in privates):  # else a private tmpfs hides it already
+            elif not any(is_below(real, p) for p in privates):  # else a private tmpfs hides it already
                 cover = _cover(real)
                 out += cover
                 covered += [real] if cover[:1] == ["--tmpfs"] else []
@@ -167,7 +163,7 @@ def options(workspace: Path, *, uid: int | None = None, hide: Iterable[Path] = (
     made: set[str] = set()
     for path in (ws, *expose):
         for parent in (str(p) for p in reversed(Path(path).parents)):
-            if parent not in made and any(_is_below(parent, m) and parent != m for m in mounts):
+            if parent not in made and any(is_below(parent, m) and parent != m for m in mounts):
                 made.add(parent)
                 out += ["--perms", "0755", "--dir", parent]
     out += ["--bind", ws, ws]
@@ -212,7 +208,7 @@ def installation(argv: list[str]) -> list[str]:
 
 def needs_showing(path: str, hidden: Iterable[str]) -> bool:
     """Whether `path` sits in what a run does not see: a hidden path, or a private directory's empty tmpfs."""
-    return any(_is_below(path, c) for c in [*hidden, *_PRIVATE])
+    return any(is_below(path, c) for c in [*hidden, *_PRIVATE])
 
 
 def kill_tagged(tag: str, patience_s: float = 2.0) -> int:
