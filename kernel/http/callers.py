@@ -77,17 +77,26 @@ class Callers:
         self._proc_tokens: dict[str, int] = {}  # a process's token -> its pid
         self._sessions: dict[tuple[str, str], Process] = {}
         self._idle: dict[int, asyncio.TimerHandle] = {}
+        self._tokens: tuple[tuple[int, int] | None, dict[str, str]] = (None, {})  # (mtime, size) when read, and what
 
     def close(self) -> None:
         for handle in self._idle.values():
             handle.cancel()
 
     def _user_tokens(self) -> dict[str, str]:
+        """The users' tokens as the file has them: read again only when it changed (not on every request)."""
         try:
-            data = json.loads(self._tokens_file.read_text())
-        except (OSError, ValueError):
+            st = self._tokens_file.stat()
+        except OSError:
             return {}
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._tokens[0] != stamp:
+            try:
+                data = json.loads(self._tokens_file.read_text())
+            except (OSError, ValueError):
+                data = {}
+            self._tokens = (stamp, {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {})
+        return dict(self._tokens[1])
 
     def user_token(self, user: str, new: bool = False) -> str:
         """`user`'s token (made on first use; `new` makes another, and the old one stops working)."""
