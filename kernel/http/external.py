@@ -48,12 +48,15 @@ def _signal_tree(pid: int, sig: int) -> None:
             p.send_signal(sig)
 
 
-async def _drain(kernel: Kernel, proc: Process, child: asyncio.subprocess.Process) -> None:
-    """What the program still writes as it ends (its error line), until it exits."""
+async def _pump(kernel: Kernel, proc: Process, child: asyncio.subprocess.Process, decoder: codecs.IncrementalDecoder
+                ) -> int:
+    """What the program writes, as the process's output as it comes (a streamed answer shows as it is written),
+    until it exits; returns its exit code."""
     assert child.stdout is not None
-    while line := await child.stdout.read(READ_MAX):
-        kernel.emit_output(proc, strip_controls(line.decode("utf-8", "replace")))
-    await child.wait()
+    while data := await child.stdout.read(READ_MAX):
+        kernel.emit_output(proc, strip_controls(decoder.decode(data)))
+    kernel.emit_output(proc, strip_controls(decoder.decode(b"", final=True)))
+    return await child.wait()
 
 
 async def run_external(kernel: Kernel, proc: Process, argv: list[str], env: dict[str, str]) -> int:
@@ -83,17 +86,13 @@ async def run_external(kernel: Kernel, proc: Process, argv: list[str], env: dict
             _signal_tree(child.pid, signal.SIGSTOP if event.name == "SIGSTOP" else signal.SIGCONT)
 
     off = kernel.bus.on(forward, SignalDelivered)
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     try:
-        assert child.stdout is not None
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        while data := await child.stdout.read(READ_MAX):  # what it wrote so far: a streamed answer shows as it comes
-            kernel.emit_output(proc, strip_controls(decoder.decode(data)))
-        kernel.emit_output(proc, decoder.decode(b"", final=True))
-        code = await child.wait()
+        code = await _pump(kernel, proc, child, decoder)
     except asyncio.CancelledError:  # hung up, terminated or killed: so is the program
         if proc.pending_signal is not Signal.KILL:  # its model call just failed: let it say so and end, then TERM
             _signal_tree(child.pid, signal.SIGCONT)
-            drained = asyncio.ensure_future(_drain(kernel, proc, child))
+            drained = asyncio.ensure_future(_pump(kernel, proc, child, decoder))  # its last words (its error)
             for sig in (None, signal.SIGTERM):
                 if sig is not None:
                     for p in _tree(child.pid)[1:]:
