@@ -37,7 +37,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import jsonschema
 
@@ -237,11 +237,13 @@ class McpServers:
             return None
         return inst
 
-    def _transport(self, spec: ServerSpec, user: str) -> Any:
+    def _transport(self, spec: ServerSpec, user: str) -> tuple[Any, TextIO | None]:
+        """What the SDK's client connects with (a URL, or the stdio client of the spawned server), and the log its
+        stderr goes to (for `_serve` to close)."""
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
         if spec.url:
-            return spec.url
+            return spec.url, None
         argv = [_resolve(spec.command[0]), *spec.command[1:]]
         workspace = spec.cwd or self.home / "mcp" / user / spec.name
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workspace)}
@@ -262,8 +264,7 @@ class McpServers:
 
         errlog = None
         try:
-            made = self._transport(spec, user)
-            transport, errlog = made if isinstance(made, tuple) else (made, None)
+            transport, errlog = self._transport(spec, user)
             async with Client(transport, cache=None, read_timeout_seconds=spec.timeout) as client:
                 listed = await client.list_tools()
                 inst.tools = list(listed.tools)
