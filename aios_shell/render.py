@@ -88,12 +88,20 @@ def to_json(obj: Any) -> str:
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def error_line(err: Console, message: str) -> None:
+    """One line on stderr (red on a terminal), whatever the message holds."""
+    line = strip_controls(message.replace("\r", "\\r").replace("\n", "\\n"))
+    err.print(line, style="red" if err.is_terminal else None, markup=False, highlight=False, soft_wrap=True)
+
+
 def show(console: Console, err: Console, result: Any, as_json: bool = False) -> int:
     """Draw a command's result (see `commands.results`); returns its exit status."""
-    from commands.results import Records, Several, Table, Text
+    from commands.results import Records, Several, Stream, Table, Text
 
-    for line in getattr(result, "warnings", ()):
-        err.print(strip_controls(line), markup=False, highlight=False, soft_wrap=True)
+    if isinstance(result, Stream):
+        return int(result.status)
+    for line in getattr(result, "stderr", ()):
+        error_line(err, line)
     records = getattr(result, "records", None)
     if as_json and records is not None:
         console.file.write(to_json(records) + "\n")

@@ -21,9 +21,9 @@ from rich.console import Console
 
 from aios_shell.jobs import Job, JobControl, current_job, describe_exit
 from aios_shell.lang import AndOr, Command, ParseError, parse
-from aios_shell.render import make_console, show
+from aios_shell.render import error_line, make_console, show
 from commands.registry import CommandError, HelpShown, UsageError, lookup
-from commands.results import Records, Several, Table, Text
+from commands.results import RESULTS
 from kernel import Kernel
 from kernel.api import KernelAPI
 from kernel.errors import KernelError
@@ -51,7 +51,6 @@ class PipeFile(io.TextIOBase):
         return False
 
 
-RESULTS = (Table, Text, Records, Several)
 
 
 class Shell:
@@ -132,9 +131,7 @@ class Shell:
 
     def error(self, message: str) -> None:
         """One line on stderr, whatever the message holds."""
-        style = "red" if self.err.is_terminal else None
-        line = strip_controls(message.replace("\r", "\\r").replace("\n", "\\n"))
-        self.err.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+        error_line(self.err, message)
 
     def _emit(self, text: str, job: Job | None) -> None:
         """Agent output: to stdout, or held while its job is in the background. A script has no prompt to
@@ -308,9 +305,9 @@ class Shell:
         try:
             args = spec.parse(argv[1:])
             result = await spec.handler(self, args)
-            if isinstance(result, RESULTS):
-                return show(self.out, self.err, result, as_json=bool(getattr(args, "json", False)))
-            return int(result or 0)
+            if not isinstance(result, RESULTS):
+                raise TypeError(f"{spec.name} returned {type(result).__name__}, not a result")
+            return show(self.out, self.err, result, as_json=bool(getattr(args, "json", False)))
         except HelpShown:
             self.print(spec.help())
             return 0

@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import CommandError, command
+from commands.results import Stream
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
                "[--seed S] [--json FILE]",
          raw_args=True, examples=("bench --agents 100", "bench --systems B1,srpt,srpt:keep=0 --json bench.json",
                                   "bench --workload simple --agents 1000 --slots 8"))
-async def bench(sh: Shell, args: argparse.Namespace) -> int:
+async def bench(sh: Shell, args: argparse.Namespace) -> Stream:
     from bench.report import plot, table
     from bench.run import parser, run
 
@@ -24,7 +25,7 @@ async def bench(sh: Shell, args: argparse.Namespace) -> int:
     try:
         options = p.parse_args(args.argv)
     except SystemExit as exc:  # argparse printed its message or the help
-        return int(exc.code or 0)
+        return Stream(int(exc.code or 0))
     sh.print(f"running {options.agents} agents through {options.systems.count(',') + 1} systems…")
     try:
         rows = await run(options, echo=sh.print)
@@ -34,4 +35,4 @@ async def bench(sh: Shell, args: argparse.Namespace) -> int:
     plot(rows, sh.out)
     if options.json:
         sh.print(f"rows written to {options.json}")
-    return 0
+    return Stream()

@@ -42,10 +42,10 @@ async def help_(sh: Shell, args: argparse.Namespace) -> Text:
 @command("exit", "leave the shell (asks first when agents still run or are stopped: they are hung up)",
          usage="exit [N]",
          args=lambda p: p.add_argument("code", nargs="?", type=int, help="exit status (default: $?)"))
-async def exit_(sh: Shell, args: argparse.Namespace) -> int:
+async def exit_(sh: Shell, args: argparse.Namespace) -> Text:
     code = sh.status if args.code is None else args.code & 0xFF
     sh.exit_code = code
-    return code
+    return Text(status=code)
 
 
 @command("echo", "print its arguments", usage="echo [ARG…]", raw_args=True)
@@ -54,19 +54,19 @@ async def echo(sh: Shell, args: argparse.Namespace) -> Text:
 
 
 @command("true", "do nothing, successfully", usage="true", raw_args=True)
-async def true(sh: Shell, args: argparse.Namespace) -> int:
-    return 0
+async def true(sh: Shell, args: argparse.Namespace) -> Text:
+    return Text()
 
 
 @command("false", "do nothing, unsuccessfully", usage="false", raw_args=True)
-async def false(sh: Shell, args: argparse.Namespace) -> int:
-    return 1
+async def false(sh: Shell, args: argparse.Namespace) -> Text:
+    return Text(status=1)
 
 
 @command("sleep", "wait a number of seconds (agents keep running)", usage="sleep SECONDS",
          args=lambda p: p.add_argument("seconds", type=float))
-async def sleep(sh: Shell, args: argparse.Namespace) -> int:
+async def sleep(sh: Shell, args: argparse.Namespace) -> Text:
     if args.seconds < 0:
         raise UsageError("seconds must not be negative")
     await asyncio.sleep(args.seconds)
-    return 0
+    return Text()

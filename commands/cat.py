@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from commands.namespace import in_namespace, read, real_path
 from commands.registry import ArgParser, CommandError, command
+from commands.results import Stream
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -32,12 +33,12 @@ async def _read(sh: Shell, path: str) -> str:
          usage="cat [PATH…]", args=_args,
          examples=("cat /proc/1/status", "cat /proc/1/context", "run chat hi > a.txt; cat a.txt", "ps | cat"),
          complete="path")
-async def cat(sh: Shell, args: argparse.Namespace) -> int:
+async def cat(sh: Shell, args: argparse.Namespace) -> Stream:
     if not args.path:
         if sh.stdin is not None:
             async for piece in sh.stdin:
                 sh.write(piece)
-        return 0
+        return Stream()
     status = 0
     for path in args.path:
         try:
@@ -45,4 +46,4 @@ async def cat(sh: Shell, args: argparse.Namespace) -> int:
         except CommandError as exc:
             sh.error(f"cat: {exc}")
             status = 1
-    return status
+    return Stream(status)

@@ -17,7 +17,8 @@ LS_SHAPE = [{"path": str, "versions": int, "size": int, "ts": float}]
 LOG_SHAPE = [{"version": int, "size": int, "sha256": str, "ts": float}]
 JSON_SHAPE = """\
 files ls: [{"path": str, "versions": int, "size": int (of the latest), "ts": float (of the latest)}]
-files log: [{"version": int, "size": int, "sha256": str, "ts": float}], oldest first"""
+files log: [{"version": int, "size": int, "sha256": str, "ts": float}], oldest first
+files restore: {"path": str, "restored": int (the version brought back), "version": int (the new one)}"""
 
 
 def _args(p: ArgParser) -> None:
@@ -32,6 +33,7 @@ def _args(p: ArgParser) -> None:
     restore = sub.add_parser("restore", help="write version N back into the workspace (kept as a new version)")
     restore.add_argument("pid", help="process id (or %%N)")
     restore.add_argument("spec", metavar="PATH@N", help="the file and the version to bring back")
+    restore.add_argument("--json", action="store_true", help="print JSON (shape below)")
     p.epilog = "Only the owner of a process or an admin may read or restore its files."
 
 
@@ -49,10 +51,10 @@ def parse_spec(spec: str) -> tuple[str, int]:
 
 
 @command("files", "the versions kept of each file an agent wrote: list, show history, restore",
-         usage="files ls PID [--json] | files log PID PATH [--json] | files restore PID PATH@N",
+         usage="files ls PID [--json] | files log PID PATH [--json] | files restore PID PATH@N [--json]",
          args=_args, json_shape=JSON_SHAPE,
          examples=("files ls 12", "files log 12 notes.txt", "files restore 12 notes.txt@1"))
-async def files(sh: Shell, args: argparse.Namespace) -> int | Table | Text:
+async def files(sh: Shell, args: argparse.Namespace) -> Table | Text:
     api = sh.api  # a process's files are its owner's (and an admin's): the API says so
     pid = parse_pid(sh, args.pid)
     if args.action == "ls":
@@ -71,5 +73,5 @@ async def files(sh: Shell, args: argparse.Namespace) -> int | Table | Text:
                      right=("VERSION", "SIZE"), records=rows)
     path, version = parse_spec(args.spec)
     new = api.restore_file(pid, path, version)
-    sh.print(f"{path}: restored version {version} as version {new}")
-    return 0
+    return Text([f"{path}: restored version {version} as version {new}"],
+                records={"path": path, "restored": version, "version": new})

@@ -7,7 +7,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, command
-from commands.results import Text
+from commands.results import Stream, Text
 from kernel.errors import KernelError
 from kernel.process import Signal
 
@@ -71,18 +71,17 @@ def _continue(sh: Shell, job: Job) -> None:
 
 @command("fg", "bring a job to the foreground (continuing it if stopped); `%N` alone does the same",
          usage="fg [%N]", args=_spec_args, examples=("fg", "fg %2", "%2"), complete="pid")
-async def fg(sh: Shell, args: argparse.Namespace) -> int:
+async def fg(sh: Shell, args: argparse.Namespace) -> Stream:
     job = _find(sh, args.job, "fg")
     sh.print(job.cmdline.removesuffix(" &"))
     _continue(sh, job)
-    return await sh.wait_foreground(job)
+    return Stream(await sh.wait_foreground(job))
 
 
 @command("bg", "continue a stopped job in the background (sends CONT)", usage="bg [%N]", args=_spec_args,
          examples=("bg", "bg %1"), complete="pid")
-async def bg(sh: Shell, args: argparse.Namespace) -> int:
+async def bg(sh: Shell, args: argparse.Namespace) -> Text:
     job = _find(sh, args.job, "bg")
     job.foreground = False
     _continue(sh, job)
-    sh.print(f"[{job.number}]+ {job.cmdline.removesuffix(' &')} &")
-    return 0
+    return Text([f"[{job.number}]+ {job.cmdline.removesuffix(' &')} &"])

@@ -7,6 +7,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, UsageError, command
+from commands.results import Text
 from kernel.errors import KernelError
 from kernel.process import NoSuchSignal, Signal, parse_signal
 
@@ -78,19 +79,18 @@ def parse_targets(sh: Shell, text: str) -> list[int]:
 @command("kill", "send a signal to processes (default TERM)",
          usage="kill [-s SIGNAL | -SIGNAL] PID|%N…  |  kill -l", args=_args, raw_args=True,
          examples=("kill 12", "kill -9 12", "kill %1", "kill -STOP 12; kill -CONT 12", "kill -l"), complete="pid")
-async def kill(sh: Shell, args: argparse.Namespace) -> int:
+async def kill(sh: Shell, args: argparse.Namespace) -> Text:
     sig, targets, listing = parse_kill_args(args.argv)
     if listing:
-        sh.print("  ".join(f"{int(s):>2}) {s.signame}" for s in Signal))
-        return 0
+        return Text(["  ".join(f"{int(s):>2}) {s.signame}" for s in Signal)],
+                    records=[{"number": int(s), "name": s.signame} for s in Signal])
     if not targets:
         raise UsageError("missing process id")
     pids = [pid for t in targets for pid in parse_targets(sh, t)]
-    status = 0
+    errors = []
     for pid in pids:
         try:
             sh.api.signal(pid, sig)
         except KernelError as exc:
-            sh.error(f"kill: {exc}")
-            status = 1
-    return status
+            errors.append(f"kill: {exc}")
+    return Text(stderr=errors, status=1 if errors else 0)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from commands.kill import parse_pid
 from commands.registry import ArgParser, CommandError, command
+from commands.results import Stream
 from kernel.errors import NoSuchProcess, PermissionDenied
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ def _args(p: ArgParser) -> None:
 
 @command("logs", "print a process's output; -f follows it as it is written", usage="logs [-f] PID|%N",
          args=_args, examples=("logs 3", "run chat long &; logs -f $!"), complete="pid")
-async def logs(sh: Shell, args: argparse.Namespace) -> int:
+async def logs(sh: Shell, args: argparse.Namespace) -> Stream:
     pid = parse_pid(sh, args.pid)
     try:
         proc = sh.kernel.lookup(pid)
@@ -36,7 +37,7 @@ async def logs(sh: Shell, args: argparse.Namespace) -> int:
         sh.write(text)
         if text and not text.endswith("\n"):
             sh.write("\n")
-        return 0
+        return Stream()
     sh.write(text)  # then what comes next, without a gap: nothing runs between these lines
     await sh.follow(live, attach=False)
-    return 0
+    return Stream()

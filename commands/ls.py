@@ -41,16 +41,16 @@ def _real(sh: Shell, path: str) -> list[Entry]:
 async def ls(sh: Shell, args: argparse.Namespace) -> Text:
     paths = args.path or ["/"]
     found: list[tuple[str, list[Entry]]] = []
-    status = 0
+    errors = []
     for path in paths:
         try:
             found.append((path, await listdir(sh, path) if in_namespace(path) else _real(sh, path)))
         except CommandError as exc:
-            sh.error(f"ls: cannot access {exc}")
-            status = 1
+            errors.append(f"ls: cannot access {exc}")
     lines = []
     for i, (path, entries) in enumerate(found):
         if len(found) > 1:
             lines += ([""] if i else []) + [f"{path}:"]
         lines += [f"{'d' if e.type == 'dir' else '-'}r--r--r--  {e.name}" if args.l else e.name for e in entries]
-    return Text(lines, records=[e.to_dict() for _, entries in found for e in entries], status=status)
+    return Text(lines, records=[e.to_dict() for _, entries in found for e in entries],
+                stderr=errors, status=1 if errors else 0)

@@ -7,6 +7,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from commands.registry import UsageError, command
+from commands.results import Stream
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 @command("nice", "run an agent with a changed niceness (default 10; below 0 needs an admin)",
          usage="nice [-n N] run AGENT ARGS…", raw_args=True,
          examples=('nice run chat "no hurry"', 'nice -n 5 run chat "a question" &', "nice -n -5 run chat hi"))
-async def nice(sh: Shell, args: argparse.Namespace) -> int:
+async def nice(sh: Shell, args: argparse.Namespace) -> Stream:
     argv = list(args.argv)
     niceness = "10"
     if argv[:1] == ["-n"]:
@@ -36,4 +37,4 @@ async def nice(sh: Shell, args: argparse.Namespace) -> int:
         raise UsageError(f"{shlex.quote(argv[0])}: only agents have a niceness (nice -n N run AGENT ARGS…)")
     if any(a in ("-n", "--nice") or a.startswith("--nice=") for a in argv[1:2]):
         raise UsageError("give the niceness once")
-    return await sh.execute(["run", "-n", niceness, *argv[1:]])
+    return Stream(await sh.execute(["run", "-n", niceness, *argv[1:]]))

@@ -14,7 +14,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
-from commands.results import Table
+from commands.results import Table, Text
 from kernel.errors import PermissionDenied
 
 if TYPE_CHECKING:
@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 JSON_SHAPE = """\
 perm / perm list: [{"user": str, "rule": str, "effect": "allow|deny", "scope": "policy|yes-for|session|always|…",
-                    "by": str, "created_at": float|null}]"""
+                    "by": str, "created_at": float|null}]
+perm allow|deny: {"user": str, "rule": str, "effect": "allow|deny", "scope": "session|always"}
+perm revoke: {"user": str, "revoked": str}; perm trust: {"trusted": str}
+perm check: {"tool": str, "target": str, "effect": "allow|deny|ask", "source": str, "rule": str|null}"""
 
 
 def _args(p: ArgParser) -> None:
@@ -38,7 +41,7 @@ def _args(p: ArgParser) -> None:
          args=_args, json_shape=JSON_SHAPE,
          examples=("perm", "perm allow 'shell(git status*)' --always", "perm revoke 'shell(git status*)'",
                    "perm check shell 'git status'", "perm trust ~/project"))
-async def perm(sh: Shell, args: argparse.Namespace) -> int | Table:
+async def perm(sh: Shell, args: argparse.Namespace) -> Table | Text:
     api = sh.api  # only an admin may act on another user's grants: the API says so (PermissionDenied)
     user = args.user or sh.user
     text = " ".join(args.rule)
@@ -46,7 +49,7 @@ async def perm(sh: Shell, args: argparse.Namespace) -> int | Table:
         rows = api.grants(user)
         return Table(["USER", "EFFECT", "RULE", "SCOPE", "BY"],
                      [[g.user, g.effect, g.rule, g.scope, g.by] for g in rows], records=[g.to_dict() for g in rows],
-                     warnings=[f"perm: {api.policy_error}"] if api.policy_error else ())
+                     stderr=[f"perm: {api.policy_error}"] if api.policy_error else ())
     if not text:
         raise UsageError(f"perm {args.action}: expected an argument")
     if args.action in ("allow", "deny"):
@@ -54,20 +57,22 @@ async def perm(sh: Shell, args: argparse.Namespace) -> int | Table:
             rule = api.grant(text, user=user, always=args.always, effect=args.action)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        sh.print(f"{args.action} {rule} for {user} ({'always' if args.always else 'this session'})")
-    elif args.action == "revoke":
+        scope = "always" if args.always else "session"
+        return Text([f"{args.action} {rule} for {user} ({'always' if args.always else 'this session'})"],
+                    records={"user": user, "rule": str(rule), "effect": args.action, "scope": scope})
+    if args.action == "revoke":
         if not api.revoke(text, user=user):
             raise CommandError(f"no such grant for {user}: {text}")
-        sh.print(f"revoked {text} for {user}")
-    elif args.action == "trust":
+        return Text([f"revoked {text} for {user}"], records={"user": user, "revoked": text})
+    if args.action == "trust":
         path = sh.host_path(text)
         try:
             api.trust(path)
         except (OSError, ValueError, PermissionDenied) as exc:
             raise CommandError(str(exc)) from None
-        sh.print(f"trusted {path}")
-    else:
-        tool, _, target = text.partition(" ")
-        verdict = api.check(tool, target, user=user)
-        sh.print(f"{verdict.effect}" + (f" ({verdict.source}: {verdict.rule})" if verdict.rule else ""))
-    return 0
+        return Text([f"trusted {path}"], records={"trusted": str(path)})
+    tool, _, target = text.partition(" ")
+    verdict = api.check(tool, target, user=user)
+    return Text([f"{verdict.effect}" + (f" ({verdict.source}: {verdict.rule})" if verdict.rule else "")],
+                records={"tool": tool, "target": target, "effect": verdict.effect, "source": verdict.source,
+                         "rule": verdict.rule})

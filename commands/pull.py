@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, command
+from commands.results import Stream
 from kernel.llm.backend import PullsModels
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ def _args(p: ArgParser) -> None:
 
 @command("pull", "download a model into Ollama (progress bar); other backends have their model built in",
          usage="pull MODEL", args=_args, examples=("pull gemma3:270m", "pull llama3.2:1b"), complete="model")
-async def pull(sh: Shell, args: argparse.Namespace) -> int:
+async def pull(sh: Shell, args: argparse.Namespace) -> Stream:
     backend = sh.kernel.backend
     if not isinstance(backend, PullsModels):
         raise CommandError(f"the {backend.name} backend has no models to pull (pull needs --backend ollama)")
@@ -29,10 +30,10 @@ async def pull(sh: Shell, args: argparse.Namespace) -> int:
         if part["status"] != last:  # plain: one line a stage, no bar
             last = part["status"]
             sh.print(last)
-    return 0
+    return Stream()
 
 
-async def _with_bar(sh: Shell, progress, model: str) -> int:  # noqa: ANN001 - the backend's async iterator
+async def _with_bar(sh: Shell, progress, model: str) -> Stream:  # noqa: ANN001 - the backend's async iterator
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -45,4 +46,4 @@ async def _with_bar(sh: Shell, progress, model: str) -> int:  # noqa: ANN001 - t
                            description=status[:30])
             else:
                 bar.update(task, description=status[:30])
-    return 0
+    return Stream()

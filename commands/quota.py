@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
-from commands.results import Table
+from commands.results import Table, Text
 from kernel.errors import PermissionDenied
 
 if TYPE_CHECKING:
@@ -20,10 +20,16 @@ def _args(p: ArgParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+JSON_SHAPE = """\
+quota: {"users": [{"user": str, "used": int (tokens this minute), "limit": int (0: none), "processes": int}],
+        "max_procs": int, "max_queued": int}
+quota set: {"user": str, "tokens_per_minute": int}"""
+
+
 @command("quota", "token quotas per user (tokens per minute) and the admission limits; admins set them",
-         usage="quota [--json] | quota set USER|'*' TOKENS", args=_args,
+         usage="quota [--json] | quota set USER|'*' TOKENS [--json]", args=_args, json_shape=JSON_SHAPE,
          examples=("quota", "quota set bob 5000", "quota set '*' 0"))
-async def quota(sh: Shell, args: argparse.Namespace) -> int | Table:
+async def quota(sh: Shell, args: argparse.Namespace) -> Table | Text:
     if args.action == "set":
         if args.user is None or args.tokens is None:
             raise UsageError("quota set: expected a user and a number of tokens per minute")
@@ -33,8 +39,8 @@ async def quota(sh: Shell, args: argparse.Namespace) -> int | Table:
             sh.api.set_quota(args.user, args.tokens)
         except PermissionDenied as exc:
             raise CommandError(f"quota set: {exc}") from None
-        sh.print(f"{args.user}: {args.tokens or 'no'} tokens per minute")
-        return 0
+        return Text([f"{args.user}: {args.tokens or 'no'} tokens per minute"],
+                    records={"user": args.user, "tokens_per_minute": args.tokens})
     info = sh.api.quotas()
     return Table(["USER", "TOKENS/MIN", "LIMIT", "PROCS"],
                  [[r["user"], r["used"], r["limit"] or "-", r["processes"]] for r in info["users"]],

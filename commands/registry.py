@@ -58,7 +58,7 @@ class ArgParser(argparse.ArgumentParser):
         self._help_requested = True
 
 
-Handler = Callable[["Shell", argparse.Namespace], Awaitable["int | None | Result"]]
+Handler = Callable[["Shell", argparse.Namespace], Awaitable["Result"]]
 
 
 @dataclass

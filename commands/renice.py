@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from commands.kill import parse_pid
 from commands.registry import ArgParser, UsageError, command
+from commands.results import Text
 from kernel.errors import KernelError
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def _args(p: ArgParser) -> None:
 @command("renice", "change the niceness (scheduling priority) of processes",
          usage="renice [-n] N PID…", args=_args, raw_args=True, examples=("renice 10 12", "renice -n -5 12"),
          complete="pid")
-async def renice(sh: Shell, args: argparse.Namespace) -> int:
+async def renice(sh: Shell, args: argparse.Namespace) -> Text:
     argv = list(args.argv)
     if argv[:1] == ["-n"]:
         argv = argv[1:]
@@ -31,14 +32,16 @@ async def renice(sh: Shell, args: argparse.Namespace) -> int:
         nice = int(argv[0])
     except ValueError:
         raise UsageError(f"{argv[0]}: invalid priority (an integer from -20 to 19)") from None
-    status = 0
+    lines: list[str] = []
+    errors: list[str] = []
+    records = []
     for target in argv[1:]:
         try:
             pid = parse_pid(sh, target)
             old = sh.kernel.get(pid).nice
             proc = sh.api.renice(pid, nice)
-            sh.print(f"{pid} (process ID) old priority {old}, new priority {proc.nice}")
+            lines.append(f"{pid} (process ID) old priority {old}, new priority {proc.nice}")
+            records.append({"pid": pid, "old": old, "nice": proc.nice})
         except (KernelError, UsageError) as exc:
-            sh.error(f"renice: {exc}")
-            status = 1
-    return status
+            errors.append(f"renice: {exc}")
+    return Text(lines, records=records, stderr=errors, status=1 if errors else 0)

@@ -1,8 +1,10 @@
 """What a command returns: its result as data, drawn by the shell's one renderer (`aios_shell.render.show`).
 
-A handler returns a `Table`, `Text` or `Records` (or, for commands not yet converted, an exit status and prints
-itself). The renderer draws a table the way `ps` does on a terminal and as plain text into a pipe, and prints
-`records` as JSON when the command was asked for `--json`, so no command writes its own `--json` branch.
+Every handler returns one: a `Table`, `Text`, `Records` or `Several`; a command whose output is a live stream as it
+comes (an agent's answer for `run`, `wait` and `fg`, a file for `cat`, a progress bar) writes that stream and
+returns a `Stream` with its status. The renderer draws a table the way `ps` does on a terminal and as plain text
+into a pipe, prints `records` as JSON when the command was asked for `--json` (so no command writes its own
+`--json` branch), and `stderr` lines on stderr, whatever the format.
 """
 
 from __future__ import annotations
@@ -23,16 +25,17 @@ class Table:
     optional: Sequence[str] = ()  # columns that give way, in this order, on a narrow terminal
     before: Sequence[str] = ()  # lines printed above the table (a heading, a summary)
     after: Sequence[str] = ()  # lines printed below it (a footnote)
-    warnings: Sequence[str] = ()  # lines for stderr (a broken policy file), whatever the format
+    stderr: Sequence[str] = ()  # lines for stderr (a broken policy file), whatever the format
     status: int = 0
 
 
 @dataclass(frozen=True)
 class Text:
-    """Lines of text; `records` for `--json`."""
+    """Lines of text; `records` for `--json`; `stderr` lines (one per target that failed) on stderr."""
 
     lines: Sequence[str] = field(default_factory=tuple)
     records: Any = None
+    stderr: Sequence[str] = ()
     status: int = 0
 
 
@@ -53,4 +56,12 @@ class Several:
     status: int = 0
 
 
-Result = Table | Text | Records | Several
+@dataclass(frozen=True)
+class Stream:
+    """The command wrote its output as it came (see the module's docstring); what is left is its status."""
+
+    status: int = 0
+
+
+Result = Table | Text | Records | Several | Stream
+RESULTS = (Table, Text, Records, Several, Stream)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from commands.kill import parse_pid
 from commands.registry import ArgParser, command
+from commands.results import Stream
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -26,6 +27,6 @@ def _args(p: ArgParser) -> None:
     args=_args,
     examples=("ps -a", "resume 12", "resume 12 &"),
 )
-async def resume(sh: Shell, args: argparse.Namespace) -> int:
+async def resume(sh: Shell, args: argparse.Namespace) -> Stream:
     proc = sh.api.resume(parse_pid(sh, args.pid))
-    return await sh.follow(proc)
+    return Stream(await sh.follow(proc))

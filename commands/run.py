@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, command
+from commands.results import Stream
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -33,7 +34,7 @@ def _args(p: ArgParser) -> None:
               'run chat "Tell me about the sea." | run chat "Summarise this in five words:"',
               'run chat "a haiku" > haiku.txt', 'run -w . react "list the files here"'),
 )
-async def run(sh: Shell, args: argparse.Namespace) -> int:
+async def run(sh: Shell, args: argparse.Namespace) -> Stream:
     workspace = None
     if args.workspace:
         workspace = sh.cwd / args.workspace
@@ -42,4 +43,4 @@ async def run(sh: Shell, args: argparse.Namespace) -> int:
     if args.agent == "ext" and workspace is None:  # an outside program runs where the shell is, as in any shell
         workspace = sh.cwd
     proc = sh.api.spawn(args.agent, args.args, nice=args.nice, stdin=sh.stdin, workspace=workspace)
-    return await sh.follow(proc)
+    return Stream(await sh.follow(proc))

@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
+from commands.results import Stream
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -27,7 +28,7 @@ def is_terminal(sh: Shell) -> bool:
 
 @command("top", "the live monitor: processes, scheduler, context, tool calls, system",
          usage="top [--theme NAME]", args=_args, examples=("top", "top --theme light"))
-async def top(sh: Shell, args: argparse.Namespace) -> int:
+async def top(sh: Shell, args: argparse.Namespace) -> Stream:
     if getattr(sh, "monitor", None) is not None:
         raise CommandError("already in the monitor")
     if args.theme is not None:
@@ -59,4 +60,4 @@ async def top(sh: Shell, args: argparse.Namespace) -> int:
             sh.write(held.getvalue())
         for line in notices or ():
             sh.print(line)
-    return int(app.return_code or 0)
+    return Stream(int(app.return_code or 0))

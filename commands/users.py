@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
-from commands.results import Table
+from commands.results import Table, Text
 from kernel.errors import PermissionDenied
 
 if TYPE_CHECKING:
@@ -21,9 +21,15 @@ def _args(p: ArgParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-@command("users", "list aios users and their groups; an admin may add users", usage="users [add NAME [-g G] [--admin]]",
-         args=_args, examples=("users", "users add bob -g dev"))
-async def users(sh: Shell, args: argparse.Namespace) -> int | Table:
+JSON_SHAPE = """\
+users: [{"name": str, "groups": [str], "admin": bool, "source": str}]
+users add: {"added": str, "groups": [str], "admin": bool}"""
+
+
+@command("users", "list aios users and their groups; an admin may add users",
+         usage="users [add NAME [-g G] [--admin]] [--json]",
+         args=_args, json_shape=JSON_SHAPE, examples=("users", "users add bob -g dev"))
+async def users(sh: Shell, args: argparse.Namespace) -> Table | Text:
     if args.action == "add":
         if not args.name:
             raise UsageError("users add: expected a user name")
@@ -31,8 +37,8 @@ async def users(sh: Shell, args: argparse.Namespace) -> int | Table:
             sh.api.add_user(args.name, list(args.group), admin=args.admin)
         except (PermissionDenied, ValueError) as exc:
             raise CommandError(str(exc)) from None
-        sh.print(f"added {args.name}")
-        return 0
+        return Text([f"added {args.name}"], records={"added": args.name, "groups": list(args.group),
+                                                      "admin": args.admin})
     rows = sh.api.users()
     return Table(["USER", "ADMIN", "GROUPS"], [[u.name, "yes" if u.admin else "", ",".join(u.groups)] for u in rows],
                  records=[u.to_dict() for u in rows])
@@ -44,7 +50,7 @@ def _su_args(p: ArgParser) -> None:
 
 @command("su", "act as another aios user (admins only; `su` back to yourself is always allowed)", usage="su USER",
          args=_su_args, examples=("su alice",))
-async def su(sh: Shell, args: argparse.Namespace) -> int:
+async def su(sh: Shell, args: argparse.Namespace) -> Text:
     kernel = sh.kernel
     login = sh.login_user
     if args.user != login and not kernel.is_admin(login):
@@ -52,4 +58,4 @@ async def su(sh: Shell, args: argparse.Namespace) -> int:
     if not args.user.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise UsageError(f"{args.user}: not a valid user name")
     sh.user = args.user
-    return 0
+    return Text()

@@ -10,6 +10,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, command
+from commands.results import Stream
 from kernel.errors import NoSuchProcess
 
 if TYPE_CHECKING:
@@ -22,12 +23,12 @@ def _args(p: ArgParser) -> None:
 
 @command("wait", "wait for background jobs to finish", usage="wait [PID|%N…]", args=_args,
          examples=("wait", "wait %1", "run chat long &; wait $!; echo $?"), complete="pid")
-async def wait(sh: Shell, args: argparse.Namespace) -> int:
+async def wait(sh: Shell, args: argparse.Namespace) -> Stream:
     if not args.pid:  # every job; the status is 0, as in bash
         tasks = [job.task for job in sh.jobs.values() if job.task is not None and not job.foreground]
         if tasks:
             await asyncio.wait(tasks)  # asyncio.wait: Ctrl-C stops waiting, never the jobs
-        return 0
+        return Stream()
     status = 0
     for target in args.pid:
         if target.startswith("%"):
@@ -53,4 +54,4 @@ async def wait(sh: Shell, args: argparse.Namespace) -> int:
         if proc.alive:
             await proc.exited.wait()
         status = proc.exit_code if proc.exit_code is not None else 1
-    return status
+    return Stream(status)

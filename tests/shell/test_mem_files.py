@@ -158,3 +158,30 @@ async def test_json_outputs_match_their_documented_shapes(home: Path) -> None:
             documented = lookup(line.split()[0]).help()
             for key in shape[0]:
                 assert f'"{key}"' in documented, (line, key)
+
+
+ACTION_SHAPES = [
+    ("mem add remember this --json", {"id": int}, "mem add"),
+    ("mem rm 1 --json", {"removed": int}, "mem rm"),
+    ("files restore 1 notes.txt@1 --json", {"path": str, "restored": int, "version": int}, "files restore"),
+    ("perm allow 'fs.read(/tmp/**)' --json", {"user": str, "rule": str, "effect": str, "scope": str}, "perm allow"),
+    ("perm revoke 'fs.read(/tmp/**)' --json", {"user": str, "revoked": str}, "perm revoke"),
+    ("perm check fs.read /tmp/x --json",
+     {"tool": str, "target": str, "effect": str, "source": str, "rule": (str, None)}, "perm check"),
+    ("quota set alice 100 --json", {"user": str, "tokens_per_minute": int}, "quota set"),
+    ("users add carol -g dev --json", {"added": str, "groups": [str], "admin": bool}, "users add"),
+]
+
+
+async def test_action_commands_json_is_their_documented_record(home: Path) -> None:
+    async with session(home, quick(), user="root") as s:
+        await write_versions(s)
+        for line, shape, documented_as in ACTION_SHAPES:
+            assert await s.run(line) == 0, (line, s.take())
+            out, err = s.take()
+            check_shape(json.loads(out), shape, line)
+            assert err == "", line
+            documented = lookup(line.split()[0]).help()
+            assert documented_as + ":" in documented or documented_as + "|" in documented, (line, documented)
+            for key in shape:
+                assert f'"{key}"' in documented, (line, key)

@@ -19,12 +19,12 @@ def render(result: object, as_json: bool = False) -> tuple[str, str, int]:
 
 def test_a_table_is_columns_two_spaces_apart_and_its_records_are_the_json() -> None:
     result = Table(["PID", "CMD"], [[1, "chat hi"], [12, "react \x1b[2Jx"]], records=[{"pid": 1}, {"pid": 12}],
-                   right=("PID",), warnings=["perm: policy.toml: broken"], status=3)
+                   right=("PID",), stderr=["perm: policy.toml: broken"], status=3)
     out, err, status = render(result)
     assert out.splitlines() == ["PID  CMD", "  1  chat hi", " 12  react x"]  # the escape never reaches the screen
     assert err == "perm: policy.toml: broken\n" and status == 3
     out, err, _ = render(result, as_json=True)
-    assert json.loads(out) == [{"pid": 1}, {"pid": 12}] and err  # warnings go to stderr whatever the format
+    assert json.loads(out) == [{"pid": 1}, {"pid": 12}] and err  # stderr lines go to stderr whatever the format
 
 
 def test_text_records_and_several_parts() -> None:
