@@ -29,13 +29,11 @@ from prompt_toolkit.filters import Condition
 from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.keys import Keys
 
-from kernel.events import PermissionDecided, PermissionRequested
-from kernel.sanitize import one_line as clean
-from kernel.sanitize import strip_controls
+from kernel.api import PermissionDecided, PermissionRequested, strip_controls
+from kernel.api import one_line as clean
 
 if TYPE_CHECKING:
-    from kernel import Kernel
-    from kernel.api import Answerer, KernelAPI
+    from kernel.api import Answerer, Kernel, KernelAPI
 
 GRACE = 0.5  # seconds during which keys cannot answer (they were typed before the question showed)
 KEYS = {"y": "once", "s": "session", "a": "always", "n": "deny"}

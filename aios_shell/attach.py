@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kernel.api import keep_colour, strip_controls
 from kernel.api.wire import Connection, RemoteError, WireError
-from kernel.sanitize import keep_colour, strip_controls
 
 GONE = 3  # frames: the kernel went away while we waited
 
@@ -38,7 +38,7 @@ async def connect(home: Path, user: str | None = None) -> Connection | None:
 async def wait_for_kernel(home: Path, user: str | None = None, timeout: float = 120.0) -> Connection | None:
     """Another aios holds the home's host lock and is booting its kernel: attach once it listens (None if the
     lock's holder gives up or `timeout` passes first)."""
-    from kernel.home import HostLock
+    from kernel.api import HostLock
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -16,11 +16,11 @@ import typer
 
 from aios_shell import __version__
 from aios_shell.render import make_console
+from kernel.api import HostLock, default_home
 from kernel.api.wire import Connection
-from kernel.home import HostLock, default_home
 
 if TYPE_CHECKING:
-    from kernel.kernel import KernelConfig
+    from kernel.api import KernelConfig
 
 # (an `aios` that attaches to a running kernel imports neither the kernel nor its backends: it starts in ~0.3 s)
 
@@ -65,13 +65,13 @@ def aios(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
 ) -> None:
     if backend is not None:
-        from kernel.llm.factory import names as backend_names
+        from kernel.api import backend_names
 
         if backend.lower() not in (known := backend_names()):
             raise typer.BadParameter(f"'{backend}' is not one of {', '.join(known)}", param_hint="--backend")
 
     def configure() -> KernelConfig:
-        from kernel.kernel import KernelConfig
+        from kernel.api import KernelConfig
 
         config = KernelConfig()
         if backend:
@@ -123,7 +123,7 @@ def _serve_args(argv: list[str]) -> str:
         if arg == "--http" or arg.startswith("--http="):
             address = arg.partition("=")[2] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
             del argv[i: i + (1 if "=" in arg else 2)]
-            from kernel.http.front import parse_address
+            from kernel.api import parse_address
 
             try:
                 parse_address(address)
@@ -193,11 +193,7 @@ async def _main(configure: Callable[[], KernelConfig], command: str | None, args
                 say(f"attached to the kernel for {home} (pid {conn.hello.get('kernel_pid')}); --backend, --model, "
                     "--slots and --yes-for are its own (`--local` for a kernel of your own)")
             return await _attached(conn, home, command, args, say)
-    from kernel.api import StorageError
-    from kernel.errors import InvalidArgument
-    from kernel.kernel import boot
-    from kernel.llm.backend import BackendError
-    from kernel.settings import SettingError
+    from kernel.api import BackendError, InvalidArgument, SettingError, StorageError, boot
 
     try:
         kernel = await boot(configure())

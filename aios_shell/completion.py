@@ -14,7 +14,6 @@ from prompt_toolkit.document import Document
 
 from commands.namespace import PROC_FILES, ROOTS, tools, users
 from commands.registry import lookup, names
-from kernel.programs import available
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -91,7 +90,7 @@ class ShellCompleter(Completer):
         elif kind == "command":
             yield from names()
         elif kind == "agent":
-            yield from available(self.shell.kernel.config.home)
+            yield from self.shell.api.agents()
         elif kind == "user":
             yield from users(self.shell)
 
@@ -100,7 +99,7 @@ class ShellCompleter(Completer):
         if spec is None:
             return
         if name == "kill":
-            from kernel.process import Signal
+            from kernel.api import Signal
 
             yield from (f"-{s.name}" for s in Signal)
             yield "-l"
@@ -108,7 +107,7 @@ class ShellCompleter(Completer):
             yield from action.option_strings
 
     def pids(self) -> Iterable[str]:
-        yield from (str(p.pid) for p in self.shell.kernel.ps())
+        yield from (str(p.pid) for p in self.shell.api.ps())
         yield from (f"%{n}" for n in self.shell.jobs)
 
     def paths(self, word: str) -> Iterable[str]:
@@ -116,13 +115,13 @@ class ShellCompleter(Completer):
         yield from (f"/{r}" for r in ROOTS)
         shell = self.shell
         if word.startswith("/proc/"):
-            pids = [str(p.pid) for p in shell.kernel.ps(all=True)]
+            pids = [str(p.pid) for p in shell.api.ps(all=True)]
             yield from (f"/proc/{pid}" for pid in pids)
             parts = word.split("/")
             if len(parts) >= 3 and parts[2] in pids:
                 yield from (f"/proc/{parts[2]}/{f}" for f in PROC_FILES)
         elif word.startswith("/agents/"):
-            yield from (f"/agents/{a}" for a in available(shell.kernel.config.home))
+            yield from (f"/agents/{a}" for a in shell.api.agents())
         elif word.startswith("/users/"):
             yield from (f"/users/{u}" for u in users(shell))
         elif word.startswith("/tools/"):

@@ -25,11 +25,8 @@ from rich.console import Console
 
 from aios_shell.completion import ShellCompleter
 from aios_shell.shell import Shell
-from kernel import Kernel
+from kernel.api import Client, HostLock, Kernel, KernelServer, Signal, login_name, may_act_as
 from kernel.api.wire import socket_path
-from kernel.home import HostLock
-from kernel.process import Signal
-from kernel.server import Client, KernelServer, login_name, may_act_as
 
 __all__ = ["HostLock", "ShellSession", "front_end", "login_name", "may_host_as", "serve", "wait_for_clients"]
 

@@ -14,7 +14,7 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernel.process import Process, Signal, State
+from kernel.api import Process, Signal, State
 
 HELD_MAX = 1_000_000  # characters of background output kept for `fg`
 

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-from kernel.sanitize import strip_controls
+from kernel.api import strip_controls
 
 
 def make_console(file: TextIO | None = None, stderr: bool = False) -> Console:

@@ -26,10 +26,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from aios_shell.asker import PermissionAsker, PromptPaused, kernel_permissions
 from aios_shell.completion import ShellCompleter
 from aios_shell.shell import Shell
-from kernel import Kernel
-from kernel.events import TokenGenerated
-from kernel.llm.backend import Loads
-from kernel.process import State
+from kernel.api import Kernel, Loads, State, TokenGenerated
 
 BANNER = "aios {version} — {backend} backend, model {model}. Type `help` for commands, `exit` or Ctrl-D to leave."
 RATE_WINDOW = 5.0  # seconds of tokens the toolbar's rate averages over

@@ -26,10 +26,9 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from aios_shell.asker import PermissionAsker, PromptPaused
 from aios_shell.attach import Client, KernelGone, gone_line, top_theme
+from kernel.api import Event, PermissionDecided, PermissionRequested, one_line, strip_controls
 from kernel.api.models import SchedInfo
 from kernel.api.wire import Connection, RemoteError, WireError
-from kernel.events import Event, PermissionDecided, PermissionRequested
-from kernel.sanitize import one_line, strip_controls
 
 BANNER = ("aios {version} — attached to the kernel for {home} (pid {pid}: {backend} backend, model {model}). "
           "Type `help` for commands, `exit` or Ctrl-D to leave; agents started here go on.")

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from kernel.api import process_running
 from kernel.api.wire import Connection, RemoteError, WireError, short_path, socket_path
-from kernel.home import process_running
 
 LOG_NAME = "serve.log"
 PID_NAME = "serve.pid"

@@ -24,15 +24,19 @@ from aios_shell.lang import AndOr, Command, ParseError, parse
 from aios_shell.render import error_line, make_console, show
 from commands.registry import CommandError, HelpShown, UsageError, lookup
 from commands.results import RESULTS
-from kernel import Kernel
-from kernel.api import KernelAPI
-from kernel.errors import KernelError
-from kernel.events import ProcessExited, ProcessOutput
-from kernel.llm.backend import BackendError
-from kernel.process import Process, Signal
-from kernel.programs import NoSuchProgram
-from kernel.sanitize import strip_controls
-from kernel.syscall import Pipe
+from kernel.api import (
+    BackendError,
+    Kernel,
+    KernelAPI,
+    KernelError,
+    NoSuchProgram,
+    Pipe,
+    Process,
+    ProcessExited,
+    ProcessOutput,
+    Signal,
+    strip_controls,
+)
 
 __all__ = ["Job", "Shell", "describe_exit"]
 

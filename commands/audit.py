@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from commands.namespace import fmt_ts
 from commands.registry import ArgParser, CommandError, command
 from commands.results import Table, Text
-from kernel.sanitize import one_line
+from kernel.api import one_line
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from commands.registry import UsageError, command, load_all, lookup
 from commands.results import Text
-from kernel.programs import available
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -32,7 +31,7 @@ async def help_(sh: Shell, args: argparse.Namespace) -> Text:
         lines = textwrap.wrap(spec.summary, room) or [""]
         out.append(f"{name.ljust(width)}  {lines[0]}")
         out += [f"{' ' * width}  {more}" for more in lines[1:]]
-    agents = ", ".join(available(sh.kernel.config.home)) or "none"
+    agents = ", ".join(sh.api.agents()) or "none"
     out.append(f"Agents: {agents}. `help COMMAND` for its usage and options; `CMD --json` prints JSON where a "
                "table is shown.")
     out.append("Language: ; && || & | > >> # 'quotes' $? $! %N; jobs, fg, bg, wait, source FILE.")

@@ -45,7 +45,7 @@ def read_history_file(path: Path) -> list[str]:
 def entries(sh: Shell) -> list[str]:
     if sh.history is not None:
         return sh.history()
-    return read_history_file(Path(sh.kernel.config.home) / f"history-{sh.user}")
+    return read_history_file(sh.api.home / f"history-{sh.user}")
 
 
 @command("history", "list the commands typed at the prompt (Ctrl-R searches them)", usage="history [N] [--json]",

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, command
 from commands.results import Stream, Text
-from kernel.errors import KernelError
-from kernel.process import Signal
+from kernel.api import KernelError, Signal
 
 if TYPE_CHECKING:
     from aios_shell.jobs import Job

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, UsageError, command
 from commands.results import Text
-from kernel.errors import KernelError
-from kernel.process import NoSuchSignal, Signal, parse_signal
+from kernel.api import KernelError, NoSuchSignal, Signal, parse_signal
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell

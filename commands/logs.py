@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from commands.kill import parse_pid
 from commands.registry import ArgParser, CommandError, command
 from commands.results import Stream
-from kernel.errors import NoSuchProcess, PermissionDenied
+from kernel.api import NoSuchProcess, PermissionDenied
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -24,14 +24,12 @@ def _args(p: ArgParser) -> None:
 async def logs(sh: Shell, args: argparse.Namespace) -> Stream:
     pid = parse_pid(sh, args.pid)
     try:
-        proc = sh.kernel.lookup(pid)
+        proc = sh.api.process(pid, read=True)
     except NoSuchProcess:
         raise CommandError(f"({pid}) - No such process") from None
-    try:
-        sh.kernel.check_reader(proc, sh.user)
     except PermissionDenied as exc:
         raise CommandError(str(exc)) from None
-    live = sh.kernel.procs.get(pid)
+    live = sh.api.running(pid)
     text = "".join(proc.output)
     if not args.follow or live is None or not live.alive:
         sh.write(text)

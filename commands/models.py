@@ -25,8 +25,8 @@ def _args(p: ArgParser) -> None:
 @command("models", "list the models the backend has (Ollama: the server's; `pull` gets more)",
          usage="models [--json]", args=_args, json_shape=JSON_SHAPE, complete="model")
 async def models(sh: Shell, args: argparse.Namespace) -> Table:
-    backend = sh.kernel.backend
-    rows = [{"name": name, "backend": backend.name, "current": name == backend.model}
+    model = sh.api.model()
+    rows = [{"name": name, "backend": model.backend, "current": name == model.model}
             for name in await list_models(sh)]
     return Table(["NAME", "BACKEND", "IN USE"], [[r["name"], r["backend"], "*" if r["current"] else ""] for r in rows],
                  records=rows)

@@ -18,15 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from commands.registry import CommandError
-from kernel.errors import KernelError, NoSuchProcess
-from kernel.events import ContextCompacted, ContextSwitched, SyscallDone
-from kernel.llm.backend import ListsModels
-from kernel.programs import available
-from kernel.sanitize import strip_controls
+from kernel.api import ContextCompacted, ContextSwitched, KernelError, NoSuchProcess, SyscallDone, strip_controls
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
-    from kernel.process import Process
+    from kernel.api import Process
 
 ROOTS = ("agents", "audit", "mem", "models", "proc", "tools", "users")
 PROC_FILES = ("status", "context", "log", "tools")
@@ -60,7 +56,7 @@ def _proc(sh: Shell, text: str, path: str) -> Process:
     if not text.isdigit():
         raise _missing(path)
     try:
-        return sh.kernel.lookup(int(text))
+        return sh.api.process(int(text))
     except NoSuchProcess:
         raise _missing(path) from None
 
@@ -71,7 +67,7 @@ def users(sh: Shell) -> list[str]:
 
 def tools(sh: Shell) -> dict[str, str]:
     """Tool name → description, from the kernel's tool registry."""
-    return {t.name: t.description for t in sh.kernel.tools}
+    return {t.name: t.description for t in sh.api.tools()}
 
 
 def audit_text(sh: Shell, limit: int | None = None) -> str:
@@ -102,20 +98,12 @@ def memories(sh: Shell) -> dict[str, str]:
 
 
 def _owned(sh: Shell, proc: Process, path: str) -> None:
-    if not sh.kernel.may_manage(sh.user, proc.user):
+    if not sh.api.may_manage(proc.user):
         raise CommandError(f"{path}: Permission denied")
 
 
 async def models(sh: Shell) -> list[str]:
-    backend = sh.kernel.backend
-    found: list[str] = []
-    if isinstance(backend, ListsModels):
-        try:
-            found = list(await backend.list_models())
-        except Exception:  # a server that does not answer still has the model in use
-            found = []
-    current = sh.kernel.backend.model
-    return sorted({*found, current} if current else set(found))
+    return await sh.api.list_models()
 
 
 async def listdir(sh: Shell, path: str) -> list[Entry]:
@@ -129,7 +117,7 @@ async def listdir(sh: Shell, path: str) -> list[Entry]:
         raise CommandError(f"{norm}: Not a directory")
     if root == "proc":
         if not rest:
-            return [Entry(str(p.pid), f"/proc/{p.pid}", "dir") for p in sh.kernel.ps(all=True)] + [
+            return [Entry(str(p.pid), f"/proc/{p.pid}", "dir") for p in sh.api.ps(all=True)] + [
                 Entry("kmsg", "/proc/kmsg", "file")]
         if rest == ["kmsg"]:
             raise CommandError(f"{norm}: Not a directory")
@@ -147,7 +135,7 @@ async def listdir(sh: Shell, path: str) -> list[Entry]:
         raise _missing(norm)
     names: list[str]
     if root == "agents":
-        names = list(available(sh.kernel.config.home))
+        names = list(sh.api.agents())
     elif root == "tools":
         await sh.api.load_tools()  # the MCP servers' tools too: listing them is a need
         names = sorted(tools(sh))
@@ -192,13 +180,13 @@ async def read(sh: Shell, path: str) -> str:
     if len(parts) != 2:
         raise _missing(norm)
     if root == "agents":
-        found = available(sh.kernel.config.home)
+        found = sh.api.agents()
         if name not in found:
             raise _missing(norm)
         return f"name: {name}\nsource: {found[name]}\nrun: run {name} ARGS…\n"
     if root == "tools":
         await sh.api.load_tools()
-        tool = sh.kernel.tools.get(name)
+        tool = next((t for t in sh.api.tools() if t.name == name), None)
         if tool is None:
             raise _missing(norm)
         params = json.dumps(tool.schema["function"]["parameters"], indent=2)
@@ -211,13 +199,13 @@ async def read(sh: Shell, path: str) -> str:
     if root == "users":
         if name not in users(sh):
             raise _missing(norm)
-        procs = [p for p in sh.kernel.ps(all=True) if p.user == name]
-        admin = "yes" if sh.kernel.is_admin(name) else "no"
+        procs = sh.api.ps(all=True, user=name)
+        admin = "yes" if sh.api.is_admin(name) else "no"
         running = sum(p.alive for p in procs)
         return f"user: {name}\nadmin: {admin}\nprocesses: {len(procs)} ({running} running)\n"
     if name not in await models(sh):
         raise _missing(norm)
-    info = sh.kernel.backend.describe() if name == sh.kernel.backend.model else {"model": name}
+    info = sh.api.backend_info() if name == sh.api.model().model else {"model": name}
     return "".join(f"{k}: {v}\n" for k, v in info.items())
 
 
@@ -225,7 +213,7 @@ def proc_file(sh: Shell, proc: Process, name: str) -> str:
     if name != "status":  # what a process said and did is its owner's (and an admin's) to read
         _owned(sh, proc, f"/proc/{proc.pid}/{name}")
     if name == "status":
-        fields = sh.kernel.shown(proc, sh.user)
+        fields = sh.api.status(proc)
         fields["argv"] = json.dumps(fields["argv"], ensure_ascii=False)
         for key in ("created_at", "started_at", "ended_at"):  # as a person reads a time; --json keeps the number
             if isinstance(fields.get(key), float):
@@ -244,7 +232,7 @@ def proc_file(sh: Shell, proc: Process, name: str) -> str:
 
 def context_header(sh: Shell, proc: Process) -> str:
     """Used/window tokens, compactions and switches: from the events, so earlier runs' processes have them too."""
-    window = proc.ctx_window or sh.kernel.context.window()
+    window = proc.ctx_window or sh.api.context_window()
     events = sh.api.events(pid=proc.pid, types=(ContextCompacted, ContextSwitched))
     compacted = [e for e in events if isinstance(e, ContextCompacted)]
     cost = sum(e.cost_s for e in events if isinstance(e, ContextSwitched))

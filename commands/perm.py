@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
 from commands.results import Table, Text
-from kernel.errors import PermissionDenied
+from kernel.api import PermissionDenied
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell

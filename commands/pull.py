@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, command
 from commands.results import Stream
-from kernel.llm.backend import PullsModels
+from kernel.api import InvalidArgument
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -20,13 +20,14 @@ def _args(p: ArgParser) -> None:
 @command("pull", "download a model into Ollama (progress bar); other backends have their model built in",
          usage="pull MODEL", args=_args, examples=("pull gemma3:270m", "pull llama3.2:1b"), complete="model")
 async def pull(sh: Shell, args: argparse.Namespace) -> Stream:
-    backend = sh.kernel.backend
-    if not isinstance(backend, PullsModels):
-        raise CommandError(f"the {backend.name} backend has no models to pull (pull needs --backend ollama)")
+    try:
+        progress = sh.api.pull(args.model)
+    except InvalidArgument as exc:
+        raise CommandError(str(exc)) from None
     if sh.out.is_terminal and not sh.captured:
-        return await _with_bar(sh, backend.pull(args.model), args.model)
+        return await _with_bar(sh, progress, args.model)
     last = ""
-    async for part in backend.pull(args.model):
+    async for part in progress:
         if part["status"] != last:  # plain: one line a stage, no bar
             last = part["status"]
             sh.print(last)

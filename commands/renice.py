@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from commands.kill import parse_pid
 from commands.registry import ArgParser, UsageError, command
 from commands.results import Text
-from kernel.errors import KernelError
+from kernel.api import KernelError
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -38,7 +38,7 @@ async def renice(sh: Shell, args: argparse.Namespace) -> Text:
     for target in argv[1:]:
         try:
             pid = parse_pid(sh, target)
-            old = sh.kernel.get(pid).nice
+            old = sh.api.proc(pid).nice
             proc = sh.api.renice(pid, nice)
             lines.append(f"{pid} (process ID) old priority {old}, new priority {proc.nice}")
             records.append({"pid": pid, "old": old, "nice": proc.nice})

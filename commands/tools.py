@@ -36,13 +36,13 @@ def _signature(schema: dict) -> str:
          args=_args, json_shape=JSON_SHAPE, examples=("tools", "tools shell --json"))
 async def tools(sh: Shell, args: argparse.Namespace) -> Table:
     servers = await sh.api.load_tools()  # MCP servers start when first needed: listing their tools is a need
-    registry = sh.kernel.tools
-    unknown = [n for n in args.name if registry.get(n) is None]
+    known = {t.name: t for t in sh.api.tools()}
+    unknown = [n for n in args.name if n not in known]
     if unknown:
         raise CommandError(f"no such tool: {', '.join(unknown)}")
-    schemas = registry.schemas(args.name or None)
+    schemas = [known[n].schema for n in (args.name or known)]
     rows = [[s["function"]["name"], _signature(s), s["function"]["description"]] for s in schemas]
-    after = [f"sandbox: {sh.kernel.sandbox.status()}"]
+    after = [f"sandbox: {sh.api.sandbox_status()}"]
     after += [f"mcp server {s['name']} ({s['transport']}): {s['state']}" + (f": {s['error']}" if s["error"] else "")
               for s in servers]
     return Table(["TOOL", "ARGUMENTS", "DESCRIPTION"], rows, records=schemas, after=after)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, CommandError, UsageError, command
 from commands.results import Table, Text
-from kernel.errors import PermissionDenied
+from kernel.api import PermissionDenied
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -51,9 +51,8 @@ def _su_args(p: ArgParser) -> None:
 @command("su", "act as another aios user (admins only; `su` back to yourself is always allowed)", usage="su USER",
          args=_su_args, examples=("su alice",))
 async def su(sh: Shell, args: argparse.Namespace) -> Text:
-    kernel = sh.kernel
     login = sh.login_user
-    if args.user != login and not kernel.is_admin(login):
+    if args.user != login and not sh.api.is_admin(login):
         raise CommandError(f"su: only an admin may act as another user ({login} is not one)")
     if not args.user.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise UsageError(f"{args.user}: not a valid user name")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from commands.registry import ArgParser, command
 from commands.results import Stream
-from kernel.errors import NoSuchProcess
+from kernel.api import NoSuchProcess
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell
@@ -46,7 +46,7 @@ async def wait(sh: Shell, args: argparse.Namespace) -> Stream:
             continue
         pid = int(target)
         try:  # any process the kernel has seen, started here or not (another terminal's, a script's)
-            proc = sh.kernel.lookup(pid)
+            proc = sh.api.process(pid)
         except NoSuchProcess:
             sh.error(f"wait: pid {pid}: no such process")
             status = 127

@@ -33,10 +33,7 @@ from aios_shell.tui.screens.sort import SortMenu
 from aios_shell.tui.settings import MonitorSettings
 from aios_shell.tui.theming import register_themes
 from aios_shell.tui.view import COLUMNS, clean
-from kernel import Kernel
-from kernel.errors import KernelError
-from kernel.events import Event, PermissionDecided, PermissionRequested
-from kernel.process import Signal
+from kernel.api import Event, Kernel, KernelError, PermissionDecided, PermissionRequested, Signal
 
 TABLE_ACTIONS = ("filter", "sort_menu", "sort_step", "sort_invert", "exited", "tree")
 REFRESH_EVERY = 0.1  # seconds: at most 10 refreshes a second

@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from kernel.llm.backend import ReportsLoaded
+from kernel.api import ReportsLoaded
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from aios_shell.attach import Client
+from kernel.api import Event, KernelError, NoSuchProcess, PermissionRequested, Signal, State, Usage
 from kernel.api.models import Message, ModelInfo, ProcInfo, SchedInfo
 from kernel.api.wire import Connection, RemoteError, WireError
-from kernel.errors import KernelError, NoSuchProcess
-from kernel.events import Event, PermissionRequested
-from kernel.process import Signal, State, Usage
 
 FETCH_EVERY = 0.1  # seconds between two fetches of the table at most (events say when one is worth it)
 
@@ -309,7 +307,7 @@ class RemoteShell:
 async def attached_top(conn: Connection, home: Path, theme: str | None = None) -> int:
     """`aios top` where another process hosts the kernel: the monitor here, on the kernel there."""
     from aios_shell.tui import make_monitor
-    from kernel.events import PermissionDecided, SyscallDone, ToolCallDecided, ToolCalled
+    from kernel.api import PermissionDecided, SyscallDone, ToolCallDecided, ToolCalled
 
     kernel = AttachedKernel(conn, home)
     try:

@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from commands.ps import fmt_time
-from kernel.api import KernelAPI, SchedInfo
-from kernel.sanitize import one_line, strip_controls
+from kernel.api import KernelAPI, SchedInfo, one_line, strip_controls
 
 if TYPE_CHECKING:
-    from kernel import Kernel
-    from kernel.process import Process, Usage
+    from kernel.api import Kernel, Process, Usage
 
 COLUMNS = ("PID", "USER", "PRI", "NI", "STATE", "%CTX", "TOKENS", "TIME", "CMD")
 NUMERIC = ("PID", "PRI", "NI", "%CTX", "TOKENS", "TIME")

@@ -7,7 +7,7 @@ every owner/admin decision user space needs is made here, once. What it returns 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +23,13 @@ from kernel.api.models import (
     SchedInfo,
     SizeEstimate,
     SlotInfo,
+    ToolInfo,
     UserInfo,
 )
 from kernel.errors import InvalidArgument, KernelError, PermissionDenied
 from kernel.events import Event, PermissionRequested
+from kernel.llm.backend import ListsModels, PullsModels
+from kernel.programs import available
 from kernel.recovery import resume as resume_process
 
 if TYPE_CHECKING:
@@ -112,6 +115,50 @@ class KernelAPI:
         return {"backend": self._kernel.backend.describe(), "boot_time": self._kernel.boot_time,
                 "sandbox": {"mode": sandbox.mode, "ok": sandbox.ok, "detail": sandbox.detail}}
 
+    def sandbox_status(self) -> str:
+        """The tool sandbox in one line, as `tools` prints it."""
+        return str(self._kernel.sandbox.status())
+
+    def tools(self) -> list[ToolInfo]:
+        """The tools agents may call, by name (MCP servers' only once `load_tools` started them)."""
+        return [ToolInfo(t.name, t.description, t.timeout, t.schema) for t in self._kernel.tools]
+
+    def context_window(self) -> int:
+        """The tokens a process's context may hold when it does not say (the backend's window, or the set one)."""
+        return int(self._kernel.context.window())
+
+    def agents(self) -> dict[str, str]:
+        """The agent programs one may run, each with where it comes from."""
+        return dict(available(self._kernel.config.home))
+
+    @property
+    def home(self) -> Path:
+        """The kernel's data directory (AIOS_HOME)."""
+        return Path(self._kernel.config.home)
+
+    def backend_info(self) -> dict[str, Any]:
+        """The backend as it describes itself (its model, slots, endpoints…)."""
+        return dict(self._kernel.backend.describe())
+
+    async def list_models(self) -> list[str]:
+        """The models the backend has, the one in use among them; a server that does not answer still has that."""
+        backend = self._kernel.backend
+        found: list[str] = []
+        if isinstance(backend, ListsModels):
+            try:
+                found = list(await backend.list_models())
+            except Exception:  # a server that does not answer still has the model in use
+                found = []
+        return sorted({*found, backend.model} if backend.model else set(found))
+
+    def pull(self, model: str) -> AsyncIterator[dict[str, Any]]:
+        """Download `model` into the backend, as its progress parts; InvalidArgument where it has no models to
+        pull."""
+        backend = self._kernel.backend
+        if not isinstance(backend, PullsModels):
+            raise InvalidArgument(f"the {backend.name} backend has no models to pull (pull needs --backend ollama)")
+        return backend.pull(model)
+
     def proc(self, pid: int) -> ProcInfo:
         """Process `pid`, live or exited, as the caller may see it (as `ps -a` shows it)."""
         return self.proc_info(self._kernel.lookup(pid))
@@ -154,8 +201,13 @@ class KernelAPI:
     def _may_manage(self, user: str) -> bool:
         return self._kernel.may_manage(self.caller, user)
 
-    def is_admin(self) -> bool:
-        return self._kernel.is_admin(self.caller)
+    def is_admin(self, user: str | None = None) -> bool:
+        """Whether `user` (the caller if not given) is an admin."""
+        return self._kernel.is_admin(user or self.caller)
+
+    def may_manage(self, owner: str) -> bool:
+        """Whether the caller may act on what `owner` owns (their processes, files, grants)."""
+        return self._may_manage(owner)
 
     def may_see(self, pid: int) -> bool:
         """Whether the caller may follow what process `pid` does (its owner, an admin); False for no such pid."""
@@ -181,6 +233,21 @@ class KernelAPI:
         proc = self._kernel.lookup(pid)
         self._kernel.check_reader(proc, self.caller)
         return proc
+
+    # -- a process itself ---------------------------------------------------------------------------
+    def process(self, pid: int, *, read: bool = False) -> Process:
+        """Process `pid`, of this kernel or an earlier run's (NoSuchProcess); with `read`, only if the caller may
+        read what it said and did (PermissionDenied). Waiting on its `exited` is how a front end waits for it."""
+        return self._owned(pid) if read else self._kernel.lookup(pid)
+
+    def running(self, pid: int) -> Process | None:
+        """Process `pid` if this kernel runs it now (not an earlier run's record), else None."""
+        proc = self._kernel.procs.get(pid)
+        return proc if proc is not None and proc.alive else None
+
+    def status(self, proc: Process) -> dict[str, Any]:
+        """`proc`'s fields as the caller may see them (another user's arguments and workspace hidden)."""
+        return self._kernel.shown(proc, self.caller)
 
     # -- what a process said and did ----------------------------------------------------------------
     def model_holds(self, pid: int) -> str | None:

@@ -216,6 +216,24 @@ class UserInfo:
 
 
 @dataclass(frozen=True)
+class ToolInfo:
+    """A tool agents may call: its name, what it does, its time limit and its schema (as the model sees it)."""
+
+    name: str
+    description: str
+    timeout: float
+    schema: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ToolInfo:
+        return cls(name=str(d["name"]), description=str(d.get("description", "")), timeout=float(d["timeout"]),
+                   schema=dict(d.get("schema") or {}))
+
+
+@dataclass(frozen=True)
 class Message:
     """One turn of a process's conversation, as its transcript keeps it."""
 

@@ -52,3 +52,46 @@ def test_user_space_reaches_no_kernel_internals_but_through_the_api() -> None:
                 if name in INTERNALS and on_kernel:  # kernel.storage, sh.kernel.access (api.files is the API's)
                     found.append(f"{path.relative_to(root)}:{node.lineno} .{name}")
     assert found == []
+
+
+def test_commands_reach_the_kernel_only_through_the_api() -> None:
+    """A command asks `sh.api`; `sh.kernel.<anything>` would be a second door (handing the monitor the kernel
+    handle, as `top` does, is not a use of it)."""
+    import ast
+
+    root = Path(__file__).parents[2]
+    found = []
+    for path in [*sorted((root / "commands").rglob("*.py")), root / "aios_shell" / "completion.py"]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                    and node.value.attr == "kernel":
+                found.append(f"{path.relative_to(root)}:{node.lineno} .kernel.{node.attr}")
+    assert found == []
+
+
+def test_the_user_space_contract_forbids_every_kernel_module_but_the_api() -> None:
+    """A new kernel module is forbidden to user space from the day it is written: the contract lists them all."""
+    import ast
+    import tomllib
+
+    root = Path(__file__).parents[2]
+    contracts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (contract,) = [c for c in contracts if c["source_modules"] == ["aios_shell", "commands"]]
+    modules = {f"kernel.{p.stem}" for p in (root / "kernel").iterdir()
+               if p.name != "__init__.py" and (p.suffix == ".py" or (p / "__init__.py").exists())}
+    assert set(contract["forbidden_modules"]) == modules - {"kernel.api"}
+    # and `from kernel import X` (the package itself, which a contract on its modules cannot name) is not used
+    found = [f"{path.relative_to(root)}:{node.lineno}"
+             for folder in ("aios_shell", "commands") for path in sorted((root / folder).rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.ImportFrom) and node.module == "kernel"
+             or isinstance(node, ast.Import) and any(a.name == "kernel" for a in node.names)]
+    assert found == []
+
+
+def test_every_name_the_api_exports_is_there() -> None:
+    import kernel.api as api
+
+    assert sorted(api.__all__) == sorted(["POLICY_NAMES", *api._WHERE])
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name

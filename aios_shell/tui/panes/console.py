@@ -10,8 +10,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, Log
 from textual.worker import Worker, WorkerState
 
-from kernel.events import Event
-from kernel.sanitize import strip_controls
+from kernel.api import Event, strip_controls
 
 if TYPE_CHECKING:
     from aios_shell.shell import Shell

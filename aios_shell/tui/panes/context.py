@@ -7,7 +7,7 @@ from rich.text import Text
 
 from aios_shell.tui import view
 from aios_shell.tui.panes.processes import CachedRowTable
-from kernel.events import Event
+from kernel.api import Event
 
 BAR = 10
 

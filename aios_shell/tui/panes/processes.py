@@ -22,7 +22,7 @@ from textual.widgets.data_table import CellType, RowDoesNotExist, RowKey
 
 from aios_shell.tui import view
 from aios_shell.tui.view import COLUMNS, NUMERIC, WIDTHS, Row
-from kernel.events import Event
+from kernel.api import Event
 
 REBUILD_OVER = 64  # rows coming or going in one refresh beyond which the table is simply rebuilt
 _CACHES = ("_data", "_row_locations", "_row_render_cache", "_cell_render_cache", "_row_renderable_cache",

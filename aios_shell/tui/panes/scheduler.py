@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from aios_shell.tui import view
-from kernel.events import Event, SyscallDispatched, SyscallPreempted
+from kernel.api import Event, SyscallDispatched, SyscallPreempted
 
 RATE_WINDOW = 5.0  # seconds the per-second rates average over
 

@@ -20,7 +20,7 @@ from textual.worker import Worker, WorkerState
 
 from aios_shell.tui.probe import LoadedModel, SystemSample, loaded_models, ollama_backends
 from aios_shell.tui.view import clean
-from kernel.events import Event, TokenGenerated
+from kernel.api import Event, TokenGenerated
 
 HISTORY = 60  # seconds of tokens/s in the sparkline
 SAMPLE_EVERY = 1.0

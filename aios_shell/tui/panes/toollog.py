@@ -20,7 +20,7 @@ from textual.geometry import Size
 from aios_shell.tui import view
 from aios_shell.tui.panes.processes import CachedRowTable
 from aios_shell.tui.view import clean
-from kernel.events import (
+from kernel.api import (
     Decision,
     Event,
     PermissionDecided,
@@ -28,8 +28,8 @@ from kernel.events import (
     SyscallDone,
     ToolCallDecided,
     ToolCalled,
+    redact,
 )
-from kernel.redact import redact
 
 KEEP = 200  # calls kept (the oldest leave first)
 COLUMNS = ("TIME", "PID", "TOOL", "ARGS", "DECISION", "DUR", "OUTCOME")

@@ -22,8 +22,7 @@ from textual.widgets import Button, Static
 
 from aios_shell import asker
 from aios_shell.tui.view import clean
-from kernel.events import PermissionRequested
-from kernel.sanitize import strip_controls
+from kernel.api import PermissionRequested, strip_controls
 
 ANSWERS = (("once", "Allow once", "y"), ("session", "For session", "s"), ("always", "Always", "a"),
            ("deny", "Deny", "n"))

@@ -14,10 +14,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Static
 
 from aios_shell.tui import view
-from kernel.errors import KernelError, NoSuchProcess
-from kernel.events import (
+from kernel.api import (
     Event,
+    KernelError,
     MessageLogged,
+    NoSuchProcess,
     ProcessExited,
     SyscallDispatched,
     SyscallDone,
