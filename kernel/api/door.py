@@ -71,7 +71,7 @@ class KernelAPI:
         return self._kernel.renice(pid, nice, sender=self.caller)
 
     def proc_info(self, proc: Process) -> ProcInfo:
-        return ProcInfo.from_dict(self._kernel.shown(proc, self.caller))
+        return ProcInfo.of_fields(self._kernel.shown(proc, self.caller))
 
     def table(self) -> list[ProcInfo]:
         """This boot's process table, live processes and the ones that exited lately, by pid (the monitor's)."""

@@ -54,7 +54,7 @@ class ProcInfo:
         return self.prompt_tokens + self.completion_tokens
 
     def to_dict(self) -> dict[str, Any]:
-        d = {name: getattr(self, name) for name in _PROC_FIELDS}
+        d = dict(self.__dict__)  # the fields, as they are (ps --json of a thousand processes makes one each)
         d["argv"] = list(self.argv)
         return d
 
@@ -62,7 +62,16 @@ class ProcInfo:
     def from_dict(cls, d: dict[str, Any]) -> ProcInfo:
         values = {name: d.get(name) for name in _PROC_FIELDS}
         values["argv"] = tuple(str(a) for a in d.get("argv") or ())
-        return cls(**values)
+        return cls.of_fields(values)
+
+    @classmethod
+    def of_fields(cls, values: dict[str, Any]) -> ProcInfo:
+        """From the kernel's own record of a process (`Process.to_dict`, which has exactly these fields), without
+        the checks `from_dict` makes of what came over a socket: `ps` and the monitor build a thousand at a time."""
+        info = cls.__new__(cls)  # a frozen dataclass's __init__ sets each field through object.__setattr__;
+        info.__dict__.update(values)  # this sets the same fields at once
+        info.__dict__["argv"] = tuple(values["argv"])
+        return info
 
 
 _PROC_FIELDS = tuple(f.name for f in fields(ProcInfo))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -77,6 +78,7 @@ async def test_ps_hides_another_users_arguments_and_goes_through_json_unchanged(
     info = as_root[mine.pid]
     assert ProcInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
     assert info.to_dict() == kernel.shown(mine, kernel.user)  # the shape ps --json documents
+    assert set(info.to_dict()) == {f.name for f in dataclasses.fields(ProcInfo)}  # of_fields trusts that
 
 
 async def test_model_names_the_backend_its_window_and_slots(kernel: Kernel, sim: SimulatedBackend) -> None:
