@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from kernel.errors import InvalidArgument, KernelError
-from kernel.memory import Database
 from kernel.storage import Storage
 from kernel.tools.builtin.fs import adopt, open_dir_below
 from kernel.tools.registry import ToolError
@@ -57,7 +56,7 @@ class FileVersions:
     """The versions of each process's files: `record`, `log`, `get`, `files`, `restore`."""
 
     def __init__(self, storage: Storage, clock: Callable[[], float] = time.time, quota: int = QUOTA) -> None:
-        self.db = Database(storage)
+        self.db = storage.worker_db()
         self.clock = clock
         self.quota = quota  # bytes of kept versions per user (AIOS_VERSIONS_QUOTA_MB)
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from kernel.redact import redact
@@ -25,47 +23,6 @@ MAX_LIMIT = 100  # rows from one search or listing
 MAX_TERMS = 32  # words of a query that count
 _WORD = re.compile(r"[^\W_]+")  # letters and digits, as FTS5's unicode61 tokenizer splits them
 COLUMNS = "m.id, m.user, m.pid, m.text, m.tags, m.ts"
-
-
-def connect(storage: Storage) -> sqlite3.Connection:
-    """A connection of our own to the storage's database file.
-
-    The storage's connection batches writes from the event loop; tools run in worker threads, and two
-    threads must never share one SQLite connection's transaction. WAL lets both connections work at once.
-    """
-    conn = sqlite3.connect(storage.path, isolation_level=None, check_same_thread=False, timeout=10)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 10000")
-    return conn
-
-
-class Database:
-    """One connection, used by one thread at a time; `write()` is a committed transaction."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.conn = connect(storage)
-        self.lock = threading.Lock()
-
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            yield self.conn
-
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
-
-    def close(self) -> None:
-        with self.lock:
-            self.conn.close()
 
 
 def fts_query(text: str, op: str = "AND") -> str:
@@ -81,7 +38,7 @@ class Memory:
     """Notes per user: `add`, `search`, `remove`, `list`."""
 
     def __init__(self, storage: Storage, clock: Callable[[], float] = time.time) -> None:
-        self.db = Database(storage)
+        self.db = storage.worker_db()
         self.clock = clock
 
     def add(self, user: str, text: str, tags: str = "", pid: int | None = None) -> int:

@@ -14,8 +14,10 @@ import json
 import os
 import sqlite3
 import stat
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +139,43 @@ def m005_process_workspace(db: sqlite_utils.Database) -> None:
     db["processes"].add_column("workspace", str)
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection to the database file for worker threads (see `Storage.worker_db`)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+class WorkerDB:
+    """One connection, used by one thread at a time; `write()` is a committed transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = _connect(path)
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            yield self.conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
 class StorageError(Exception):
     pass
 
@@ -219,6 +258,12 @@ class Storage:
             self.last_write_error: str | None = None
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the aios database in {self.home}: {exc}") from exc
+
+    def worker_db(self) -> WorkerDB:
+        """A connection of its own to this database, for what tools do in worker threads (memory, files): the
+        storage's connection batches writes from the event loop, and two threads must never share one SQLite
+        connection's transaction. WAL lets both work at once."""
+        return WorkerDB(self.path)
 
     # -- schema ------------------------------------------------------------------------------
     def migrate(self) -> list[str]:
