@@ -105,7 +105,7 @@ def test_deleting_the_last_rows_and_the_head_is_found(ac: AccessControl, storage
 
 def test_a_rewritten_chain_is_found(ac: AccessControl, storage: Storage) -> None:
     """Every row edited and re-hashed, the database's own head updated: the anchor outside it still knows."""
-    from kernel.access import GENESIS, _row_hash
+    from kernel.audit import GENESIS, _row_hash
 
     _log(ac, 3)
     storage.db.execute("DROP TRIGGER audit_no_update")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kernel.access import AccessControl, _row_hash
+from kernel.access import AccessControl
+from kernel.audit import _row_hash
 from kernel.storage import Storage
 
 FAKE_KEY = "sk-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5"  # 30 characters after sk-
