@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from kernel.api import KernelAPI
 from kernel.llm.simulated import SimulatedBackend
 from tests.conftest import until
 from tests.shell.helpers import add_agent, session
@@ -151,7 +152,7 @@ async def test_a_finished_background_job_says_where_its_output_is(home: Path) ->
         await until(lambda: "Done" in s.out.getvalue())
         assert "[1]+  Done                    run chat short &  (its output: logs 1)" in s.take()[0]
         await s.run("logs 1")
-        answer = s.kernel.storage.messages(1)[-1]["content"]
+        answer = KernelAPI(s.kernel).transcript(1)[-1].content
         assert answer and answer in s.take()[0]
 
 

@@ -17,6 +17,7 @@ from prompt_toolkit.output import DummyOutput
 
 from aios_shell.completion import ShellCompleter
 from aios_shell.repl import Repl
+from kernel.api import KernelAPI
 from kernel.llm.simulated import SimulatedBackend
 from tests.conftest import until
 from tests.shell.helpers import session
@@ -114,7 +115,7 @@ async def test_toolbar_shows_user_model_policy_slots_and_rate(home: Path) -> Non
         with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
             repl = Repl(s.kernel, input=inp, output=DummyOutput(), history=InMemoryHistory(), shell=s.shell)
             text = repl.toolbar()
-    policy = s.kernel.dispatcher.policy.name
+    policy = KernelAPI(s.kernel).sched().policy
     assert text == f" alice │ simulated sim-1 │ {policy} 0/3 run, 0 queued │ 0 tok/s "
     assert len(text) <= 80
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prompt_toolkit.application import create_app_session
@@ -18,10 +19,21 @@ from prompt_toolkit.output import DummyOutput
 from aios_shell import asker
 from aios_shell.repl import Repl
 from kernel import Kernel
+from kernel.api import KernelAPI
 from kernel.llm.simulated import SimulatedBackend
 from tests.conftest import until
 from tests.shell.test_repl import start_repl
 from tests.tools.test_syscall import install_agent
+
+
+def audit(t: Any) -> list[dict[str, Any]]:
+    """The audit log as the shell's user reads it (`audit --json`), through the API."""
+    return [r.to_dict() for r in KernelAPI(t.kernel).audit()]
+
+
+def pending(t: Any) -> list[Any]:
+    """The permission requests waiting for the shell's user, through the API."""
+    return KernelAPI(t.kernel).pending_permissions()
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +91,7 @@ async def test_session_answer_then_no_second_question_then_a_denial(home: Path) 
         t.inp.send_text("n\n")
         await until(lambda: "ERR permission denied" in t.shown())
         assert await t.exit() == 0
-        decisions = [(r["pid"], r["decision"], r["by"]) for r in t.kernel.access.audit_rows()]
+        decisions = [(r["pid"], r["decision"], r["by"]) for r in audit(t)]
         assert not (t.kernel.workspace(3) / "marker").exists()
     text = t.shown()
     assert text.count("wants to call shell") == 2  # the second `echo one` did not ask
@@ -98,7 +110,7 @@ async def test_a_background_agent_asking_interrupts_the_prompt_and_keeps_what_wa
         await until(lambda: "Done" in t.shown())
         t.inp.send_text(" and kept\n")
         assert await t.exit() == 0
-        rows = t.kernel.access.audit_rows()
+        rows = audit(t)
     assert "→ allowed once" in t.shown()
     assert "typed and kept" in t.shown()
     assert rows[0]["by"] == "user:once"
@@ -107,23 +119,23 @@ async def test_a_background_agent_asking_interrupts_the_prompt_and_keeps_what_wa
 async def test_two_agents_asking_at_once_get_two_questions_in_turn(home: Path) -> None:
     async with repl_at(home) as t:
         t.inp.send_text(f"run tooly {calls('echo a')} & run tooly {calls('echo b')} & wait\n")
-        await until(lambda: len(t.kernel.permissions.pending()) == 2 and "wants to call" in t.shown())
+        await until(lambda: len(pending(t)) == 2 and "wants to call" in t.shown())
         first = t.shown().count("wants to call")
         t.inp.send_text("y\n")
         await until(lambda: t.shown().count("wants to call") == first + 1)
         t.inp.send_text("n\n")
-        await until(lambda: not t.kernel.permissions.pending() and "→ denied" in t.shown())
+        await until(lambda: not pending(t) and "→ denied" in t.shown())
         assert await t.exit() == 0
-        rows = t.kernel.access.audit_rows()
+        rows = audit(t)
     assert first == 1  # one question at a time
     assert sorted(r["decision"] for r in rows) == ["allow", "deny"]
 
 
 async def test_while_the_monitor_shows_the_inline_prompt_stands_aside(home: Path) -> None:
     async with repl_at(home) as t:
-        monitor = t.kernel.permissions.attach(exclusive=True)  # what the monitor does while it is up
+        monitor = KernelAPI(t.kernel).attach_answerer(exclusive=True)  # what the monitor does while it is up
         t.inp.send_text(f"run tooly {calls('echo m')} &\n")
-        await until(lambda: t.kernel.permissions.pending() and t.repl.asker.standing_aside)
+        await until(lambda: pending(t) and t.repl.asker.standing_aside)
         assert "wants to call" not in t.shown()  # the monitor's dialog asks, not the shell
         monitor.detach()  # the monitor quit without an answer: the shell asks now
         await until(lambda: "wants to call" in t.shown())
@@ -139,12 +151,12 @@ async def test_keys_typed_as_the_question_appears_do_not_answer_it(home: Path, m
         await until(lambda: "wants to call" in t.shown())
         t.inp.send_text("ps\n")  # meant for the shell: the `s` must not allow anything
         await until(lambda: t.repl.asker.dropped == 3)
-        assert t.kernel.permissions.pending() and "→" not in t.shown()
+        assert pending(t) and "→" not in t.shown()
         monkeypatch.setattr(asker, "GRACE", 0.0)  # its first moments are over
         t.inp.send_text("n\n")
         await until(lambda: "→ denied" in t.shown())
         assert await t.exit() == 0
-        rows = t.kernel.access.audit_rows()
+        rows = audit(t)
     assert [(r["decision"], r["by"]) for r in rows] == [("deny", "user")]
 
 
@@ -155,7 +167,7 @@ async def test_a_command_typed_at_the_question_is_no_answer(home: Path) -> None:
         await until(lambda: "wants to call" in t.shown())
         t.inp.send_text("ls\n")
         await until(lambda: "not an answer: ls" in t.repl.asker.note or "→" in t.shown())
-        assert t.kernel.permissions.pending() and "→" not in t.shown()
+        assert pending(t) and "→" not in t.shown()
         t.inp.send_text("\n")  # an empty line: nothing
         t.inp.send_text("session\n")
         await until(lambda: "→ allowed for this session" in t.shown())

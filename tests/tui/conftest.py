@@ -13,6 +13,7 @@ import pytest
 
 from aios_shell.tui import MonitorApp, make_monitor
 from aios_shell.tui.probe import FixedProbe
+from kernel.api import KernelAPI
 from kernel.events import Event, PermissionDecided, SyscallDone, TokenGenerated
 from kernel.kernel import Kernel, boot
 from kernel.llm.backend import Chunk, LLMRequest
@@ -66,15 +67,14 @@ async def scenario(home: Path, pin_clock: bool = False) -> Kernel:
     done = kernel.spawn("chat", ["greet", "the", "user", "done"])
     await until(lambda: not done.alive)
     kernel.spawn("chat", ["summarise", "the", "kernel", "log"])
-    await until(lambda: len(kernel.dispatcher.running) == 1)
+    await until(lambda: KernelAPI(kernel).sched().busy == 1)
     kernel.spawn("chat", ["write", "a", "haiku", "about", "queues"])
-    await until(lambda: len(kernel.dispatcher.running) == 2
-                and all(c.chunks >= 5 for c in kernel.dispatcher.running.values()))
+    await until(lambda: (sched := KernelAPI(kernel).sched()).busy == 2 and all(s.tokens >= 5 for s in sched.running))
     kernel.spawn("chat", ["plan", "the", "storage", "migration"], user="bob")
     kernel.spawn("chat", ["a", "long", "essay", "on", "schedulers"], nice=5)
     stopped = kernel.spawn("chat", ["translate", "the", "readme"])
     killed = kernel.spawn("chat", ["list", "open", "files", "\x1b[31mred\x1b[0m"])
-    await until(lambda: len(kernel.dispatcher.queue()) == 4)
+    await until(lambda: KernelAPI(kernel).sched().queued == 4)
     kernel.signal(stopped.pid, Signal.STOP)
     kernel.signal(killed.pid, Signal.KILL)
     await until(lambda: not killed.alive and stopped.status == "STOPPED")

@@ -13,6 +13,7 @@ from aios_shell.shell import Shell
 from aios_shell.tui.app import REFRESH_EVERY
 from aios_shell.tui.screens.process import ProcessScreen
 from aios_shell.tui.settings import MonitorSettings
+from kernel.api import KernelAPI
 from kernel.events import ProcessOutput
 from kernel.kernel import Kernel
 from kernel.process import Signal
@@ -81,7 +82,7 @@ async def test_the_process_screen_streams_the_conversation(kernel: Kernel) -> No
         await until(lambda: "exited: EXITED(0)" in "\n".join(log.lines), timeout=5)
         text = "\n".join(log.lines)
         assert "tell a long story" in text
-        answer = kernel.storage.messages(proc.pid)[-1]["content"]
+        answer = KernelAPI(kernel).transcript(proc.pid)[-1].content
         assert answer.split()[-1] in text
         calls = app.screen.query_one("#syscalls")
         assert calls.row_count == 1 and str(calls.get_cell_at((0, 2))) == "done"
