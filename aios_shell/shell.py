@@ -83,6 +83,7 @@ class Shell:
         self.ctl = JobControl()
         self.jobs = self.ctl.jobs
         self.history: Callable[[], list[str]] | None = None  # set by the REPL
+        self.monitor: Any = None  # the monitor whose `:` line this shell runs (`top` refuses to nest)
         self.clear_screen: Callable[[], None] | None = None  # set by the REPL
 
     # -- who this shell acts as --------------------------------------------------------------------

@@ -29,7 +29,7 @@ def is_terminal(sh: Shell) -> bool:
 @command("top", "the live monitor: processes, scheduler, context, tool calls, system",
          usage="top [--theme NAME]", args=_args, examples=("top", "top --theme light"))
 async def top(sh: Shell, args: argparse.Namespace) -> Stream:
-    if getattr(sh, "monitor", None) is not None:
+    if sh.monitor is not None:
         raise CommandError("already in the monitor")
     if args.theme is not None:
         import themes

@@ -65,7 +65,7 @@ class ConsolePane(Vertical):
             err = Console(file=LogFile(self.log_widget), width=width, no_color=True, highlight=False,
                           force_terminal=False, soft_wrap=True)
             self._shell = Shell(self.app.kernel, out=out, err=err, interactive=False)
-            self._shell.monitor = self.app  # type: ignore[attr-defined] - `top` refuses to nest
+            self._shell.monitor = self.app
         return self._shell
 
     def open(self) -> None:
