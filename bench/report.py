@@ -62,6 +62,10 @@ def table(rows: list[dict[str, Any]], console: Console) -> None:
         console.print(f"clairvoyant bound (python -m bench.bound: remaining work known, preemption free, every prefix "
                       f"cached): turnaround {bound:g} s = {bound / base['turnaround_mean_s']:.2f}× B1{versus}",
                       markup=False, highlight=False)
+        if (each := first.get("bound_system_per_agent_turnaround_mean_s")) and default:
+            console.print(f"  with every agent reading its system prompt (--system-per-agent): {each:g} s; the default "
+                          f"policy's is {default['turnaround_mean_s'] / each:.2f}× of it",
+                          markup=False, highlight=False)
 
 
 def plot(rows: list[dict[str, Any]], console: Console, key: str = "turnaround_mean_s", width: int = 50) -> None:

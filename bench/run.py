@@ -209,8 +209,10 @@ async def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> 
     whole_cpu(rows)
     if args.workload == "agents" and args.backend == "simulated":
         figures = bound(specs, PROFILES[args.profile], args.slots)
+        each_reads = bound(specs, PROFILES[args.profile], args.slots, system_once=False)["turnaround_mean_s"]
         for row in rows:
             row.update({f"bound_{k}": v for k, v in figures.items()})
+            row["bound_system_per_agent_turnaround_mean_s"] = each_reads
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return rows

@@ -72,3 +72,6 @@ def test_the_agents_workload_runs_on_the_calibrated_server_and_marks_the_default
     assert all(r["turnaround_ideal_s"] <= r["turnaround_mean_s"] for r in rows)
     assert all(r["turnaround_ideal_s"] <= r["bound_turnaround_mean_s"] <= r["turnaround_mean_s"] for r in rows)
     assert "clairvoyant bound" in result.stdout
+    # reading every agent's system prompt costs the clairvoyant schedule time: its bound is the higher one
+    assert all(r["bound_turnaround_mean_s"] < r["bound_system_per_agent_turnaround_mean_s"] for r in rows)
+    assert "with every agent reading its system prompt" in result.stdout
