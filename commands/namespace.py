@@ -186,9 +186,10 @@ async def read(sh: Shell, path: str) -> str:
         return f"name: {name}\nsource: {found[name]}\nrun: run {name} ARGS…\n"
     if root == "tools":
         await sh.api.load_tools()
-        tool = next((t for t in sh.api.tools() if t.name == name), None)
-        if tool is None:
+        found_tools = sh.api.tools([name])
+        if not found_tools:
             raise _missing(norm)
+        tool = found_tools[0]
         params = json.dumps(tool.schema["function"]["parameters"], indent=2)
         return f"name: {name}\n{tool.description}\ntimeout: {tool.timeout:g}s\nparameters: {params}\n"
     if root == "mem":
@@ -205,7 +206,7 @@ async def read(sh: Shell, path: str) -> str:
         return f"user: {name}\nadmin: {admin}\nprocesses: {len(procs)} ({running} running)\n"
     if name not in await models(sh):
         raise _missing(norm)
-    info = sh.api.backend_info() if name == sh.api.model().model else {"model": name}
+    info = sh.api.describe()["backend"] if name == sh.api.model().model else {"model": name}
     return "".join(f"{k}: {v}\n" for k, v in info.items())
 
 

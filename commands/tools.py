@@ -36,11 +36,11 @@ def _signature(schema: dict) -> str:
          args=_args, json_shape=JSON_SHAPE, examples=("tools", "tools shell --json"))
 async def tools(sh: Shell, args: argparse.Namespace) -> Table:
     servers = await sh.api.load_tools()  # MCP servers start when first needed: listing their tools is a need
-    known = {t.name: t for t in sh.api.tools()}
-    unknown = [n for n in args.name if n not in known]
+    found = sh.api.tools(args.name or None)
+    unknown = [n for n in args.name if n not in {t.name for t in found}]
     if unknown:
         raise CommandError(f"no such tool: {', '.join(unknown)}")
-    schemas = [known[n].schema for n in (args.name or known)]
+    schemas = [t.schema for t in found]
     rows = [[s["function"]["name"], _signature(s), s["function"]["description"]] for s in schemas]
     after = [f"sandbox: {sh.api.sandbox_status()}"]
     after += [f"mcp server {s['name']} ({s['transport']}): {s['state']}" + (f": {s['error']}" if s["error"] else "")

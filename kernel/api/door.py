@@ -7,7 +7,7 @@ every owner/admin decision user space needs is made here, once. What it returns 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,9 +119,12 @@ class KernelAPI:
         """The tool sandbox in one line, as `tools` prints it."""
         return str(self._kernel.sandbox.status())
 
-    def tools(self) -> list[ToolInfo]:
-        """The tools agents may call, by name (MCP servers' only once `load_tools` started them)."""
-        return [ToolInfo(t.name, t.description, t.timeout, t.schema) for t in self._kernel.tools]
+    def tools(self, names: Iterable[str] | None = None) -> list[ToolInfo]:
+        """The tools agents may call, by name, or those of `names` that exist, in that order (MCP servers' only
+        once `load_tools` started them)."""
+        registry = self._kernel.tools
+        wanted = list(registry) if names is None else [t for n in names if (t := registry.get(n))]
+        return [ToolInfo(t.name, t.description, t.timeout, t.schema) for t in wanted]
 
     def context_window(self) -> int:
         """The tokens a process's context may hold when it does not say (the backend's window, or the set one)."""
@@ -135,10 +138,6 @@ class KernelAPI:
     def home(self) -> Path:
         """The kernel's data directory (AIOS_HOME)."""
         return Path(self._kernel.config.home)
-
-    def backend_info(self) -> dict[str, Any]:
-        """The backend as it describes itself (its model, slots, endpoints…)."""
-        return dict(self._kernel.backend.describe())
 
     async def list_models(self) -> list[str]:
         """The models the backend has, the one in use among them; a server that does not answer still has that."""
