@@ -135,6 +135,31 @@ class ChoosesSlots(Protocol):
     def slot_cached(self, request: LLMRequest, slot: int) -> int: ...
 
 
+@dataclass(frozen=True)
+class SavedState:
+    """What saving a slot's state wrote (llama.cpp's answer to `action=save`: `n_saved`, `n_written`)."""
+
+    tokens: int
+    bytes: int
+
+
+@runtime_checkable
+class SwapsSlots(Protocol):
+    """A server whose client may save a slot's state under a name and restore it into a slot later (llama.cpp's
+    `POST /slots/ID?action=save|restore`): the kernel swaps a conversation out of a slot another call needs, and
+    back in when its agent returns, or into any slot for a call that shares its prefix (a program's system
+    prompt), instead of the prompt being read again. `saved_cached(request, name)` is how many of the request's
+    prompt tokens the state saved as `name` holds."""
+
+    async def save_slot(self, slot: int, name: str) -> SavedState: ...
+
+    async def restore_slot(self, slot: int, name: str) -> int: ...
+
+    def saved_cached(self, request: LLMRequest, name: str) -> int: ...
+
+    def drop_saved(self, name: str) -> None: ...
+
+
 @runtime_checkable
 class HoldsPrompts(Protocol):
     """Can say how much of a conversation it still holds, and where (`/proc/PID/context` shows it):

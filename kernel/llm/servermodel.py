@@ -16,6 +16,12 @@ prefix into the oldest free slot instead) and llama.cpp's server with `cache_pro
 prompt is compared message by message (a token-level match would reuse a little more of a changed message).
 The server has one loop (`Engine`): each step reads a chunk of the prompts waiting to be read and makes a token
 for every sequence past its prompt, and costs both, so a long prompt holds up every answer being made.
+
+Its client may also save a slot's state (its KV cache) and restore it into a slot later, as llama.cpp's server
+does (`POST /slots/ID?action=save|restore`, `tools/server/server.cpp`): a copy at `swap_tps` tokens a second,
+in the same loop, far faster than reading the prompt again. The embedded model's state is 18,456 bytes a token,
+saved at ~68,000 tokens a second and restored at ~385,000 here (`llama_state_seq_get_data`/`set_data`, 4000
+tokens); `EMBEDDED` takes 60,000 for both. `GPU` assumes the same state moved over PCIe at ~10 GB/s.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class Profile:
     slowdown: float  # how much each more sequence in the batch slows every one of them
     prefill_tps: float  # prompt tokens read a second
     prefix_cache: bool = True
+    swap_tps: float = 60_000.0  # tokens of KV state a second that a slot's save or restore copies
+    state_bytes: int = 18_456  # bytes of KV state a token (the embedded model's, measured)
 
     def per_sequence(self, batch: int) -> float:
         """One sequence's decode rate with `batch` sequences decoding together."""
@@ -42,14 +50,15 @@ class Profile:
         return batch * self.per_sequence(batch)
 
 
-def fitted(name: str, one: float, batch: int, total: float, prefill_tps: float) -> Profile:
+def fitted(name: str, one: float, batch: int, total: float, prefill_tps: float,
+           swap_tps: float = 60_000.0) -> Profile:
     """The profile through two measured points: `one` tokens/s alone, `total` in all with `batch` decoding."""
     slowdown = (batch * one / total - 1.0) / (batch - 1)
-    return Profile(name, one, slowdown, prefill_tps)
+    return Profile(name, one, slowdown, prefill_tps, swap_tps=swap_tps)
 
 
-EMBEDDED = fitted("embedded", one=42.0, batch=8, total=75.0, prefill_tps=480.0)
-GPU = fitted("gpu", one=150.0, batch=8, total=1000.0, prefill_tps=8000.0)
+EMBEDDED = fitted("embedded", one=42.0, batch=8, total=75.0, prefill_tps=480.0, swap_tps=60_000.0)
+GPU = fitted("gpu", one=150.0, batch=8, total=1000.0, prefill_tps=8000.0, swap_tps=500_000.0)
 PROFILES = {p.name: p for p in (EMBEDDED, GPU)}
 
 
@@ -93,6 +102,7 @@ class SlotCaches:
         self._clock = 0
         self.reused_tokens = 0  # prompt tokens not read again, so far
         self.read_tokens = 0  # prompt tokens read
+        self.saved: dict[str, list[tuple[bytes, int]]] = {}  # states its client saved, by name
 
     def take(self, keys: list[tuple[bytes, int]], want: int | None = None) -> tuple[Slot, int]:
         """A free slot for a prompt, and how many of its tokens it holds already: slot `want` if the client named
@@ -125,6 +135,30 @@ class SlotCaches:
     def busy(self) -> int:
         return sum(1 for s in self.slots if s.busy)
 
+    # -- saved states (llama.cpp's `/slots/ID?action=save|restore`) ----------------------
+    def save(self, slot: Slot, name: str) -> int:
+        """Keep what `slot` holds under `name` (replacing an older one); the tokens saved."""
+        self.saved[name] = list(slot.cached)
+        return slot.cached[-1][1] if slot.cached else 0
+
+    def restore(self, slot: Slot, name: str) -> int:
+        """`slot` holds the state saved as `name` now; the tokens restored (0: nothing saved by that name)."""
+        keys = self.saved.get(name)
+        if keys is None:
+            return 0
+        slot.cached, slot.held = list(keys), dict(keys)
+        return keys[-1][1] if keys else 0
+
+    def saved_common(self, name: str, keys: list[tuple[bytes, int]]) -> int:
+        """Tokens of `keys`' prompt the state saved as `name` holds (the longest common prefix)."""
+        held = dict(self.saved.get(name, ()))
+        best = 0
+        for digest, n in keys:
+            if held.get(digest) != n:
+                break
+            best = n
+        return best
+
 
 CHUNK = 512  # prompt tokens one step reads at most (llama.cpp's server: its batch size)
 
@@ -151,11 +185,22 @@ class Engine:
         self.active: list[Sequence] = []
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
+        self.copies: list[tuple[int, asyncio.Future[None]]] = []  # slot states to save or restore, in tokens
 
     def add(self, seq: Sequence) -> None:
         self.active.append(seq)
+        self._wake()
+
+    def _wake(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="simulated-server")
+
+    async def copy(self, tokens: int) -> None:
+        """Save or restore a slot's state of `tokens` tokens: a task of the loop, costing the next step the copy."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.copies.append((tokens, done))
+        self._wake()
+        await done
 
     def remove(self, seq: Sequence) -> None:
         if seq in self.active:
@@ -167,7 +212,7 @@ class Engine:
         return decode + reading / self.profile.prefill_tps
 
     async def _run(self) -> None:
-        while self.active:
+        while self.active or self.copies:
             decoders = [s for s in self.active if s.to_read == 0 and s.produced < s.wanted]
             budget, reads = CHUNK * self.tick, []
             for s in self.active:
@@ -175,6 +220,13 @@ class Engine:
                     take = min(budget, s.to_read)
                     reads.append((s, take))
                     budget -= take
+            if self.copies:  # tasks first, between batches, as llama.cpp's server takes them
+                copies, self.copies = self.copies, []
+                await asyncio.sleep(sum(t for t, _ in copies) / self.profile.swap_tps)
+                for _, done in copies:
+                    if not done.done():
+                        done.set_result(None)
+                continue
             if not decoders and not reads:
                 return  # (every one left is done; its reader removes it)
             await asyncio.sleep(self.step_cost(len(decoders), sum(t for _, t in reads)))

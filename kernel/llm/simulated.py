@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kernel.llm.backend import BackendError, Chunk, LLMRequest
+from kernel.llm.backend import BackendError, Chunk, LLMRequest, SavedState
 from kernel.llm.servermodel import Engine, Profile, Sequence, SlotCaches, message_keys
 
 WORDS = (
@@ -250,6 +250,37 @@ class SimulatedBackend:
         if self.caches is None or not 0 <= slot < len(self.caches.slots):
             return 0
         return self.caches.slots[slot].common(self._keys(request))
+
+    # -- saved states: llama.cpp's `/slots/ID?action=save|restore` -------------------------
+    def _slot(self, slot: int) -> Any:
+        if self.caches is None or self.engine is None or not 0 <= slot < len(self.caches.slots):
+            raise BackendError(f"no slot {slot} to save or restore")
+        return self.caches.slots[slot]
+
+    async def save_slot(self, slot: int, name: str) -> SavedState:
+        """Save what slot `slot` holds as `name`, at the profile's copy rate in the server's loop."""
+        held = self._slot(slot)
+        assert self.caches is not None and self.engine is not None and self.profile is not None
+        tokens = self.caches.save(held, name)
+        await self.engine.copy(tokens)
+        return SavedState(tokens, tokens * self.profile.state_bytes)
+
+    async def restore_slot(self, slot: int, name: str) -> int:
+        """Slot `slot` holds the state saved as `name` now; the tokens restored."""
+        held = self._slot(slot)
+        assert self.caches is not None and self.engine is not None
+        if held.busy:
+            raise BackendError(f"slot {slot} is busy")
+        tokens = self.caches.restore(held, name)
+        await self.engine.copy(tokens)
+        return tokens
+
+    def saved_cached(self, request: LLMRequest, name: str) -> int:
+        return self.caches.saved_common(name, self._keys(request)) if self.caches is not None else 0
+
+    def drop_saved(self, name: str) -> None:
+        if self.caches is not None:
+            self.caches.saved.pop(name, None)
 
     def _keys(self, request: LLMRequest) -> list[tuple[bytes, int]]:
         """The prompt's `message_keys`, kept for the requests asked about lately (a queued call is asked often)."""

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from kernel import clock
-from kernel.llm.backend import LLMRequest
+from kernel.llm.backend import BackendError, LLMRequest
 from kernel.llm.servermodel import EMBEDDED, GPU, Profile, SlotCaches, fitted, message_keys
 from kernel.llm.simulated import SimulatedBackend
 
@@ -94,3 +94,61 @@ def test_a_long_prompt_holds_up_the_answers_being_made_in_the_same_loop() -> Non
     alone, beside = clock.run_virtual(main(False)), clock.run_virtual(main(True))
     assert alone == pytest.approx(5 / 1000 + 20 / 10)
     assert beside == pytest.approx(alone + 3004 / 1000, rel=0.01)  # its 3004 tokens were read between its steps
+
+
+def test_a_saved_state_restored_into_another_slot_continues_the_conversation_after_a_copy() -> None:
+    """llama.cpp's `/slots/ID?action=save|restore`: slot 0's conversation, saved and then overwritten, restored
+    into slot 1; the next turn reads only what is new, and the copy cost `tokens / swap_tps` of the loop."""
+    async def main() -> tuple[float, float, float, int, int]:
+        sim = SimulatedBackend(slots=2, profile=EMBEDDED)
+        messages = [{"role": "system", "content": "word " * 400}, {"role": "user", "content": "do it"}]
+        answer, _, _ = await timed(sim, LLMRequest(messages, max_tokens=20, options={"tokens": 20}, slot=0))
+        start = clock.monotonic()
+        state = await sim.save_slot(0, "a.bin")
+        saving = clock.monotonic() - start
+        await timed(sim, LLMRequest([{"role": "user", "content": "other " * 300}], max_tokens=1, slot=0))
+        await timed(sim, LLMRequest([{"role": "user", "content": "more " * 300}], max_tokens=1, slot=1))
+        messages += [{"role": "assistant", "content": answer}, {"role": "tool", "content": "result " * 50}]
+        request = LLMRequest(messages, max_tokens=20, options={"tokens": 20}, slot=1)
+        before = sim.slot_cached(request, 1)
+        start = clock.monotonic()
+        restored = await sim.restore_slot(1, "a.bin")
+        restoring = clock.monotonic() - start
+        held = sim.saved_cached(request, "a.bin"), sim.slot_cached(request, 1)
+        _, again, _ = await timed(sim, request)
+        assert state.tokens == restored == 434 and state.bytes == 434 * EMBEDDED.state_bytes
+        assert before == 0 and held == (434, 434)
+        sim.drop_saved("a.bin")
+        return saving, restoring, again, await sim.restore_slot(0, "a.bin"), sim.saved_cached(request, "a.bin")
+
+    saving, restoring, again, gone, held = clock.run_virtual(main())
+    assert saving == pytest.approx(434 / EMBEDDED.swap_tps) and restoring == pytest.approx(saving)
+    assert again == pytest.approx(54 / 480 + 1 / 42)  # only the tool's result was read
+    assert gone == 0 and held == 0  # a dropped state is gone
+
+
+def test_a_slot_state_copy_waits_for_the_step_under_way_and_holds_up_the_next() -> None:
+    """A save or restore is a task of the server's one loop, taken between steps, as llama.cpp's server takes it."""
+    profile = Profile("p", decode_tps=10, slowdown=0.0, prefill_tps=1e9, swap_tps=1000)
+
+    async def main() -> tuple[float, float]:
+        sim = SimulatedBackend(slots=2, profile=profile)
+        await timed(sim, LLMRequest([{"role": "user", "content": "word " * 996}], max_tokens=1, slot=0))
+        answer = asyncio.ensure_future(timed(sim, LLMRequest([{"role": "user", "content": "q"}], max_tokens=20,
+                                                             options={"tokens": 20}, slot=1)))
+        await asyncio.sleep(0.05)  # (virtual: half way through its first step)
+        start = clock.monotonic()
+        await sim.save_slot(0, "x.bin")
+        return clock.monotonic() - start, (await answer)[2]
+
+    copy, answer = clock.run_virtual(main())
+    assert copy == pytest.approx(0.05 + 1.0, abs=0.01)  # the rest of the step under way, then 1000 tokens at 1000/s
+    assert answer == pytest.approx(20 / 10 + 1.0, rel=0.01)  # the answer lost the copy's second
+
+
+def test_a_slot_that_does_not_exist_cannot_be_saved() -> None:
+    sim = SimulatedBackend(slots=2, profile=EMBEDDED)
+    with pytest.raises(BackendError, match="no slot 5"):
+        clock.run_virtual(sim.save_slot(5, "x.bin"))
+    with pytest.raises(BackendError, match="no slot"):
+        clock.run_virtual(SimulatedBackend(slots=2).save_slot(0, "x.bin"))  # a server without slots' caches
