@@ -98,11 +98,14 @@ async def run_kernel(system: str, specs: list[AgentSpec], backend: Backend, slot
     params = {k: _number(v) for k, _, v in (p.partition("=") for p in spec.split(",") if p)}
     affinity = bool(params.pop("affinity", 1))  # `srpt:affinity=0`: no queued call goes first for a cached prompt
     keep = bool(params.pop("keep", 1))  # `srpt:keep=0`: no slot kept across an agent's tool call
+    swap = bool(params.pop("swap", 1))  # `srpt:swap=0`: no slot's state saved and restored
     policy = "fifo" if system in GENTLE else name
     config = KernelConfig(home=home, backend=backend.name, user="bench", admins=frozenset({"bench"}), policy=policy)
     kernel = await boot(config, backend=backend)
     kernel.dispatcher.affinity = affinity and system not in GENTLE  # (not theirs)
     kernel.dispatcher.keep_slots = keep and system not in GENTLE
+    if kernel.dispatcher.keeper is not None:
+        kernel.dispatcher.keeper.swap = swap and system not in GENTLE and kernel.dispatcher.keeper.swaps is not None
     if system == "B0":
         kernel.sched(slots=1)
     elif system == "B2-fifo-kernel":

@@ -17,7 +17,8 @@ JSON_SHAPE = """\
  "running": [{"slot": int, "pid": int, "user": str, "cmd": str, "tokens": int}],
  "kept": {str: int},
  "queue": [{"pos": int, "pid": int, "user": str, "nice": int, "cmd": str, "wait_s": float, "reason": str}],
- "estimates": [{"program": str, "step": str, "answers": int, "estimate": float, "error": float | null}]}"""
+ "estimates": [{"program": str, "step": str, "answers": int, "estimate": float, "error": float | null}],
+ "swap": {"states": int, "bytes": int, "budget": int, "saves": int, "restores": int} | null}"""
 
 
 def _args(p: ArgParser) -> None:
@@ -28,6 +29,10 @@ def _args(p: ArgParser) -> None:
     p.epilog = ("policies: fifo (arrival order), rr (turns of --slice tokens), priority (nice, with aging), "
                 "fair (fair share of tokens across users, then processes), las (least attained service first), "
                 "srpt (fewest tokens left first, waiting counts; the default)")
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):,.0f} MiB"
 
 
 @command("sched", "show the scheduler (policy, slots, ready queue) or switch it live",
@@ -42,6 +47,9 @@ async def sched(sh: Shell, args: argparse.Namespace) -> Several:
     params = " ".join(f"{k}={v}" for k, v in info.params.items())
     head = [f"policy {info.policy}{f' ({params})' if params else ''}",
             f"{len(info.slots)} slots: {info.busy} running, {info.queued} queued, {info.preemptions} preemptions"]
+    if (swap := info.swap) is not None:
+        head.append(f"states saved on the server: {swap.states} ({_mib(swap.bytes)} of {_mib(swap.budget)}), "
+                    f"{swap.saves} saves, {swap.restores} restores")
     slots = Table(["SLOT", "PID", "USER", "TOKENS", "CMD"],
                   [[s.slot, s.pid, s.user, s.tokens, s.cmd] if not s.idle else
                    [s.slot, "-", "-", "-", "(idle)" if s.kept_for is None else f"(kept for {s.kept_for}: in a tool)"]

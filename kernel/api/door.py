@@ -189,6 +189,7 @@ class KernelAPI:
             slots=tuple(_slot(slot, running.get(slot), cmdline, kept.get(slot)) for slot in range(d.slots)),
             queue=tuple(_entry(i + 1, call, now, d.policy, cmdline) for i, call in enumerate(taken)),
             estimates=tuple(SizeEstimate(**e) for e in d.sizes.describe()),
+            swap=d.keeper.swap_info() if d.keeper is not None else None,
         )
 
     def set_sched(self, policy: str | None = None, slice: int | None = None, slots: int | None = None) -> SchedInfo:

@@ -142,6 +142,25 @@ class SizeEstimate:
 
 
 @dataclass(frozen=True)
+class SwapInfo:
+    """Conversations' states the kernel has saved on the server, out of its slots (`kernel.scheduler.slots`):
+    how many, their bytes against the budget, and the saves and restores so far."""
+
+    states: int
+    bytes: int
+    budget: int
+    saves: int
+    restores: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SwapInfo:
+        return cls(**{k: int(d[k]) for k in ("states", "bytes", "budget", "saves", "restores")})
+
+
+@dataclass(frozen=True)
 class QueueEntry:
     """A call in the ready queue, at `pos` (1 runs next), with the policy's reason for its place."""
 
@@ -174,6 +193,7 @@ class SchedInfo:
     queued: int = 0
     preemptions: int = 0
     estimates: tuple[SizeEstimate, ...] = ()
+    swap: SwapInfo | None = None  # where the kernel swaps slots' states on the server
 
     @property
     def busy(self) -> int:
@@ -193,7 +213,8 @@ class SchedInfo:
                 "preemptions": self.preemptions, "running": [s.to_dict() for s in self.running],
                 "kept": {str(s.slot): s.kept_for for s in self.slots if s.kept_for is not None},
                 "queue": [q.to_dict() for q in self.queue], "queued": self.queued,
-                "estimates": [e.to_dict() for e in self.estimates]}
+                "estimates": [e.to_dict() for e in self.estimates],
+                "swap": self.swap.to_dict() if self.swap is not None else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SchedInfo:
@@ -203,7 +224,8 @@ class SchedInfo:
         queue = tuple(QueueEntry.from_dict(q) for q in d.get("queue", []))
         return cls(policy=str(d["policy"]), params=dict(d.get("params", {})), slots=slots, queue=queue,
                    queued=int(d.get("queued", len(queue))), preemptions=int(d.get("preemptions", 0)),
-                   estimates=tuple(SizeEstimate.from_dict(e) for e in d.get("estimates", [])))
+                   estimates=tuple(SizeEstimate.from_dict(e) for e in d.get("estimates", [])),
+                   swap=SwapInfo.from_dict(d["swap"]) if d.get("swap") else None)
 
 
 @dataclass(frozen=True)

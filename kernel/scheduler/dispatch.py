@@ -263,12 +263,14 @@ class Dispatcher:
         host.publish(SyscallDispatched(pid=call.pid, sid=call.sid, slot=call.slot or 0))
         host.set_state(proc, State.WAITING, WaitReason.LLM)
         request = call.request.continued(call.raw, call.chunks)
-        if self.keeper is not None:
-            request = replace(request, slot=call.slot)
-        stream = self.backend.stream(request)
         started = clock.monotonic()
+        stream = None
         outcome: LLMResult | BaseException | None = None
         try:
+            if self.keeper is not None and call.slot is not None:
+                request = replace(request, slot=call.slot)
+                await self.keeper.prepare(call, call.slot)  # swap another's conversation out, this one's in
+            stream = self.backend.stream(request)
             async for chunk in stream:
                 if call.cancelled:
                     return
@@ -299,13 +301,16 @@ class Dispatcher:
         except Exception as exc:  # a backend bug must fail this call, not the kernel
             outcome = BackendError(f"{self.backend.name} backend failed: {type(exc).__name__}: {exc}")
         finally:
-            await stream.aclose()
+            if stream is not None:
+                await stream.aclose()
             call.service_s += clock.monotonic() - started
             slot = call.slot
             self._vacate(call)
         if call.cancelled:
             return  # cancel() did the bookkeeping
         t0 = time.perf_counter()
+        if self.keeper is not None and slot is not None and not isinstance(outcome, BaseException):
+            self.keeper.left_in(call, slot)  # answered or preempted: the slot holds its conversation
         if outcome is None:  # preempted at a token boundary
             call.completion_tokens += call.segment_tokens
             self._park(call)
@@ -386,6 +391,8 @@ class Dispatcher:
         if last is None or not isinstance(self.backend, HoldsPrompts):
             return None
         tokens, where = self.backend.held_tokens(last)
+        if keeper is not None and (state := keeper.saved.get(pid)) is not None and state.tokens > tokens:
+            return f"{state.tokens} tokens of its conversation saved on the server, out of any slot"
         if not where:
             return None  # this backend keeps no prompts
         return f"{tokens} tokens of its conversation in {where}" if tokens else "none of its conversation"
