@@ -172,7 +172,7 @@ class SlotKeeper:
         self.owner[slot] = (call.pid, call.proc.user)
 
     async def prepare(self, call: LLMCall, slot: int) -> None:
-        """Before `call` is served in `slot`: save the live conversation the slot holds, then restore into it the
+        """Before `call` is served in `slot`: save the conversation the slot holds, then restore into it the
         saved state that holds most of `call`'s prompt, when that is worth it. A failed save or restore costs only
         what it would have saved."""
         swaps = self.swaps
@@ -244,12 +244,6 @@ class SlotKeeper:
         self.saved_bytes -= state.bytes
         if self.swaps is not None:
             self.swaps.drop_saved(state_name(pid))
-
-    def forget(self) -> None:
-        """Let every saved state go (the server may have lost them: it restarted, or the model changed)."""
-        self.owner.clear()
-        for pid in list(self.saved):
-            self._drop(pid)
 
     def drop_above(self, slots: int) -> None:
         """P was lowered: slots at or above it are kept for nobody."""

@@ -371,6 +371,7 @@ async def test_the_scheduler_pane_shows_a_slot_kept_for_an_agent_in_its_tool(hom
     try:
         assert kernel.dispatcher.keeper is not None
         kernel.dispatcher.keeper.read_tps = 1.0  # as if reading were slow: its short conversation is kept ~20 s
+        kernel.dispatcher.keeper.swap = False  # (as on a server that cannot save it: else kept for a copy's time)
         proc = kernel.spawn("workload", ["8:30"], user=kernel.user)  # one call, then a long tool
         await until(lambda: kernel.dispatcher.keeper is not None and kernel.dispatcher.keeper.kept)
         keeper = kernel.dispatcher.keeper
