@@ -58,7 +58,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-tps", type=float, default=500.0, help="simulated tokens/s per slot (simple)")
     p.add_argument("--systems", default=",".join(SYSTEMS), type=lambda s: s.replace(";", ","),
                    help="subset of " + ",".join(SYSTEMS) + ", comma-separated; a policy may take parameters "
-                   "after a colon, separated by ';' (las:scope=call;base=16)")
+                   "after a colon, separated by ';' (las:scope=call;base=16), and the kernel's levers be turned "
+                   "off: affinity=0, keep=0, swap=0 (srpt:keep=0;swap=0)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the rows as JSON")
     p.add_argument("--realtime", action="store_true",
                    help="run the simulated model in real time (by default its time is virtual: no waiting)")
