@@ -102,7 +102,7 @@ class SlotCaches:
         self._clock = 0
         self.reused_tokens = 0  # prompt tokens not read again, so far
         self.read_tokens = 0  # prompt tokens read
-        self.saved: dict[str, list[tuple[bytes, int]]] = {}  # states its client saved, by name
+        self.saved: dict[str, Slot] = {}  # states its client saved, by name (as slots of their own)
 
     def take(self, keys: list[tuple[bytes, int]], want: int | None = None) -> tuple[Slot, int]:
         """A free slot for a prompt, and how many of its tokens it holds already: slot `want` if the client named
@@ -138,26 +138,21 @@ class SlotCaches:
     # -- saved states (llama.cpp's `/slots/ID?action=save|restore`) ----------------------
     def save(self, slot: Slot, name: str) -> int:
         """Keep what `slot` holds under `name` (replacing an older one); the tokens saved."""
-        self.saved[name] = list(slot.cached)
+        self.saved[name] = Slot(-1, cached=list(slot.cached), held=dict(slot.held))
         return slot.cached[-1][1] if slot.cached else 0
 
     def restore(self, slot: Slot, name: str) -> int:
         """`slot` holds the state saved as `name` now; the tokens restored (0: nothing saved by that name)."""
-        keys = self.saved.get(name)
-        if keys is None:
+        state = self.saved.get(name)
+        if state is None:
             return 0
-        slot.cached, slot.held = list(keys), dict(keys)
-        return keys[-1][1] if keys else 0
+        slot.cached, slot.held = list(state.cached), dict(state.held)
+        return state.cached[-1][1] if state.cached else 0
 
     def saved_common(self, name: str, keys: list[tuple[bytes, int]]) -> int:
         """Tokens of `keys`' prompt the state saved as `name` holds (the longest common prefix)."""
-        held = dict(self.saved.get(name, ()))
-        best = 0
-        for digest, n in keys:
-            if held.get(digest) != n:
-                break
-            best = n
-        return best
+        state = self.saved.get(name)
+        return state.common(keys) if state is not None else 0
 
 
 CHUNK = 512  # prompt tokens one step reads at most (llama.cpp's server: its batch size)
