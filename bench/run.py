@@ -194,6 +194,7 @@ async def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> 
                          arrivals=args.arrivals)
     virtual = args.backend == "simulated" and not getattr(args, "realtime", False)
     rows = []
+    width = max(9, *(len(s) for s in systems))  # the progress lines' names, in one column
     for system in systems:
         t, cpu = time.perf_counter(), time.process_time()
         one = run_system(system, specs, new_backend, args.slots)
@@ -208,7 +209,7 @@ async def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> 
                    slots=args.slots, seed=args.seed, run_s=round(time.perf_counter() - t, 2))
         row["cpu_s"] = round(cpu, 3)  # this process's CPU for the whole run: kernel, agents, simulated model
         rows.append(row)
-        echo(f"  {system:<9} makespan {row['makespan_s']:>8.2f}s  turnaround {row['turnaround_mean_s']:>7.3f}s  "
+        echo(f"  {system:<{width}} makespan {row['makespan_s']:>8.2f}s  turnaround {row['turnaround_mean_s']:>7.3f}s  "
              f"wait {row['wait_mean_s']:>7.3f}s  ({row['run_s']}s)")
     whole_cpu(rows)
     if args.workload == "agents" and args.backend == "simulated":
